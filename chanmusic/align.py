@@ -1,0 +1,174 @@
+"""Alignment stage: EEG encoder + head trained to the cached CLAP embeddings with symmetric InfoNCE."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from chanmusic.augment import ChannelDropout
+from chanmusic.checkpoints import load_encoder_weights
+from chanmusic.heads import build_head
+from chanmusic.losses import clip_loss
+from chanmusic.metrics import Identification
+
+log = logging.getLogger("chanmusic")
+
+# name -> (distractors, n_way)
+ID_METRICS = {"id50": ("segment", 50), "song14": ("song", 14), "genre10": ("genre", 10),
+              "within_song": ("within_song", 10)}
+
+
+class AlignModule(L.LightningModule):
+    """EEG encoder (injected) + head -> CLAP space, symmetric InfoNCE with a learnable temperature.
+
+    Args:
+        encoder: any ``encoders.base.EEGEncoder`` (YAML ``class_path``).
+        clap_dim: CLAP embedding size (linked from the data module).
+        head: ``linear`` (on pooled), ``mlp`` (token mean), ``temporal`` (conv over tokens), ``tokens``
+            (channel-keeping readout; needs a fixed token grid).
+        head_hidden: hidden width of the head (per-token width for ``tokens``).
+        lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay over the run.
+        temperature_init: initial softmax temperature (logit scale = log(1/T)), clamped to ≤ 100.
+        learn_temperature: learn the logit scale.
+        freeze_encoder: keep the encoder fixed (eval mode, no gradients): the ablation "encoder fixed".
+        init_encoder_from: checkpoint (pretrain or align) whose ``encoder.*`` weights initialise the encoder.
+        channel_dropout: fraction of channels removed per training sample (structured channel dropout).
+        channel_dropout_mode: see ``chanmusic.augment.ChannelDropout``.
+        id_repeats, id_seed: repeats and seed of the identification metrics.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        clap_dim: int = 512,
+        head: str = "mlp",
+        head_hidden: int = 512,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_steps: int = 0,
+        temperature_init: float = 0.07,
+        learn_temperature: bool = True,
+        freeze_encoder: bool = False,
+        init_encoder_from: str | None = None,
+        channel_dropout: float = 0.0,
+        channel_dropout_mode: str = "random",
+        id_repeats: int = 10,
+        id_seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["encoder"])
+        self.encoder = encoder
+        if init_encoder_from:
+            load_encoder_weights(self.encoder, init_encoder_from)
+        n_tokens = getattr(encoder, "n_tokens", 0)
+        self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, n_tokens)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)),
+                                        requires_grad=learn_temperature)
+        self.channel_dropout = ChannelDropout(channel_dropout, channel_dropout_mode)
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+        self.test_metrics = nn.ModuleDict({
+            name: Identification(n_way, kind, id_repeats, id_seed) for name, (kind, n_way) in ID_METRICS.items()})
+
+    # ---- forward -------------------------------------------------------------------------------
+    def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        """EEG ``[B, C, T]`` -> CLAP-space embedding ``[B, clap_dim]`` (not normalised)."""
+        out = self.encoder(eeg, channel_mask)
+        return self.head(out)
+
+    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        return self.embed(eeg, channel_mask)
+
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.freeze_encoder:
+            self.encoder.eval()
+
+    def _step(self, batch: dict[str, Any], train: bool) -> tuple[Tensor, Tensor]:
+        mask = batch["channel_mask"]
+        if train:
+            mask = self.channel_dropout(mask)
+        emb = self.embed(batch["eeg"], mask)
+        e, a = self._gather(emb), self._gather(batch["clap"])
+        loss = clip_loss(e, a, self.logit_scale)
+        return loss, emb
+
+    def _gather(self, x: Tensor) -> Tensor:
+        """All ranks' rows with gradients flowing back to this rank's (``[W*B, D]``; identity on one device)."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return x
+        g = self.all_gather(x, sync_grads=True)
+        return g.flatten(0, 1) if g.dim() == x.dim() + 1 else g
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss, _ = self._step(batch, train=True)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["eeg"]))
+        self.log("train/temperature", 1.0 / self.logit_scale.exp(), batch_size=len(batch["eeg"]))
+        return loss
+
+    def on_before_zero_grad(self, optimizer) -> None:
+        with torch.no_grad():
+            self.logit_scale.clamp_(0.0, math.log(100.0))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        loss, _ = self._step(batch, train=False)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["eeg"]))
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        loss, emb = self._step(batch, train=False)
+        self.log("test/loss", loss, sync_dist=True, batch_size=len(batch["eeg"]))
+        for m in self.test_metrics.values():
+            m.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
+                     batch["start"], batch["length"])
+
+    def on_test_epoch_end(self) -> None:
+        results = {name: {k: v.item() for k, v in m.compute().items()} for name, m in self.test_metrics.items()}
+        for m in self.test_metrics.values():
+            m.reset()
+        for name, r in results.items():
+            r["n"] = int(r["n"])
+            self.log(f"test/{name}", r["mean"], rank_zero_only=True)
+        self.write_metrics(results)
+
+    def write_metrics(self, results: dict[str, dict[str, Any]]) -> Path | None:
+        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only)."""
+        if self.trainer is None or not self.trainer.is_global_zero:
+            return None
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "metrics.json"
+        existing = json.loads(path.read_text()) if path.exists() else {}
+        existing.update(results)
+        path.write_text(json.dumps(existing, indent=2))
+        log.info("wrote %s", path)
+        self.metrics_path = path
+        return path
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        emb = self.embed(batch["eeg"], batch["channel_mask"])
+        return {"embedding": emb, **{k: batch[k] for k in ("clap", "song", "subject", "segment", "music")}}
+
+    # ---- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self.trainer else 1
+        warm = min(self.hparams.warmup_steps, total - 1) if total > 1 else 0
+
+        def schedule(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            progress = (step - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,78 @@
+"""The ``chanmusic`` console script: LightningCLI subcommands plus ``prepare`` (and others as they land).
+
+    chanmusic prepare --data.root DIR [--data.* ...]
+    chanmusic fit|validate|test|predict --config experiments/....yaml
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+from datamodules.datamodule import NMEDDataModule
+
+# extra subcommands: name -> "module:function" taking argv (kept lazy so `--help` is fast)
+EXTRA_COMMANDS: dict[str, str] = {
+    "prepare": "chanmusic.cli:prepare_main",
+}
+
+
+def _install_preparer() -> None:
+    from chanmusic.prepare import prepare
+
+    NMEDDataModule.preparer = staticmethod(prepare)
+
+
+class ChanMusicCLI(LightningCLI):
+    """LightningCLI with the data module's facts linked into the encoder and the stage."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        for fact in ("n_channels", "sfreq", "n_times", "ch_names"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.encoder.init_args.{fact}", apply_on="instantiate")
+        parser.link_arguments("data.clap_dim", "model.init_args.clap_dim", apply_on="instantiate")
+
+
+def lightning_main(args: list[str] | None = None, run: bool = True) -> ChanMusicCLI:
+    _install_preparer()
+    return ChanMusicCLI(
+        LightningModule, NMEDDataModule, subclass_mode_model=True, args=args, run=run,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def prepare_main(argv: list[str]) -> None:
+    """``chanmusic prepare``: build (or reuse) the cache for the given ``--data.*`` settings."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog="chanmusic prepare",
+                            description="Build the prepared cache (EEG memmaps, windows, CLAP embeddings, mels) "
+                                        "for the given data settings; a rerun with the same settings reuses it.")
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with a data: section (other sections ignored)")
+    parser.add_class_arguments(NMEDDataModule, "data")
+    parser.add_argument("--model", type=dict, default={}, help="ignored (lets stage YAMLs be passed as --config)")
+    parser.add_argument("--trainer", type=dict, default={}, help="ignored")
+    parser.add_argument("--seed_everything", default=None, help="ignored")
+    cfg = parser.parse_args(argv)
+    init = parser.instantiate_classes(cfg)
+    dm: NMEDDataModule = init.data
+    _install_preparer()
+    dm.prepare_data()
+    print(f"[prepare] cache: {dm.cache_path()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if argv and argv[0] in EXTRA_COMMANDS:
+        import importlib
+
+        mod, fn = EXTRA_COMMANDS[argv[0]].split(":")
+        getattr(importlib.import_module(mod), fn)(argv[1:])
+        return
+    lightning_main(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""``prepare``: NMED release files + song audio -> the cache that every stage trains from.
+
+Reads recordings through ``datamodules.nmed``'s readers, preprocesses them (``chanmusic.preprocess``),
+cuts windows, and embeds every *distinct* music segment once with CLAP (plus its log-mel), writing
+through ``datamodules.cache``. Training never runs CLAP. The cache folder is named by a hash of the
+input files and all settings, so a rerun with the same settings does nothing and a changed setting
+builds a new cache.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS
+from datamodules.nmed import NMEDFormatError, audio_path, read_audio, read_recordings
+
+log = logging.getLogger("chanmusic")
+
+
+def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
+    """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``."""
+    from chanmusic.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
+
+    t0 = time.time()
+    path = Path(path)
+    if (path / "manifest.json").exists():
+        print(f"[prepare] cache up to date, reusing {path}")
+        return path
+    print(f"[prepare] building cache {path}")
+    root, dataset = Path(settings["root"]), settings["dataset"]
+    audio_root = Path(settings["audio_root"])
+    writer = CacheWriter(path)
+    recordings: list[dict[str, Any]] = []
+    segments: list[tuple[int, ...]] = []
+    music_index: dict[tuple[int, int, int], int] = {}
+    stimuli: list[str] = []
+    warnings: dict[str, int] = {"clipped_values": 0, "flat_channels": 0, "tail_samples_unused": 0}
+    window_s, stride_s = settings["window_s"], settings["stride_s"]
+    audio_len_s: dict[int, float] = {}
+    sfreq_out = None
+    ch_names = None
+
+    recs = read_recordings(root, dataset, subjects=settings.get("subjects"), songs=settings.get("songs"),
+                           conditions=settings.get("conditions"))
+    for rec in tqdm(recs, desc="prepare: recordings", unit="rec"):
+        from chanmusic.preprocess import preprocess_recording
+
+        if ch_names is None:
+            ch_names = list(rec.ch_names)
+        elif list(rec.ch_names) != ch_names:
+            raise NMEDFormatError(f"{rec.source}: channel names differ from the first recording's")
+        if rec.stimulus not in audio_len_s:
+            audio_len_s[rec.stimulus] = _audio_seconds(audio_root, rec.stimulus)
+        eeg_s = rec.eeg.shape[1] / rec.sfreq
+        if audio_len_s[rec.stimulus] + 1e-6 < eeg_s:
+            raise NMEDFormatError(
+                f"{audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[rec.stimulus]:.2f} s but the EEG "
+                f"recording {rec.source} (subject {rec.subject}) is {eeg_s:.2f} s. Use the full-length song "
+                f"file (audio sample 0 must be EEG sample 0)")
+        x, sfreq, counts = preprocess_recording(
+            rec.eeg, rec.sfreq, settings["bandpass"], settings["average_reference"], settings["resample"],
+            settings["scaling"], settings["clip"])
+        warnings["clipped_values"] += counts["clipped"]
+        warnings["flat_channels"] += counts["flat_channels"]
+        sfreq_out = sfreq
+        L, hop = int(round(window_s * sfreq)), int(round(stride_s * sfreq))
+        T = x.shape[1]
+        if T < L:
+            raise NMEDFormatError(f"{rec.source}: subject {rec.subject} has {T / sfreq:.2f} s of EEG, shorter "
+                                  f"than one window (data.window_s={window_s})")
+        offset = writer.append_eeg(x.T)
+        r = len(recordings)
+        key = f"{rec.dataset}:{rec.stimulus}"
+        if key not in stimuli:
+            stimuli.append(key)
+        sk = stimuli.index(key)
+        starts = np.arange(0, T - L + 1, hop)
+        warnings["tail_samples_unused"] += int(T - (starts[-1] + L))
+        for s in starts:
+            m = music_index.setdefault((sk, int(s), L), len(music_index))
+            segments.append((r, rec.subject, rec.song, int(s), L, m))
+        recordings.append({"dataset": rec.dataset, "subject": rec.subject, "song": rec.song,
+                           "stimulus": rec.stimulus, "condition": rec.condition, "hearing": rec.hearing,
+                           "offset": offset, "n_samples": T, "source": rec.source})
+    if not recordings:
+        raise NMEDFormatError(f"{root}: no recordings matched the selection (subjects={settings.get('subjects')}, "
+                              f"songs={settings.get('songs')}, conditions={settings.get('conditions')})")
+
+    music = np.array(list(music_index.keys()), dtype=np.int64).reshape(-1, len(MUSIC_COLUMNS))
+    clap = load_clap(settings["clap_spec"], seed=settings["clap_seed"])
+    print(f"[prepare] CLAP: {clap.description}")
+    clap_out = None
+    mel_out = None
+    for sk, key in enumerate(tqdm(stimuli, desc="prepare: music segments", unit="song")):
+        stim = int(key.split(":")[1])
+        audio, sr = read_audio(audio_root, stim, target_sr=MEL_SR)
+        rows = np.flatnonzero(music[:, 0] == sk)
+        for b in range(0, len(rows), batch_size):
+            chunk = rows[b:b + batch_size]
+            clips = np.stack([_cut(audio, sr, music[i, 1], music[i, 2], sfreq_out) for i in chunk])
+            wav = torch.from_numpy(clips)
+            emb = clap.embed(wav, sr).float().numpy()
+            mel = log_mel(wav, sr).float().numpy()
+            if clap_out is None:
+                clap_out = writer.open_array("clap", (len(music), emb.shape[1]))
+                mel_out = writer.open_array("mel", (len(music),) + mel.shape[1:])
+            clap_out[chunk] = emb
+            mel_out[chunk] = mel
+    clap_out.flush()
+    mel_out.flush()
+    del clap_out, mel_out
+    writer.save_array("segments", np.array(segments, dtype=np.int64).reshape(-1, len(SEGMENT_COLUMNS)))
+    writer.save_array("music", music)
+    writer.save_json("recordings.json", recordings)
+    manifest = {
+        "settings": settings, "n_recordings": len(recordings), "n_segments": len(segments),
+        "n_music": len(music), "stimuli": stimuli, "sfreq": sfreq_out, "ch_names": ch_names,
+        "window": int(round(window_s * sfreq_out)), "clap": clap.description, "clap_is_random": clap.is_random,
+        "warnings": warnings, "seconds": round(time.time() - t0, 2),
+    }
+    writer.finish(manifest)
+    print(f"[prepare] {len(recordings)} recordings, {len(segments)} windows, {len(music)} distinct music "
+          f"segments in {time.time() - t0:.1f} s")
+    for k, v in warnings.items():
+        if v:
+            print(f"[prepare] warning: {k} = {v}")
+    return path
+
+
+def _audio_seconds(audio_root: Path, stimulus: int) -> float:
+    import soundfile as sf
+
+    p = audio_path(audio_root, stimulus)
+    try:
+        return float(sf.info(str(p)).duration)
+    except RuntimeError:  # formats soundfile cannot probe (e.g. some mp3): decode
+        audio, sr = read_audio(audio_root, stimulus)
+        return len(audio) / sr
+
+
+def _cut(audio: np.ndarray, sr: int, start: int, length: int, sfreq: float) -> np.ndarray:
+    """Audio samples heard during EEG samples ``[start, start + length)`` (audio 0 = EEG 0)."""
+    a = int(round(start / sfreq * sr))
+    n = int(round(length / sfreq * sr))
+    clip = audio[a:a + n]
+    if len(clip) != n:  # prepare checked the audio covers the EEG; this is a rounding sample at most
+        clip = np.pad(clip, (0, n - len(clip)))
+    return clip.astype(np.float32)

@@ -1,0 +1,299 @@
+"""``NMEDDataModule``: the prepared cache as batches, plus the data's facts for encoders and metrics.
+
+The data module knows files and settings, not models: the cache key is computed here from the input
+files and every setting, and building a missing cache is delegated to ``preparer`` (set by the
+``chanmusic`` CLI to :func:`chanmusic.prepare.prepare`), so ``datamodules`` never imports ``chanmusic``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.cache import CACHE_VERSION, CacheError, PreparedCache, file_fingerprint, settings_key
+from datamodules.nmed import NMED_CH_NAMES, nmed_montage
+from datamodules.songs import GENRES, SONGS, genre_index
+from datamodules.splits import Split, SplitConfig, split_windows
+
+log = logging.getLogger("chanmusic")
+
+DATASETS = ("nmed-t", "nmed-h")
+NATIVE_SFREQ = 125.0
+EEG_PATTERNS = {"nmed-t": "song*_Imputed.mat", "nmed-h": "CleanEEG_aggregatedByStimulus_*.zip"}
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
+CONTROLS = ("none", "shift")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CHANMUSIC_CACHE", Path.home() / ".cache" / "chanmusic"))
+
+
+def clap_identity(spec: str, seed: int) -> str:
+    """Cache-key identity of a CLAP spec without loading it (path: size + mtime; else the string)."""
+    p = Path(spec)
+    if p.exists():
+        files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+        return f"{p.resolve()}:" + ";".join(f"{q.name}:{q.stat().st_size}:{int(q.stat().st_mtime)}" for q in files)
+    return f"{spec}:seed={seed}" if spec.startswith("tiny-random") else spec
+
+
+class WindowDataset(Dataset):
+    """EEG windows sliced from the memmapped cache; one dict per window (DESIGN.md batch contract)."""
+
+    def __init__(self, cache: PreparedCache, rows: np.ndarray, music_of_row: np.ndarray):
+        self.path = cache.path
+        self.shape = tuple(cache.manifest["eeg_shape"])
+        self.rows = np.asarray(rows, dtype=np.int64)
+        seg = cache.segments[self.rows]
+        offsets = np.array([r["offset"] for r in cache.recordings], dtype=np.int64)
+        self.begin = offsets[seg[:, 0]] + seg[:, 3]
+        self.length = int(seg[0, 4]) if len(seg) else 0
+        self.subject, self.song = seg[:, 1], seg[:, 2]
+        self.music = music_of_row[self.rows]
+        self.music_table = cache.music
+        self.clap = cache.clap
+        self.mel = cache.mel
+        self.genre = np.array([genre_index(int(s)) for s in self.song], dtype=np.int64)
+        self._eeg: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self._eeg is None:  # opened lazily: one memmap handle per worker process
+            self._eeg = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=self.shape)
+        b = self.begin[i]
+        eeg = torch.from_numpy(np.ascontiguousarray(self._eeg[b:b + self.length].T))
+        m = self.music[i]
+        return {
+            "eeg": eeg,
+            "clap": torch.from_numpy(np.asarray(self.clap[m], dtype=np.float32)),
+            "mel": torch.from_numpy(np.asarray(self.mel[m], dtype=np.float32)),
+            "song": int(self.song[i]),
+            "genre": int(self.genre[i]),
+            "subject": int(self.subject[i]),
+            "segment": int(self.rows[i]),
+            "music": int(m),
+            "stimulus": int(self.music_table[m, 0]),
+            "start": int(self.music_table[m, 1]),
+            "length": int(self.music_table[m, 2]),
+            "channel_mask": torch.ones(eeg.shape[0], dtype=torch.bool),
+        }
+
+
+class NMEDDataModule(L.LightningDataModule):
+    """NMED-T / NMED-H windows from the prepared cache.
+
+    Args:
+        root: folder in the NMED-T or NMED-H release layout.
+        dataset: ``"nmed-t"`` or ``"nmed-h"``.
+        audio_root: folder with ``songNN.wav|flac|mp3``; default ``<root>/stimuli``.
+        cache_dir: where prepared caches live; default ``$CHANMUSIC_CACHE`` or ``~/.cache/chanmusic``.
+        subjects, songs: keep only these subject ids / global song ids (``None`` = all).
+        conditions: NMED-H conditions to read.
+        bandpass: ``[low, high]`` Hz or ``None`` (the releases are already 0.3–50 Hz).
+        average_reference: re-reference each recording to the channel average.
+        resample: target rate in Hz, or ``None`` to keep 125 Hz.
+        scaling: ``"zscore"`` per channel per recording (the authors' choice), ``"robust"`` (median/IQR)
+            or ``"none"`` (µV).
+        clip: clip scaled values to ±clip (counted and reported); ``None`` = off.
+        window_s, stride_s: window length and hop in seconds (stride default = window: no overlap).
+        split, test_fraction, val_fraction, split_seed, gap_s, test_subjects: see ``datamodules.splits``.
+        control: ``"none"``, or ``"shift"``: the no-music control — each window's audio target is the
+            window ``shift_fraction`` of the recording later (circularly) in the same song, so the EEG and
+            its recording fingerprint are unchanged and only the music pairing is broken.
+        clap: CLAP spec for ``prepare`` (local laion-clap .pt, transformers dir / hub id, or ``tiny-random``).
+        clap_seed: seed of a ``tiny-random`` CLAP.
+        clap_dim: dimension of the CLAP embedding (512 for every released CLAP); checked against the cache.
+        batch_size, num_workers: loader settings.
+    """
+
+    preparer: ClassVar[Callable[[dict[str, Any], Path], Path] | None] = None
+
+    def __init__(
+        self,
+        root: str,
+        dataset: str = "nmed-t",
+        audio_root: str | None = None,
+        cache_dir: str | None = None,
+        subjects: Sequence[int] | None = None,
+        songs: Sequence[int] | None = None,
+        conditions: Sequence[str] = ("orig", "rev"),
+        bandpass: Sequence[float] | None = None,
+        average_reference: bool = False,
+        resample: float | None = None,
+        scaling: str = "zscore",
+        clip: float | None = 10.0,
+        window_s: float = 2.0,
+        stride_s: float | None = None,
+        split: str = "random",
+        test_fraction: float = 0.05,
+        val_fraction: float = 0.05,
+        split_seed: int = 42,
+        gap_s: float = 0.0,
+        test_subjects: Sequence[int] | None = None,
+        control: str = "none",
+        shift_fraction: float = 0.5,
+        clap: str = "tiny-random",
+        clap_seed: int = 0,
+        clap_dim: int = 512,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"data.dataset: {dataset!r} is not one of {DATASETS}")
+        if scaling not in ("zscore", "robust", "none"):
+            raise ValueError(f"data.scaling: {scaling!r} is not one of zscore, robust, none")
+        if control not in CONTROLS:
+            raise ValueError(f"data.control: {control!r} is not one of {CONTROLS}")
+        if window_s <= 0 or (stride_s is not None and stride_s <= 0):
+            raise ValueError("data.window_s and data.stride_s must be positive")
+        self.root = Path(root).expanduser()
+        self.dataset = dataset
+        self.audio_root = Path(audio_root).expanduser() if audio_root else self.root / "stimuli"
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.subjects = list(subjects) if subjects is not None else None
+        self.songs = list(songs) if songs is not None else None
+        self.conditions = list(conditions)
+        self.bandpass = list(bandpass) if bandpass is not None else None
+        self.average_reference = average_reference
+        self.resample = resample
+        self.scaling = scaling
+        self.clip = clip
+        self.window_s = window_s
+        self.stride_s = stride_s if stride_s is not None else window_s
+        self.split_cfg = SplitConfig(split, test_fraction, val_fraction, split_seed, gap_s, test_subjects)
+        self.control = control
+        self.shift_fraction = shift_fraction
+        self.clap = clap
+        self.clap_seed = clap_seed
+        self.clap_dim = clap_dim
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        # facts linked into encoders and stages by the CLI (known before any data is read)
+        self.ch_names: list[str] = list(NMED_CH_NAMES)
+        self.n_channels = len(self.ch_names)
+        self.sfreq = float(resample or NATIVE_SFREQ)
+        self.n_times = int(round(window_s * self.sfreq))
+        self.song_names = [f"{s.title} – {s.artist}" for s in SONGS]
+        self.genres = list(GENRES)
+        self.cache: PreparedCache | None = None
+        self.split: Split | None = None
+
+    # ---- facts -------------------------------------------------------------------------------
+    @property
+    def montage(self):
+        """MNE DigMontage of the channels (GSN-HydroCel-129 positions)."""
+        return nmed_montage()
+
+    def input_files(self) -> list[Path]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"data.root: {self.root} is not a folder. Point --data.root at the "
+                                    f"{self.dataset.upper()} release folder (or run `make demo` for demo data).")
+        eeg = sorted(self.root.glob(EEG_PATTERNS[self.dataset]))
+        if not eeg:
+            raise FileNotFoundError(f"data.root: no {EEG_PATTERNS[self.dataset]} files in {self.root} for "
+                                    f"data.dataset={self.dataset}: is this the right folder / dataset?")
+        audio = sorted(p for p in self.audio_root.glob("song*") if p.suffix.lower() in AUDIO_SUFFIXES) \
+            if self.audio_root.is_dir() else []
+        return eeg + audio
+
+    def prepare_settings(self) -> dict[str, Any]:
+        """Everything that determines the cache's content; its hash names the cache folder."""
+        return {
+            "version": CACHE_VERSION,
+            "dataset": self.dataset,
+            "root": str(self.root.resolve()),
+            "audio_root": str(self.audio_root.resolve()),
+            "files": file_fingerprint(self.input_files()),
+            "subjects": self.subjects, "songs": self.songs, "conditions": self.conditions,
+            "bandpass": self.bandpass, "average_reference": self.average_reference,
+            "resample": self.resample, "scaling": self.scaling, "clip": self.clip,
+            "window_s": self.window_s, "stride_s": self.stride_s,
+            "clap": clap_identity(self.clap, self.clap_seed), "clap_spec": self.clap, "clap_seed": self.clap_seed,
+        }
+
+    def cache_path(self, settings: dict[str, Any] | None = None) -> Path:
+        settings = settings or self.prepare_settings()
+        return self.cache_dir / f"{self.dataset}-{settings_key(settings)}"
+
+    # ---- Lightning hooks -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        settings = self.prepare_settings()
+        path = self.cache_path(settings)
+        if (path / "manifest.json").exists():
+            return
+        if NMEDDataModule.preparer is None:
+            raise CacheError(f"no prepared cache for these settings at {path}: run "
+                             f"`chanmusic prepare --data.root {self.root} --data.dataset {self.dataset} ...` first")
+        NMEDDataModule.preparer(settings, path)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.cache is not None:
+            return
+        self.cache = PreparedCache.open(self.cache_path())
+        dim = self.cache.clap.shape[1]
+        if dim != self.clap_dim:
+            raise ValueError(f"data.clap_dim={self.clap_dim} but the cached CLAP embeddings are {dim}-d: "
+                             f"set --data.clap_dim {dim}")
+        seg = self.cache.segments
+        hearing = np.array([r.get("hearing", "a") for r in self.cache.recordings])[seg[:, 0]]
+        self.split = split_windows(seg[:, 0], seg[:, 1], seg[:, 3], seg[:, 4], self.split_cfg, self.sfreq, hearing)
+        log.info(self.split.summary())
+        self.music_of_row = self.control_targets() if self.control == "shift" else seg[:, 5].copy()
+
+    def control_targets(self) -> np.ndarray:
+        """Music id per window for the no-music control: the same recording's window ``shift_fraction``
+        of its windows later (circularly). The EEG is untouched, so recording identity is kept."""
+        assert self.cache is not None
+        seg = self.cache.segments
+        out = seg[:, 5].copy()
+        for r in np.unique(seg[:, 0]):
+            idx = np.flatnonzero(seg[:, 0] == r)
+            idx = idx[np.argsort(seg[idx, 3])]
+            k = len(idx)
+            shift = int(round(self.shift_fraction * k)) % k if k > 1 else 0
+            if k > 1 and shift == 0:
+                shift = 1
+            out[idx] = seg[idx[(np.arange(k) + shift) % k], 5]
+        return out
+
+    def dataset_for(self, part: str) -> WindowDataset:
+        if self.cache is None or self.split is None:
+            self.setup()
+        rows = getattr(self.split, part)
+        return WindowDataset(self.cache, rows, self.music_of_row)
+
+    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        ds = self.dataset_for(part)
+        if len(ds) == 0:
+            raise ValueError(f"the {part} split is empty ({self.split.summary()}): raise data.val_fraction "
+                             f"or use more data")
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          drop_last=shuffle and len(ds) > self.batch_size,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ---- metadata for metrics ------------------------------------------------------------------
+    def music_table(self) -> np.ndarray:
+        """int64 ``[M, 3]`` (stimulus_key, start, length) of every distinct music segment."""
+        assert self.cache is not None
+        return self.cache.music
