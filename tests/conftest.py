@@ -1,0 +1,24 @@
+"""Shared pytest fixtures: small demo data sets written once per test session."""
+from __future__ import annotations
+
+import pytest
+
+# The shared demo settings: small and fast (about 2 s to write). Tests that need other settings call
+# write_demo themselves.
+DEMO_KW = dict(seed=0, n_subjects=2, duration_s=20.0)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """NMED-T layout demo (10 songs × 2 subjects × 20 s, with stimuli/songNN.wav); treat as read-only."""
+    from datamodules.synthetic import write_demo
+
+    return write_demo(tmp_path_factory.mktemp("demo") / "nmed-t", dataset="nmed-t", **DEMO_KW)
+
+
+@pytest.fixture(scope="session")
+def demo_root_h(tmp_path_factory):
+    """NMED-H layout demo (4 songs × orig/rev × hearings a/b, 2 subjects, 20 s); treat as read-only."""
+    from datamodules.synthetic import write_demo
+
+    return write_demo(tmp_path_factory.mktemp("demo") / "nmed-h", dataset="nmed-h", **DEMO_KW)
