@@ -49,7 +49,7 @@ differs from the real demo only by the music.
 ``snr`` uniform in −22…−12 dB per electrode (20 µV is the nominal background level); the induced
 modulation depth is uniform in 0.2-0.4 times ``response_gain`` on a carrier of 3-6 µV rms. Measured on
 the default demo (``response_gain=1``), response power relative to everything else on the same
-electrode is about −16 dB (median; 10th-90th percentile about −20.5…−11.5 dB) on phase-locked
+electrode is about −16 dB (median; 10th-90th percentile about −20…−11 dB) on phase-locked
 electrodes and about −24 dB broadband on induced-only electrodes (within the carrier's band the
 modulation is much larger than that: the band-power envelope of such an electrode correlates about
 0.3 with the true modulation over 60 s, the raw waveform of a phase-locked electrode about 0.15 with
@@ -63,16 +63,24 @@ recording:
   posterior alpha (subject's peak 9-11 Hz and topography) in bursts; blink topography over the
   frontal/eye electrodes; a residual line-noise topography; per-channel sensor noise levels; one
   persistently noisy channel.
-* per recording: fresh noise, latent-source strengths jittered (±15 %), its own blinks (12-20/min),
-  alpha bursts and drift (a slow 0.05-0.5 Hz component), electrode gains (×lognormal σ=0.1, global
-  ×lognormal σ=0.08), line residual amplitude/phase, 0-3 extra high-variance channels and, in 20 % of
-  recordings, a flat channel.
+* per recording: fresh noise, latent-source strengths jittered (±15 %), its own blinks (Poisson at the
+  subject's 12-20/min), alpha bursts and residual slow drift (0.05-0.5 Hz: a common component plus 8
+  sources mixed at random), electrode gains (×lognormal σ=0.1, global ×lognormal σ=0.08), line residual
+  amplitude/phase, 0-3 extra high-variance channels and, in 20 % of recordings, a flat channel.
+  Electrode gains scale everything the electrode records, the music response included.
 * line noise: 60 Hz lies *below* the 62.5 Hz Nyquist frequency at 125 Hz, but the release was notch
   filtered (59-61 Hz) and low-passed at 50 Hz before downsampling, so only a small residual (0.1-0.5 µV)
-  is added. All brain-like noise is band-limited to 0.3-50 Hz like the release.
+  is added. All other brain-like noise is band-limited to 0.3-50 Hz like the release.
 
 These recording fingerprints are deliberate: each subject × song is one recording, so a model can name
 the song from the noise alone under a random window split; the no-music control measures that leak.
+
+**Layout details.** Subject ids are 1..n_subjects; their order in ``subsNN`` is shuffled per file (the
+real files' order must not be assumed either). NMED-H: each subject hears each of the 4 songs once, in
+one of the written conditions (Latin square), in both hearings (a, b: same response, fresh noise).
+Values are float32 µV (what the reader returns); ``chanmusic_demo.json`` records the settings
+(:meth:`DemoGenerator.from_manifest`). The default demo (4 subjects × 10 songs × 120 s, ≈ 330 MB)
+takes about 12 s of CPU time (about 7-8 s wall on 2 idle cores; numpy work is spread over threads).
 """
 from __future__ import annotations
 
@@ -135,34 +143,45 @@ def _voice(n: int, sr: int, onsets, freqs, durs, vels, harmonics, attack: float,
            ) -> np.ndarray:
     """A monophonic voice: notes (onset/duration in samples) with a harmonic timbre and an envelope."""
     out = np.zeros(n, dtype=np.float32)
-    if len(onsets) == 0:
-        return out
     onsets = np.asarray(onsets, dtype=np.int64)
+    if onsets.size == 0:
+        return out
     order = np.argsort(onsets, kind="stable")
     onsets, freqs = onsets[order], np.asarray(freqs, dtype=np.float64)[order]
     durs, vels = np.asarray(durs, dtype=np.float64)[order], np.asarray(vels, dtype=np.float64)[order]
-    pos = np.arange(n)
-    idx = np.searchsorted(onsets, pos, side="right") - 1
-    valid = idx >= 0
-    idx = np.maximum(idx, 0)
-    t = (np.maximum(pos - onsets[idx], 0) / sr).astype(np.float32)
-    d = (durs / sr).astype(np.float32)[idx]
+    keep = (onsets >= 0) & (onsets < n)
+    onsets, freqs, durs, vels = onsets[keep], freqs[keep], durs[keep], vels[keep]
+    if onsets.size == 0:
+        return out
+    first = int(onsets[0])
+    seg = np.diff(np.append(onsets, n))                    # samples from each onset to the next
+
+    def per_sample(v, dtype=np.float32):                    # a per-note value held until the next onset
+        return np.repeat(np.asarray(v, dtype=dtype), seg)
+
+    t = (np.arange(n - first, dtype=np.float32) - per_sample(onsets - first)) / np.float32(sr)
     env = (1.0 - np.exp(t * np.float32(-1.0 / attack))) * np.exp(t * np.float32(-1.0 / decay))
-    env *= np.clip((d - t) * np.float32(1 / 0.012), 0.0, 1.0)
-    env *= vels.astype(np.float32)[idx] * valid
-    f = freqs[idx]
-    phase = np.mod((2.0 * np.pi / sr) * np.cumsum(f), 2.0 * np.pi).astype(np.float32)
+    env *= np.clip((per_sample(durs / sr) - t) * np.float32(1 / 0.012), 0.0, 1.0)
+    env *= per_sample(vels)
+    # phase: continuous across notes; each note's start phase in float64, its local ramp in float32
+    w = 2.0 * np.pi * freqs                                 # rad/s
+    start = np.mod(np.concatenate([[0.0], np.cumsum(w[:-1] * seg[:-1] / sr)]), 2.0 * np.pi)
+    phase = per_sample(start) + per_sample(w) * t
     # harmonics by the Chebyshev recurrence sin((k+1)x) = 2cos(x) sin(kx) - sin((k-1)x)
     two_cos = 2.0 * np.cos(phase)
-    s_prev, s_cur = np.zeros(n, dtype=np.float32), np.sin(phase)
-    fmax = float(freqs.max())
+    s_prev, s_cur = np.zeros_like(phase), np.sin(phase)
+    acc = np.zeros_like(phase)
     for k, h in enumerate(harmonics, start=1):
-        if k * fmax < 0.45 * sr:
-            out += np.float32(h) * s_cur
+        below = k * freqs < 0.45 * sr
+        if below.all():
+            acc += np.float32(h) * s_cur
+        elif below.any():
+            acc += np.float32(h) * s_cur * per_sample(below)
         else:
-            out += np.float32(h) * s_cur * (k * f < 0.45 * sr)
+            break
         s_prev, s_cur = s_cur, two_cos * s_cur - s_prev
-    return out * env
+    out[first:] = acc * env
+    return out
 
 
 def _drum_sounds(rng: np.random.Generator, sr: int) -> dict[str, np.ndarray]:
@@ -355,14 +374,16 @@ def _shaped_noise(rng: np.random.Generator, rows: int, n: int, sfreq: float, sha
     Drawn directly in the frequency domain (random complex coefficients on the bins where ``shape`` is
     not negligible), which is cheap for narrow bands.
     """
+    import scipy.fft
+
     amp = np.asarray(shape(np.fft.rfftfreq(n, 1.0 / sfreq)), dtype=np.float64)
     keep = np.flatnonzero(amp > 1e-4 * amp.max())
-    spec = np.zeros((rows, amp.size), dtype=np.complex128)
-    coef = rng.standard_normal((rows, keep.size, 2))
-    spec[:, keep] = (coef[..., 0] + 1j * coef[..., 1]) * amp[keep]
-    x = np.fft.irfft(spec, n=n, axis=1)
-    rms = np.sqrt((x ** 2).mean(axis=1, keepdims=True))
-    return x / np.where(rms > 0, rms, 1.0)
+    spec = np.zeros((rows, amp.size), dtype=np.complex64)
+    coef = rng.standard_normal((rows, keep.size, 2), dtype=np.float32)
+    spec[:, keep] = (coef[..., 0] + 1j * coef[..., 1]) * amp[keep].astype(np.float32)
+    x = scipy.fft.irfft(spec, n=n, axis=1)
+    rms = np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True))
+    return x / np.where(rms > 0, rms, 1.0).astype(np.float32)
 
 
 def _release_band(f: np.ndarray) -> np.ndarray:
@@ -660,9 +681,12 @@ class DemoGenerator:
         burst = _shaped_noise(r[2], 1, n, fs, lambda f: np.exp(-0.5 * (f / 0.4) ** 2))[0]
         burst = np.maximum(burst - 0.3, 0.0) * 1.6
         brain += sess.alpha_topo[:, None] * (alpha * burst)[None, :]
-        drift = _shaped_noise(r[3], 1 + C, n, fs,
+        drift = _shaped_noise(r[3], 9, n, fs,
                               lambda f: (f > 0.04) / np.maximum(f, 0.05) * np.exp(-0.5 * (f / 0.5) ** 2))
-        brain += r[3].uniform(2.0, 6.0) * drift[0][None, :] + r[3].uniform(0.5, 3.0, (C, 1)) * drift[1:]
+        drift_mix = np.concatenate([np.full((C, 1), r[3].uniform(2.0, 6.0)),  # common + 8 random sources
+                                    r[3].uniform(0.5, 3.0, (C, 1)) * r[3].dirichlet(np.ones(8), C) ** 0.5],
+                                   axis=1)
+        brain += drift_mix @ drift
         # ongoing rhythms whose amplitude the music modulates (present with or without music)
         carriers = np.zeros((len(smap.ind_channels), n))
         for j, band in enumerate(smap.ind_band):
@@ -683,7 +707,7 @@ class DemoGenerator:
 
         # --- this recording's electrode gains and bad channels
         gain = r[7].lognormal(0.0, 0.1, C) * r[7].lognormal(0.0, 0.08)
-        sensor = sess.sensor_uv[:, None] * r[8].standard_normal((C, n))
+        sensor = sess.sensor_uv[:, None] * r[8].standard_normal((C, n), dtype=np.float32)
         noisy = [sess.noisy_channel] + list(r[9].choice(C, size=min(3, r[9].poisson(0.8)), replace=False))
         for ch in noisy:
             sensor[ch] += r[9].uniform(15.0, 40.0) * _shaped_noise(r[9], 1, n, fs, _release_band)[0]
@@ -704,7 +728,7 @@ class DemoGenerator:
             pl = _zscore_rows(pl) * (self.response_gain * smap.pl_amp_uv)[:, None]
             response[smap.pl_channels] += pl
             a = self._modulation(smap, feats)
-            np.add.at(response, smap.ind_channels, carriers * (a - 1.0))
+            response[smap.ind_channels] += carriers * (a - 1.0)  # channels are unique
             response *= gain[:, None]
         return RecordingParts(noise=noise, response=response)
 
