@@ -74,7 +74,7 @@ class WindowDataset(Dataset):
         return {
             "eeg": eeg,
             "clap": torch.from_numpy(np.asarray(self.clap[m], dtype=np.float32)),
-            "mel": torch.from_numpy(np.asarray(self.mel[m], dtype=np.float32)),
+            "mel": torch.from_numpy(np.array(self.mel[m], dtype=np.float32)),
             "song": int(self.song[i]),
             "genre": int(self.genre[i]),
             "subject": int(self.subject[i]),
