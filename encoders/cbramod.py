@@ -1,0 +1,95 @@
+"""CBraMod (Wang et al., ICLR 2025) as an ``EEGEncoder``: a thin adapter over ``braindecode.models.CBraMod``."""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official
+
+# the pretraining patch-reconstruction head; the official fine-tuning code replaces it by nn.Identity()
+# (models/model_for_*.py), and so do we.
+CBRAMOD_PRETRAIN_ONLY = ("proj_out.0.weight", "proj_out.0.bias")
+CHANNEL_SETS = ("all", "nearest")
+
+
+def cbramod_official_to_braindecode(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Official ``pretrained_weights.pth`` (plain state dict) -> braindecode names: identical, minus
+    :data:`CBRAMOD_PRETRAIN_ONLY`. Returns (state dict, mapped name -> official name)."""
+    out = {k: v for k, v in sd.items() if k not in CBRAMOD_PRETRAIN_ONLY}
+    return out, {k: k for k in out}
+
+
+class CBraModEncoder(FoundationAdapter):
+    """CBraMod over ``braindecode.models.CBraMod`` with ``proj_out = Identity`` (encoder features, no head).
+
+    Input path: resampled to **200 Hz**, zero-padded to whole 1-s patches (200 samples; CBraMod's spectral
+    branch is fixed to 200-sample patches), scaled to **µV/100** (official ``/100``; ``"zscore"`` input
+    first reads one standard deviation as ``zscore_uv`` µV). CBraMod has no channel names, but its
+    positional encoding is a convolution over the channel axis, so the order matters:
+
+    - ``channel_set="all"``: every electrode in the spatially coherent (front-to-back boustrophedon) order
+      of ``encoders.channel_mapping.spatial_order``;
+    - ``"nearest"``: the 19 electrodes nearest to CBraMod's pretraining channels (TUEG 10-20), in the
+      pretraining order.
+
+    Output: ``tokens [B, C'·P, 200]`` channel-major (channel ``c`` of the order above, patch ``p`` at
+    ``c·P + p``), ``token_time [C'·P]`` = patch index, ``pooled`` = mean over present tokens.
+
+    Channel mask: absent channels are **zero-filled** — the same as CBraMod's own ``mask`` argument, which
+    replaces patches by its frozen all-zero ``mask_encoding`` — and their tokens remain in the criss-cross
+    attention; they are marked absent in ``token_mask`` and ``pooled`` averages present tokens only.
+
+    Args:
+        pretrained: path of the official ``pretrained_weights.pth`` (plain state dict, braindecode names),
+            loaded with ``weights_only=True``; ``proj_out.0.*`` is dropped by name, any other missing or
+            unexpected key is an error.
+        input_units, zscore_uv, montage, patch_fit: see ``LaBraMEncoder``.
+        n_layer, nhead, dim_feedforward: size (official: 12, 8, 800; width is fixed at 200).
+        dropout: braindecode ``drop_prob`` (official 0.1).
+    """
+
+    model_sfreq = 200.0
+    patch_size = 200
+    model_units_per_uv = 1.0 / 100.0
+
+    def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
+                 pretrained: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
+                 channel_set: str = "all", montage: str = "GSN-HydroCel-129", patch_fit: str = "pad",
+                 n_layer: int = 12, nhead: int = 8, dim_feedforward: int = 800, dropout: float = 0.1):
+        from braindecode.models import CBraMod
+
+        from encoders.channel_mapping import map_to_vocabulary, spatial_order
+
+        if channel_set == "all":
+            idx = spatial_order(ch_names, montage, n_channels=n_channels)
+        elif channel_set == "nearest":
+            cmap = map_to_vocabulary(ch_names, "tueg19", montage, n_channels=n_channels)
+            idx = cmap.nearest()
+            if len(idx) != len(cmap.vocab):
+                raise ValueError("two CBraMod pretraining channels share their nearest electrode")
+        else:
+            raise ValueError(f"channel_set: {channel_set!r} is not one of {CHANNEL_SETS}")
+        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit)
+        self.embed_dim = 200
+        self.n_tokens = len(idx) * self.n_patches
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="braindecode")
+            self.model = CBraMod(n_outputs=1, n_chans=len(idx), n_times=self.model_times, sfreq=self.model_sfreq,
+                                 patch_size=self.patch_size, n_layer=n_layer, nhead=nhead,
+                                 dim_feedforward=dim_feedforward, drop_prob=dropout, return_encoder_output=True)
+        self.model.proj_out = nn.Identity()
+        self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(idx)), persistent=False)
+        if pretrained:
+            self.load_official(pretrained)
+
+    def load_official(self, path: str) -> None:
+        """Load the official pretrained weights (see class docstring)."""
+        mapped, origin = cbramod_official_to_braindecode(load_official(path))
+        load_mapped(self.model, mapped, origin, str(path))
+
+    def encode(self, x: Tensor, present: Tensor | None):
+        feats = self.model(x, return_features=True)["features"]  # [B, C', P, 200]
+        return feats.flatten(1, 2), self.token_time, channel_major(present, self.n_patches), None

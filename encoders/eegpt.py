@@ -1,0 +1,123 @@
+"""EEGPT (Wang et al., NeurIPS 2024) as an ``EEGEncoder``: a thin adapter over ``braindecode.models.EEGPT``."""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from encoders._foundation import FoundationAdapter, load_mapped, load_official, named_channels
+from encoders.weights import CheckpointError
+
+# submodules of the official pretraining LightningModule (LitEEGPT) that downstream use ignores: the online
+# encoder (downstream code loads the EMA ``target_encoder``), the feature predictor and the reconstructor.
+EEGPT_PRETRAIN_ONLY_PREFIXES = ("encoder.", "predictor.", "reconstructor.")
+EEGPT_ENCODER_PREFIX = "target_encoder."
+
+
+def eegpt_official_to_braindecode(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Map an official Lightning ``state_dict`` onto braindecode's ``EEGPT.target_encoder`` names.
+
+    ``target_encoder.X`` -> ``X`` (braindecode keeps the official names inside ``target_encoder``); keys
+    under :data:`EEGPT_PRETRAIN_ONLY_PREFIXES` are dropped by name; anything else passes through, so strict
+    loading reports it. Returns (mapped state dict, mapped name -> official name).
+    """
+    out, origin = {}, {}
+    for k, v in sd.items():
+        if k.startswith(EEGPT_PRETRAIN_ONLY_PREFIXES):
+            continue
+        new = k[len(EEGPT_ENCODER_PREFIX):] if k.startswith(EEGPT_ENCODER_PREFIX) else k
+        out[new], origin[new] = v, k
+    return out, origin
+
+
+class EEGPTEncoder(FoundationAdapter):
+    """EEGPT over ``braindecode.models.EEGPT`` (``chan_proj_type="none"``, ``patch_stride=None``), no head.
+
+    Input path: electrodes are named by their nearest position among the 58 EEGPT pretraining channels
+    (``encoders.channel_mapping``), resampled to **256 Hz**, zero-padded to whole 64-sample patches, scaled
+    to **mV** (the official ``/1000`` from µV; ``"zscore"`` input first reads one standard deviation as
+    ``zscore_uv`` µV) and, like the official pre-processing, **average-referenced** per window over the
+    present channels (``average_reference``).
+
+    Output: EEGPT's encoder attends across channels within each patch and returns only its ``embed_num``
+    summary tokens per patch: ``tokens [B, P, embed_num·embed_dim]`` (one token per 250-ms patch),
+    ``token_time = arange(P)``, ``pooled`` = mean over patches. ``n_tokens = P``.
+
+    Channel mask: EEGPT can drop channel tokens only for a whole batch, so absent channels are
+    **zero-filled** (excluded from the average reference, then zero); their tokens are still attended to
+    (channel embedding + patch-embedding bias). Tokens are per patch, so there is no token to mask; an
+    absent channel's values never reach the output.
+
+    The channel-embedding table is the official 62 rows (braindecode would grow it to ``max(62, C)`` rows
+    whose extra rows no mapped name uses).
+
+    Args:
+        pretrained: path of the official ``eegpt_mcae_58chs_4s_large4E.ckpt`` (Lightning: ``state_dict``,
+            encoder under ``target_encoder.*``), loaded with ``weights_only=True`` through
+            :func:`eegpt_official_to_braindecode`; any missing or unexpected key is an error.
+        input_units, zscore_uv, channel_set, max_angle, montage, patch_fit: see ``LaBraMEncoder``.
+        average_reference: subtract the mean over present channels of each window (official: yes).
+        embed_dim, embed_num, depth, num_heads, mlp_ratio: size (official large4E: 512, 4, 8, 8, 4).
+        drop_path, dropout, attn_dropout: regularisation.
+    """
+
+    model_sfreq = 256.0
+    patch_size = 64
+    model_units_per_uv = 1.0 / 1000.0
+
+    def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
+                 pretrained: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
+                 channel_set: str = "all", max_angle: float | None = None, montage: str = "GSN-HydroCel-129",
+                 patch_fit: str = "pad", average_reference: bool = True, embed_dim: int = 512, embed_num: int = 4,
+                 depth: int = 8, num_heads: int = 8, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 dropout: float = 0.0, attn_dropout: float = 0.0):
+        from braindecode.models import EEGPT
+        from braindecode.models.eegpt import CHANNEL_DICT
+
+        idx, names = named_channels(ch_names, n_channels, "eegpt", channel_set, montage, max_angle)
+        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit)
+        self.model_ch_names = names
+        self.average_reference = average_reference
+        self.embed_dim = embed_num * embed_dim
+        self.n_tokens = self.n_patches
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="braindecode")
+            self.model = EEGPT(
+                n_outputs=1, n_chans=len(names), chs_info=[{"ch_name": n} for n in names],
+                n_times=self.model_times, sfreq=self.model_sfreq, patch_size=self.patch_size, patch_stride=None,
+                embed_num=embed_num, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                qkv_bias=True, drop_prob=dropout, attn_drop_rate=attn_dropout, drop_path_rate=drop_path,
+                return_encoder_output=True, chan_proj_type="none")
+        enc = self.model.target_encoder
+        if enc.chan_embed.num_embeddings != len(CHANNEL_DICT):
+            enc.chan_embed = nn.Embedding(len(CHANNEL_DICT), embed_dim)
+            nn.init.normal_(enc.chan_embed.weight, std=0.02)
+        if int(self.model.chans_id.max()) >= len(CHANNEL_DICT):
+            raise ValueError("an input channel fell back to a sequential EEGPT id; check the channel mapping")
+        self.register_buffer("token_time", torch.arange(self.n_patches), persistent=False)
+        if pretrained:
+            self.load_official(pretrained)
+
+    def load_official(self, path: str) -> None:
+        """Load the official pretraining checkpoint (see class docstring)."""
+        sd = load_official(path, "state_dict")
+        if not any(k.startswith(EEGPT_ENCODER_PREFIX) for k in sd):
+            raise CheckpointError(f"{path}: no '{EEGPT_ENCODER_PREFIX}*' keys — not an EEGPT pretraining checkpoint")
+        mapped, origin = eegpt_official_to_braindecode(sd)
+        load_mapped(self.model.target_encoder, mapped, origin, str(path), lambda k: EEGPT_ENCODER_PREFIX + k)
+
+    def prepare(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        x, present = super().prepare(eeg, channel_mask)
+        if self.average_reference:
+            if present is None:
+                x = x - x.mean(1, keepdim=True)
+            else:
+                w = present.unsqueeze(-1).to(x.dtype)
+                mean = (x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)
+                x = (x - mean) * w
+        return x, present
+
+    def encode(self, x: Tensor, present: Tensor | None):
+        return self.model(x, return_features=True)["features"], self.token_time, None, None

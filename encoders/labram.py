@@ -1,0 +1,151 @@
+"""LaBraM (Jiang et al., ICLR 2024) as an ``EEGEncoder``: a thin adapter over ``braindecode.models.Labram``."""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official, named_channels
+from encoders.weights import CheckpointError
+
+# keys of the official pretraining checkpoint (labram-base.pth, ckpt["model"]) that the encoder does not
+# use: the masked-EEG-modelling token and code-prediction heads (modeling_pretrain.py,
+# NeuralTransformerForMEM); the official fine-tuning script drops them too.
+LABRAM_PRETRAIN_ONLY = (
+    "student.mask_token",
+    "student.lm_head.weight", "student.lm_head.bias",
+    "lm_head.weight", "lm_head.bias",
+    "projection_head.0.weight", "projection_head.0.bias",
+)
+# official name -> braindecode name (applied to the key after "student." is stripped)
+_RENAMES = (
+    ("pos_embed", "position_embedding"),
+    ("time_embed", "temporal_embedding"),
+)
+
+
+def labram_key_to_braindecode(key: str) -> str:
+    """Official (``student.``-stripped) LaBraM key -> braindecode ``Labram`` key."""
+    for old, new in _RENAMES:
+        if key == old:
+            return new
+    if key.startswith("patch_embed."):
+        return "patch_embed.temporal_conv." + key[len("patch_embed."):]
+    return key.replace(".mlp.fc1.", ".mlp.0.").replace(".mlp.fc2.", ".mlp.2.")
+
+
+def labram_key_to_official(key: str) -> str:
+    """braindecode ``Labram`` key -> official key (with ``student.``); the inverse of the mapping."""
+    for old, new in _RENAMES:
+        if key == new:
+            return "student." + old
+    if key.startswith("patch_embed.temporal_conv."):
+        key = "patch_embed." + key[len("patch_embed.temporal_conv."):]
+    return "student." + key.replace(".mlp.0.", ".mlp.fc1.").replace(".mlp.2.", ".mlp.fc2.")
+
+
+def labram_official_to_braindecode(sd: dict[str, Tensor], n_patches: int) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Map an official pretraining state dict (``ckpt["model"]``) onto braindecode names.
+
+    Strips ``student.``, renames (``pos_embed``, ``time_embed``, ``patch_embed.*``, ``mlp.fc1/fc2``), slices
+    ``time_embed`` (16 rows) to the ``n_patches + 1`` rows braindecode allocates (rows ``0..P-1`` are the
+    ones either implementation adds to the patches), and drops :data:`LABRAM_PRETRAIN_ONLY` by name.
+    Anything else passes through under its own name, so strict loading reports it.
+    Returns (mapped state dict, mapped name -> official name).
+    """
+    out, origin = {}, {}
+    for k, v in sd.items():
+        if k in LABRAM_PRETRAIN_ONLY:
+            continue
+        new = labram_key_to_braindecode(k[len("student."):]) if k.startswith("student.") else k
+        if new == "temporal_embedding":
+            if v.shape[1] < n_patches + 1:
+                raise CheckpointError(f"{k} has {v.shape[1]} rows: windows of at most {v.shape[1] - 1} patches "
+                                      f"(s at 200 Hz) can use it, this window has {n_patches}")
+            v = v[:, : n_patches + 1]
+        out[new], origin[new] = v, k
+    return out, origin
+
+
+class LaBraMEncoder(FoundationAdapter):
+    """LaBraM over ``braindecode.models.Labram``, no classification head.
+
+    Input path (``FoundationAdapter.prepare``): electrodes are named by their nearest LaBraM vocabulary
+    position (``encoders.channel_mapping``), resampled to **200 Hz**, zero-padded to whole 1-s patches
+    (200 samples) and scaled to **µV/100** (the official ``samples / 100``): ``input_units="uV"`` divides by
+    100; ``"zscore"`` first reads one standard deviation as ``zscore_uv`` µV.
+
+    Output: ``tokens [B, C'·P, D]`` channel-major (channel ``c``, patch ``p`` at ``c·P + p``) after the final
+    LayerNorm, ``token_time [C'·P]`` = patch index, ``pooled`` = mean over present tokens
+    (``pooling="mean"``) or the CLS token (``"cls"``).
+
+    Channel mask: LaBraM has no per-sample key-padding mask, so absent channels are **zero-filled** (their
+    tokens still exist and are attended to, carrying conv bias + position embedding) and marked absent in
+    ``token_mask``; ``pooled`` averages present tokens only. An absent channel's values never reach the
+    output.
+
+    Args:
+        pretrained: path of the official ``labram-base.pth`` (``ckpt["model"]``, keys ``student.*``), loaded
+            with ``weights_only=True`` through our key mapping (:func:`labram_official_to_braindecode`);
+            any missing or unexpected key is an error.
+        input_units: ``"zscore"`` (data default), ``"uV"`` (``data.scaling: none``), ``"mV"``, ``"V"``.
+        zscore_uv: µV per standard deviation for z-scored input.
+        channel_set: ``"all"`` electrodes (names repeat) or ``"nearest"`` (one electrode per name).
+        max_angle: drop electrodes farther than this (degrees) from their name.
+        montage: MNE montage of the input electrodes.
+        patch_fit: ``"pad"`` or ``"crop"`` the resampled window to whole patches.
+        embed_dim: token width; the temporal conv gives ``embed_dim / 25`` channels per 25 time steps
+            (200 = official base; must be a multiple of 100).
+        num_layers, num_heads, mlp_ratio: transformer size (official base: 12, 10, 4).
+        drop_path, dropout, attn_dropout: regularisation (braindecode names ``*_prob``).
+    """
+
+    model_sfreq = 200.0
+    patch_size = 200
+    model_units_per_uv = 1.0 / 100.0
+
+    def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
+                 pretrained: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
+                 channel_set: str = "all", max_angle: float | None = None, montage: str = "GSN-HydroCel-129",
+                 patch_fit: str = "pad", pooling: str = "mean", embed_dim: int = 200, num_layers: int = 12,
+                 num_heads: int = 10, mlp_ratio: float = 4.0, drop_path: float = 0.0, dropout: float = 0.0,
+                 attn_dropout: float = 0.0):
+        from braindecode.models import Labram
+
+        idx, names = named_channels(ch_names, n_channels, "labram", channel_set, montage, max_angle)
+        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit)
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling: {pooling!r} is not 'mean' or 'cls'")
+        per_step = self.patch_size // 8  # the temporal conv (stride 8) leaves 25 steps per patch
+        if embed_dim % per_step or (embed_dim // per_step) % 4:
+            raise ValueError(f"embed_dim must be a multiple of {4 * per_step} (conv channels x {per_step}), got {embed_dim}")
+        self.model_ch_names = names
+        self.pooling = pooling
+        self.embed_dim = embed_dim
+        self.n_tokens = len(names) * self.n_patches
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="braindecode")
+            self.model = Labram(
+                n_times=self.model_times, n_outputs=0, n_chans=len(names), sfreq=self.model_sfreq,
+                patch_size=self.patch_size, embed_dim=embed_dim, conv_out_channels=embed_dim // per_step,
+                num_layers=num_layers, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=False,
+                qk_norm=nn.LayerNorm, init_values=0.1, use_abs_pos_emb=True, use_mean_pooling=False,
+                drop_prob=dropout, attn_drop_prob=attn_dropout, drop_path_prob=drop_path)
+        if self.model.embed_dim != embed_dim:
+            raise ValueError(f"Labram built embed_dim {self.model.embed_dim}, expected {embed_dim}")
+        self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(names)), persistent=False)
+        if pretrained:
+            self.load_official(pretrained)
+
+    def load_official(self, path: str) -> None:
+        """Load the official pretraining checkpoint (see class docstring)."""
+        sd = load_official(path, "model")
+        mapped, origin = labram_official_to_braindecode(sd, self.n_patches)
+        load_mapped(self.model, mapped, origin, str(path), labram_key_to_official)
+
+    def encode(self, x: Tensor, present: Tensor | None):
+        out = self.model(x, return_features=True, ch_names=self.model_ch_names)
+        cls = out["cls_token"] if self.pooling == "cls" else None
+        return out["features"], self.token_time, channel_major(present, self.n_patches), cls
