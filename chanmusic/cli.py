@@ -62,9 +62,20 @@ def prepare_main(argv: list[str]) -> None:
     print(f"[prepare] cache: {dm.cache_path()}")
 
 
+def _setup_logging() -> None:
+    """chanmusic's own messages to stderr (Lightning configures its own logger)."""
+    log = logging.getLogger("chanmusic")
+    if not log.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("[chanmusic] %(message)s"))
+        log.addHandler(h)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _setup_logging()
     if argv and argv[0] in EXTRA_COMMANDS:
         import importlib
 

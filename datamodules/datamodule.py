@@ -27,7 +27,7 @@ DATASETS = ("nmed-t", "nmed-h")
 NATIVE_SFREQ = 125.0
 EEG_PATTERNS = {"nmed-t": "song*_Imputed.mat", "nmed-h": "CleanEEG_aggregatedByStimulus_*.zip"}
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
-CONTROLS = ("none", "shift")
+CONTROLS = ("none", "shift", "shuffle")
 
 
 def default_cache_dir() -> Path:
@@ -46,7 +46,7 @@ def clap_identity(spec: str, seed: int) -> str:
 class WindowDataset(Dataset):
     """EEG windows sliced from the memmapped cache; one dict per window (DESIGN.md batch contract)."""
 
-    def __init__(self, cache: PreparedCache, rows: np.ndarray, music_of_row: np.ndarray):
+    def __init__(self, cache: PreparedCache, rows: np.ndarray, music_of_row: np.ndarray, clap: np.ndarray):
         self.path = cache.path
         self.shape = tuple(cache.manifest["eeg_shape"])
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -57,7 +57,7 @@ class WindowDataset(Dataset):
         self.subject, self.song = seg[:, 1], seg[:, 2]
         self.music = music_of_row[self.rows]
         self.music_table = cache.music
-        self.clap = cache.clap
+        self.clap = clap
         self.mel = cache.mel
         self.genre = np.array([genre_index(int(s)) for s in self.song], dtype=np.int64)
         self._eeg: np.ndarray | None = None
@@ -107,10 +107,17 @@ class NMEDDataModule(L.LightningDataModule):
         split, test_fraction, val_fraction, split_seed, gap_s, test_subjects: see ``datamodules.splits``.
         control: ``"none"``, or ``"shift"``: the no-music control — each window's audio target is the
             window ``shift_fraction`` of the recording later (circularly) in the same song, so the EEG and
-            its recording fingerprint are unchanged and only the music pairing is broken.
+            its recording fingerprint are unchanged and only the music pairing is broken; or ``"shuffle"``:
+            every window gets a random (seeded by ``split_seed``) window's audio — a shuffled-label sanity
+            check that must score at chance.
         clap: CLAP spec for ``prepare`` (local laion-clap .pt, transformers dir / hub id, or ``tiny-random``).
         clap_seed: seed of a ``tiny-random`` CLAP.
         clap_dim: dimension of the CLAP embedding (512 for every released CLAP); checked against the cache.
+        clap_center: align to CLAP embeddings minus their train-split mean (re-normalised). CLAP spaces are
+            anisotropic — every music clip shares a large common direction (a tiny random CLAP gives cosine
+            ≈ 0.98 between any two windows; 0.22 within / 0.0 across songs after centring) — and InfoNCE and
+            cosine identification only see what differs. Batches' ``clap`` is the centred target; the raw
+            embeddings stay in ``cache.clap`` for the ridge adapter / AudioLDM.
         batch_size, num_workers: loader settings.
     """
 
@@ -143,6 +150,7 @@ class NMEDDataModule(L.LightningDataModule):
         clap: str = "tiny-random",
         clap_seed: int = 0,
         clap_dim: int = 512,
+        clap_center: bool = True,
         batch_size: int = 64,
         num_workers: int = 0,
     ):
@@ -175,6 +183,8 @@ class NMEDDataModule(L.LightningDataModule):
         self.clap = clap
         self.clap_seed = clap_seed
         self.clap_dim = clap_dim
+        self.clap_center = clap_center
+        self.clap_mean: np.ndarray | None = None
         self.batch_size = batch_size
         self.num_workers = num_workers
         # facts linked into encoders and stages by the CLI (known before any data is read)
@@ -247,7 +257,18 @@ class NMEDDataModule(L.LightningDataModule):
         hearing = np.array([r.get("hearing", "a") for r in self.cache.recordings])[seg[:, 0]]
         self.split = split_windows(seg[:, 0], seg[:, 1], seg[:, 3], seg[:, 4], self.split_cfg, self.sfreq, hearing)
         log.info(self.split.summary())
-        self.music_of_row = self.control_targets() if self.control == "shift" else seg[:, 5].copy()
+        if self.control == "shift":
+            self.music_of_row = self.control_targets()
+        elif self.control == "shuffle":
+            self.music_of_row = np.random.default_rng(self.split_cfg.seed).permutation(seg[:, 5])
+        else:
+            self.music_of_row = seg[:, 5].copy()
+        clap = np.asarray(self.cache.clap, dtype=np.float32)
+        if self.clap_center:
+            self.clap_mean = clap[np.unique(self.music_of_row[self.split.train])].mean(0)
+            clap = clap - self.clap_mean
+            clap /= np.maximum(np.linalg.norm(clap, axis=1, keepdims=True), 1e-8)
+        self.targets = clap
 
     def control_targets(self) -> np.ndarray:
         """Music id per window for the no-music control: the same recording's window ``shift_fraction``
@@ -269,7 +290,7 @@ class NMEDDataModule(L.LightningDataModule):
         if self.cache is None or self.split is None:
             self.setup()
         rows = getattr(self.split, part)
-        return WindowDataset(self.cache, rows, self.music_of_row)
+        return WindowDataset(self.cache, rows, self.music_of_row, self.targets)
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         ds = self.dataset_for(part)
