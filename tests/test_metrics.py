@@ -83,3 +83,24 @@ def test_too_few_items_is_a_clear_error():
     m.update(t, t, torch.arange(3), z, z, z, torch.arange(3) * 500, torch.full((3,), 250))
     with pytest.raises(ValueError, match="no valid distractor"):
         m.compute()
+
+
+def test_within_song_distractors_never_come_from_another_song():
+    # each prediction points (strongly) at a window of ANOTHER song; only a distractor drawn from that
+    # other song could beat the true target, so with every valid distractor drawn the score is 1 iff
+    # within-song distractors are all from the same song — and the segment-level metric (which may draw
+    # from other songs) must then miss
+    n_songs, per = 4, 12
+    g = torch.Generator().manual_seed(0)
+    # orthonormal targets: similarities are exactly 1 (own), 3 (the other song's window), 0 (the rest)
+    targets = torch.linalg.qr(torch.randn(64, n_songs * per, generator=g))[0].T.contiguous()
+    song = torch.arange(n_songs * per) // per
+    start = (torch.arange(n_songs * per) % per) * 250
+    other = (torch.arange(n_songs * per) + per) % (n_songs * per)  # same position in the next song
+    preds = targets + 3.0 * targets[other]
+    within = Identification(per, "within_song", repeats=2)
+    seg = Identification(n_songs * per, "segment", repeats=2)
+    for m in (within, seg):
+        _update(m, preds, targets, song, start)
+    assert within.compute()["mean"].item() == 1.0
+    assert seg.compute()["mean"].item() == 0.0
