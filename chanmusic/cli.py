@@ -16,6 +16,8 @@ from datamodules.datamodule import NMEDDataModule
 # extra subcommands: name -> "module:function" taking argv (kept lazy so `--help` is fast)
 EXTRA_COMMANDS: dict[str, str] = {
     "prepare": "chanmusic.cli:prepare_main",
+    "compare": "chanmusic.compare:main",
+    "report": "chanmusic.report:main",
 }
 
 

@@ -1,0 +1,250 @@
+"""``chanmusic compare``: spec, resumable runner (with a fake worker, no training), aggregation math.
+
+The runner is driven with a stand-in worker script (``FAKE_WORKER``) that behaves like
+``python -m chanmusic.compare --worker JOB``: it reads the job, writes ``metrics.json`` / checkpoints /
+``result.json`` the way the real worker does, and logs every call, so the tests take seconds. One real tiny
+end-to-end ``compare --quick --rows linear_reference --seeds 1`` is marked slow.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chanmusic import compare, report
+from chanmusic.compare import Runner, load_spec, plan_runs, read_status, write_status
+
+REPO = Path(__file__).resolve().parent.parent
+
+FAKE_WORKER = textwrap.dedent('''
+    """Stand-in for `python -m chanmusic.compare --worker JOB` (see tests/test_compare.py)."""
+    import json, sys
+    from pathlib import Path
+
+    job = json.loads(Path(sys.argv[1]).read_text())
+    d = Path(job["dir"])
+    text = "\\n".join(Path(c).read_text() for c in job["configs"])
+    with open(d.parents[3] / "calls.jsonl" if "_pretrain" not in str(d) else d.parents[4] / "calls.jsonl", "a") as f:
+        f.write(json.dumps({"dir": str(d), "resume": job["resume"], "args": job["args"]}) + "\\n")
+    if "behaviour: crash" in text:
+        print("Traceback (most recent call last):")
+        print("RuntimeError: boom in the model")
+        sys.exit(1)
+    if job["resume"] and Path(job["resume"]).read_text() == "corrupt":
+        print("RuntimeError: cannot load corrupt checkpoint")
+        sys.exit(1)
+    ck = d / "checkpoints"
+    ck.mkdir(parents=True, exist_ok=True)
+    (ck / "last.ckpt").write_text("ok")
+    (ck / "best.ckpt").write_text("ok")
+    (d / "fit_done.json").write_text(json.dumps({"checkpoint": str(ck / "best.ckpt")}))
+    res = {"status": "done", "checkpoint": str(ck / "best.ckpt"), "commands": ["chanmusic fit ..."]}
+    if job["test"]:
+        control = "control: shift" in text
+        seed = int(next(l.split(":")[1] for l in text.splitlines() if l.startswith("seed_everything")))
+        base = 0.05 if control else 0.30 + 0.1 * seed
+        m = {"id50": {"mean": base, "std": 0.02, "n": 100, "chance": 0.02},
+             "song14": {"mean": base + 0.1, "std": 0.03, "n": 100, "chance": 0.1}}
+        (d / "metrics.json").write_text(json.dumps(m))
+        res["metrics"] = str(d / "metrics.json")
+    (d / "result.json").write_text(json.dumps(res))
+''')
+
+
+@pytest.fixture()
+def fake(tmp_path):
+    """A spec with a good row, a crashing row, a row whose YAML is missing and a pretrained row."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "good.yaml").write_text("behaviour: ok\n")
+    (cfg / "crash.yaml").write_text("behaviour: crash\n")
+    (cfg / "pre.yaml").write_text("behaviour: pretrain\n")
+    spec = {
+        "title": "fake comparison", "config_root": str(cfg), "metrics": ["id50", "song14"],
+        "reconstruct": None, "reference_row": "good",
+        "rows": [
+            {"name": "good", "label": "Good", "configs": ["good.yaml"], "paper": {"id50": 0.487}},
+            {"name": "crash", "label": "Crashes", "configs": ["crash.yaml"]},
+            {"name": "missing", "label": "Missing YAML", "configs": ["nope/missing.yaml"]},
+        ],
+        "ablations": [{"name": "pre", "label": "Pretrained", "pretrain": ["pre.yaml"], "configs": ["good.yaml"]}],
+        "profiles": {"quick": {"seeds": 2, "base": [], "reconstruct": False, "description": "fake"}},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    worker = tmp_path / "fake_worker.py"
+    worker.write_text(FAKE_WORKER)
+    out = tmp_path / "out"
+
+    def run(rows=None, redo=()):
+        s = load_spec(path, "quick", rows, None, out)
+        out.mkdir(exist_ok=True)
+        compare.save_spec(s, out)
+        lines = []
+        Runner(s, out, redo=set(redo), worker_cmd=[sys.executable, str(worker)], printer=lines.append).run_all(
+            plan_runs(s, out))
+        return lines
+
+    def calls():
+        p = out / "calls.jsonl"
+        return [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
+
+    return {"run": run, "calls": calls, "out": out, "spec": path}
+
+
+def test_paper_spec_has_the_papers_rows_and_numbers():
+    s = load_spec(compare.DEFAULT_SPEC, "quick", out=Path("/tmp/x"))
+    names = [r.name for r in s.rows if r.section == "main"]
+    assert names == ["linear_reference", "audio_oracle", "eeg2mel", "labram", "eegpt", "cbramod", "channel_oriented"]
+    assert len([r for r in s.rows if r.section == "ablation"]) == 6
+    ours = s.row("channel_oriented")
+    assert ours.pretrain and ours.paper == {"clap_score": 0.683, "id50": 0.487, "song14": 0.692, "genre_agreement": 0.203}
+    assert s.row("cbramod").paper["id50"] == 0.402 and s.row("labram").paper["song14"] == 0.681
+    assert s.row("eeg2mel").paper["clap_score"] == 0.588
+    assert s.profile["demo_data"]["root"] == "/tmp/x/data/nmed-t" and s.seeds == [0]
+    assert load_spec(compare.DEFAULT_SPEC, "full").seeds == list(range(5))
+    with pytest.raises(ValueError, match="unknown"):
+        load_spec(compare.DEFAULT_SPEC, "quick", rows=["nope"])
+
+
+def test_runner_runs_records_failures_and_never_drops_rows(fake):
+    lines = fake["run"]()
+    out = fake["out"]
+    assert len([l for l in lines if l.startswith("[compare] (")]) == 16  # 4 rows x 2 seeds x (music, control)
+    good = read_status(out / "runs" / "good" / "seed1")
+    assert good["status"] == "done" and good["metrics"]["id50"]["mean"] == pytest.approx(0.4)
+    crash = read_status(out / "runs" / "crash" / "seed0")
+    assert crash["status"] == "failed" and crash["error"] == "RuntimeError: boom in the model"
+    missing = read_status(out / "runs" / "missing" / "seed0-control")
+    assert missing["status"] == "failed" and missing["error"].startswith("config not found")
+    # pretraining: one run per seed, shared by the music and control runs, its checkpoint passed on
+    pre_calls = [c for c in fake["calls"]() if "_pretrain" in c["dir"]]
+    assert len(pre_calls) == 2
+    align = [c for c in fake["calls"]() if "/runs/pre/" in c["dir"]]
+    assert len(align) == 4 and all("--model.init_args.init_encoder_from" in c["args"] for c in align)
+    # the table keeps every row; failed ones say why
+    report.write_results(out)
+    md = (out / "results.md").read_text()
+    for label in ("Good", "Crashes", "Missing YAML", "Pretrained"):
+        assert label in md
+    assert "failed: seed0 align: RuntimeError: boom in the model" in md
+    assert "config not found" in md
+    csv_text = (out / "results.csv").read_text()
+    assert "crash" in csv_text and "missing" in csv_text
+    assert (out / "plots" / "metric_id50.png").is_file() and (out / "plots" / "ablations.png").is_file()
+
+
+def test_runner_skips_finished_runs_and_retries_failed(fake):
+    fake["run"]()
+    n = len(fake["calls"]())
+    fake["run"]()
+    again = fake["calls"]()[n:]
+    # only the crashing row is retried (the missing YAML fails before any subprocess); done runs are skipped
+    assert {Path(c["dir"]).parts[-3] for c in again} == {"crash"}
+    fake["run"](rows=["good"], redo=["good"])
+    redone = fake["calls"]()[n + len(again):]
+    assert len(redone) == 4 and all("/runs/good/" in c["dir"] for c in redone)
+
+
+def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
+    fake["run"](rows=["good"])
+    out = fake["out"]
+    n = len(fake["calls"]())
+    # killed during fit with a checkpoint: status running, no result; resumed from last.ckpt
+    d = out / "runs" / "good" / "seed0"
+    st = read_status(d)
+    st["status"] = "running"
+    st["steps"] = {}
+    write_status(d, st)
+    for f in ("fit_done.json", "result.json", "metrics.json"):
+        (d / "align" / f).unlink(missing_ok=True)
+    # killed before any status or checkpoint: redone from scratch, stale files removed
+    k = out / "runs" / "good" / "seed1-control"
+    (k / "status.json").unlink()
+    import shutil
+
+    shutil.rmtree(k / "align" / "checkpoints")
+    (k / "align" / "stale.txt").write_text("from the killed run")
+    # killed with a corrupt checkpoint: resume fails, the step is redone from scratch
+    c = out / "runs" / "good" / "seed1"
+    write_status(c, {"status": "running"})
+    (c / "align" / "checkpoints" / "last.ckpt").write_text("corrupt")
+    (c / "align" / "fit_done.json").unlink()
+    fake["run"](rows=["good"])
+    new = fake["calls"]()[n:]
+    by_dir = {}
+    for call in new:
+        by_dir.setdefault(Path(call["dir"]).parent.name, []).append(call["resume"])
+    assert by_dir["seed0"] == [str(d / "align" / "checkpoints" / "last.ckpt")]
+    assert by_dir["seed1-control"] == [None] and not (k / "align" / "stale.txt").exists()
+    assert by_dir["seed1"] == [str(c / "align" / "checkpoints" / "last.ckpt"), None]
+    assert "seed0-control" not in by_dir                      # finished: not redone
+    for name in ("seed0", "seed1", "seed1-control"):
+        assert read_status(out / "runs" / "good" / name)["status"] == "done"
+
+
+def test_half_written_status_counts_as_killed(fake):
+    fake["run"](rows=["good"])
+    d = fake["out"] / "runs" / "good" / "seed0"
+    (d / "status.json").write_text('{"status": "do')
+    assert read_status(d) is None
+
+
+# ---------------------------------------------------------------------------------------------- math
+def test_seed_aggregation_math_on_known_numbers():
+    s = report.seed_summary([0.1, 0.2, 0.3])
+    assert s["mean"] == pytest.approx(0.2) and s["std"] == pytest.approx(0.1)
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)         # t(0.975, df=2)
+    assert s["ci"] == pytest.approx((0.2 - half, 0.2 + half))
+    w = report.within_run_summary(0.5, 0.1, 10)             # std 0.1 with ddof=0 over 10 repeats
+    s1 = 0.1 * math.sqrt(10 / 9)
+    half = 2.2621571627409915 * s1 / math.sqrt(10)          # t(0.975, df=9)
+    assert w["ci"] == pytest.approx((0.5 - half, 0.5 + half)) and w["ci_kind"] == "within-run (r=10)"
+    g = report.gain_summary({0: {"mean": 0.3}, 1: {"mean": 0.5}}, {0: {"mean": 0.1}, 1: {"mean": 0.1}}, {})
+    half = 12.706204736174707 * math.sqrt(0.02) / math.sqrt(2)  # differences 0.2, 0.4: std sqrt(0.02), df=1
+    assert g["gain"] == pytest.approx(0.3) and g["ci"] == pytest.approx((0.3 - half, 0.3 + half))
+    g1 = report.gain_summary({0: {"mean": 0.3, "std": 0.1}}, {0: {"mean": 0.1, "std": 0.1}}, {0: 10})
+    se = math.sqrt(2 * (0.1 * math.sqrt(10 / 9)) ** 2 / 10)
+    assert g1["ci"] == pytest.approx((0.2 - 2.2621571627409915 * se, 0.2 + 2.2621571627409915 * se))
+
+
+def test_collect_aggregates_over_seeds_with_control_and_paper(fake):
+    fake["run"](rows=["good"])
+    spec, results = report.collect(fake["out"])
+    good = next(r for r in results if r.name == "good")
+    c = good.cells["id50"]
+    assert good.status == "done" and good.seeds_done == 2
+    assert c.mean == pytest.approx(0.35) and c.std == pytest.approx(math.sqrt(0.005)) and c.k == 2
+    assert c.control == pytest.approx(0.05) and c.gain == pytest.approx(0.30) and c.gain_ci_kind == "seeds (paired)"
+    assert c.paper == 0.487 and c.chance == 0.02 and c.n == 100
+    assert c.ci == pytest.approx((0.35 - 12.706204736174707 * 0.05, 0.35 + 12.706204736174707 * 0.05))
+
+
+@pytest.mark.slow
+def test_quick_end_to_end_linear_reference(tmp_path):
+    """A real (tiny) ``chanmusic compare --quick --rows linear_reference --seeds 1``: small demo data, 1 epoch."""
+    raw = yaml.safe_load(compare.DEFAULT_SPEC.read_text())
+    q = raw["profiles"]["quick"]
+    q["demo_data"].update(n_subjects=2, duration_s=30.0)
+    q["set"]["trainer"].update(max_epochs=1)
+    q["reconstruct"] = False
+    raw["config_root"] = str(compare.EXPERIMENTS)
+    spec = tmp_path / "paper.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = tmp_path / "out"
+    from chanmusic.cli import main
+
+    main(["compare", "--config", str(spec), "--quick", "--rows", "linear_reference", "--seeds", "1", "--out", str(out),
+          "--", "--data.test_fraction", "0.2", "--data.batch_size", "32"])
+    st = read_status(out / "runs" / "linear_reference" / "seed0")
+    assert st["status"] == "done", st.get("error")
+    assert read_status(out / "runs" / "linear_reference" / "seed0-control")["status"] == "done"
+    md = (out / "results.md").read_text()
+    assert "Linear reference" in md and "gain over control" in md
+    assert (out / "report" / "index.html").is_file()
+    assert (out / "interpretation" / "linear_reference_dissimilarity.png").is_file()
