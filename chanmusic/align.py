@@ -125,7 +125,7 @@ class AlignModule(L.LightningModule):
         self.log("test/loss", loss, sync_dist=True, batch_size=len(batch["eeg"]))
         for m in self.test_metrics.values():
             m.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
-                     batch["start"], batch["length"])
+                     batch["start"], batch["length"], batch["segment"])
 
     def on_test_epoch_end(self) -> None:
         results = {name: {k: v.item() for k, v in m.compute().items()} for name, m in self.test_metrics.items()}
@@ -137,10 +137,16 @@ class AlignModule(L.LightningModule):
         self.write_metrics(results)
 
     def write_metrics(self, results: dict[str, dict[str, Any]]) -> Path | None:
-        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only)."""
-        if self.trainer is None or not self.trainer.is_global_zero:
+        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only).
+
+        Call it on every rank: ``trainer.log_dir`` is a broadcast under DDP, so asking for it on rank 0 only
+        would pair with the next collective of the other ranks (and hang or crash them).
+        """
+        if self.trainer is None:
             return None
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        if not self.trainer.is_global_zero:
+            return None
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "metrics.json"
         existing = json.loads(path.read_text()) if path.exists() else {}

@@ -28,8 +28,12 @@ DISTRACTORS = ("segment", "song", "genre", "within_song")
 class Identification(Metric):
     """N-way identification of the heard music segment from a predicted embedding.
 
-    ``update(preds [B, D], targets [B, D], music [B], song [B], genre [B], stimulus [B], start [B], length [B])``;
-    ``compute() -> {"mean", "std", "n", "chance"}`` (tensors).
+    ``update(preds [B, D], targets [B, D], music [B], song [B], genre [B], stimulus [B], start [B], length [B],
+    segment [B] | None)``; ``compute() -> {"mean", "std", "n", "chance"}`` (tensors).
+
+    ``segment`` (the EEG window's id) makes the result independent of how the test set was dealt out:
+    items seen more than once (``DistributedSampler`` pads the last batch with repeats under DDP) count
+    once, and items are put in segment order before the seeded draws, so 1 and N processes agree.
     """
 
     full_state_update = False
@@ -42,15 +46,17 @@ class Identification(Metric):
         if n_way < 2:
             raise ValueError("n_way must be at least 2")
         self.n_way, self.distractors, self.repeats, self.seed = n_way, distractors, repeats, seed
-        for name in ("preds", "targets", "music", "song", "genre", "stimulus", "start", "length"):
+        for name in ("preds", "targets", "music", "song", "genre", "stimulus", "start", "length", "segment"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, preds: Tensor, targets: Tensor, music: Tensor, song: Tensor, genre: Tensor,
-               stimulus: Tensor, start: Tensor, length: Tensor) -> None:
+               stimulus: Tensor, start: Tensor, length: Tensor, segment: Tensor | None = None) -> None:
+        if segment is None:  # unknown ids: -1, never deduplicated
+            segment = torch.full((len(preds),), -1, dtype=torch.long)
         self.preds.append(F.normalize(preds.detach().float(), dim=-1))
         self.targets.append(F.normalize(targets.detach().float(), dim=-1))
         for name, v in (("music", music), ("song", song), ("genre", genre), ("stimulus", stimulus),
-                        ("start", start), ("length", length)):
+                        ("start", start), ("length", length), ("segment", segment)):
             getattr(self, name).append(torch.as_tensor(v, device=self.device).long().reshape(-1))
 
     def compute(self) -> dict[str, Tensor]:
@@ -58,6 +64,11 @@ class Identification(Metric):
         P, A = cat(self.preds), cat(self.targets)
         music, song, genre = cat(self.music).numpy(), cat(self.song).numpy(), cat(self.genre).numpy()
         stim, start, length = cat(self.stimulus).numpy(), cat(self.start).numpy(), cat(self.length).numpy()
+        seg = cat(self.segment).numpy()
+        if len(seg) and (seg >= 0).all():  # each window once, in segment order (see the class docstring)
+            _, keep = np.unique(seg, return_index=True)
+            P, A = P[torch.from_numpy(keep)], A[torch.from_numpy(keep)]
+            music, song, genre, stim, start, length = (x[keep] for x in (music, song, genre, stim, start, length))
         scores, chance = identification_scores(P, A, music, song, genre, stim, start, length, self.n_way,
                                                self.distractors, self.repeats, self.seed)
         return {"mean": torch.tensor(float(np.mean(scores))), "std": torch.tensor(float(np.std(scores))),
