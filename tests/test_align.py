@@ -24,7 +24,7 @@ def _args(root, tmp, *extra):
             "--config", str(ROOT / "experiments/encoders/linear_reference.yaml"),
             "--data.root", str(root), "--data.cache_dir", str(tmp / "cache"),
             "--data.test_fraction", "0.2", "--data.batch_size", "32",
-            "--trainer.max_epochs", "12", "--trainer.default_root_dir", str(tmp / "runs"),
+            "--trainer.max_epochs", "10", "--trainer.default_root_dir", str(tmp / "runs"),
             "--trainer.logger.init_args.save_dir", str(tmp / "runs"),
             "--trainer.enable_progress_bar", "false", *extra]
 

@@ -6,6 +6,12 @@ from chanmusic.prepare import prepare
 from datamodules.datamodule import NMEDDataModule
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache folder for the module: splits do not change the cache key, so it is prepared once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 def _dm(root, cache, **kw):
     NMEDDataModule.preparer = staticmethod(prepare)
     dm = NMEDDataModule(str(root), cache_dir=str(cache), window_s=2.0, batch_size=8, **kw)
@@ -14,8 +20,8 @@ def _dm(root, cache, **kw):
     return dm
 
 
-def test_cross_hearing_split_on_nmed_h(demo_root_h, tmp_path):
-    dm = _dm(demo_root_h, tmp_path, dataset="nmed-h", split="hearing")
+def test_cross_hearing_split_on_nmed_h(demo_root_h, cache):
+    dm = _dm(demo_root_h, cache, dataset="nmed-h", split="hearing")
     seg, recs = dm.cache.segments, dm.cache.recordings
     hearing = np.array([r["hearing"] for r in recs])
     test_recs = set(seg[dm.split.test, 0].tolist())
@@ -27,13 +33,13 @@ def test_cross_hearing_split_on_nmed_h(demo_root_h, tmp_path):
     assert set(stim[dm.music_of_row[dm.split.test]]) <= set(stim[dm.music_of_row[dm.split.train]])
 
 
-def test_hearing_split_on_nmed_t_is_a_clear_error(demo_root, tmp_path):
+def test_hearing_split_on_nmed_t_is_a_clear_error(demo_root, cache):
     with pytest.raises(ValueError, match="nmed-h"):
-        _dm(demo_root, tmp_path, split="hearing")
+        _dm(demo_root, cache, split="hearing")
 
 
-def test_subject_split_through_the_data_module(demo_root, tmp_path):
-    dm = _dm(demo_root, tmp_path, split="subjects", test_subjects=[1])
+def test_subject_split_through_the_data_module(demo_root, cache):
+    dm = _dm(demo_root, cache, split="subjects", test_subjects=[1])
     subj = dm.cache.segments[:, 1]
     assert set(subj[dm.split.test]) == {1}
     assert 1 not in set(subj[dm.split.train]) | set(subj[dm.split.val])

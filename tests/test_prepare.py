@@ -143,7 +143,7 @@ def test_memmap_keeps_ram_flat_as_data_grows(tmp_path):
     peaks = []
     for scale in (1, 4):
         root = tmp_path / f"x{scale}"
-        write_demo(root, seed=0, n_subjects=scale, duration_s=60.0, songs=[0, 1, 2, 3, 4])
+        write_demo(root, seed=0, n_subjects=scale, duration_s=40.0, songs=[0, 1, 2])
         args = [sys.executable, "-c", _RSS_SCRIPT, str(root), str(tmp_path / "cache")]
         subprocess.run(args + ["prepare"], capture_output=True, text=True, check=True)
         out = subprocess.run(args + ["pass"], capture_output=True, text=True, check=True)
