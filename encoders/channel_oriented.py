@@ -1,0 +1,291 @@
+"""Channel-oriented EEG encoder: every (electrode, time patch) is its own token.
+
+The paper's central design (Qing, Lu & Li): no mixing across electrodes before the transformer, so each
+token keeps its channel identity, a channel mask can *remove* tokens (structured channel dropout,
+missing electrodes) instead of zero-filling them, and a readout can keep channel identity.
+
+Also home of the parts other token encoders reuse (``encoders.block_tokens``): :class:`BandPower`,
+:class:`TransformerBlock`, :class:`TokenTransformer`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from encoders.base import EEGEncoder, EncoderOutput
+
+# canonical EEG bands (Hz): delta, theta, alpha, low beta, high beta, gamma — the induced responses
+BANDS: tuple[tuple[float, float], ...] = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0), (20.0, 30.0), (30.0, 45.0))
+CHANNEL_EMBEDDINGS = ("lookup",)
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+
+
+class BandPower(nn.Module):
+    """Log band power of each patch: ``[..., S] -> [..., n_bands]``.
+
+    Hann-windowed periodogram of the patch (power normalised by the window energy, so white noise of
+    variance 1 gives ≈ 1 per bin), averaged over the bins of each band, ``log(· + eps)``. A band with no
+    bin at this resolution (short patches) takes the bin nearest its centre; bands starting at or above
+    Nyquist are dropped (``n_bands`` says how many remain).
+    """
+
+    def __init__(self, patch_size: int, sfreq: float, bands: Sequence[Sequence[float]] = BANDS, eps: float = 1e-6):
+        super().__init__()
+        freqs = torch.fft.rfftfreq(patch_size, d=1.0 / sfreq)
+        rows = []
+        for lo, hi in bands:
+            if lo >= sfreq / 2:
+                continue
+            sel = (freqs >= lo) & (freqs < hi)
+            if not bool(sel.any()):
+                sel = torch.zeros_like(freqs, dtype=torch.bool)
+                sel[int(torch.argmin((freqs - (lo + hi) / 2).abs()))] = True
+            rows.append(sel.float() / sel.sum())
+        self.n_bands = len(rows)
+        self.eps = eps
+        window = torch.hann_window(patch_size, periodic=False, dtype=torch.float32)
+        self.register_buffer("window", window / window.pow(2).sum().sqrt(), persistent=False)
+        self.register_buffer("weights", torch.stack(rows) if rows else torch.zeros(0, len(freqs)), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        spec = torch.fft.rfft(x.float() * self.window, dim=-1)
+        power = spec.real.square() + spec.imag.square()
+        return torch.log(power @ self.weights.T + self.eps).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with ``F.scaled_dot_product_attention`` and a key-padding mask.
+
+    ``forward(x [B, N, D], key_mask [B, N] bool | None, cls_weights)``: ``key_mask`` True = the token
+    takes part as a key (a query row always keeps token 0, the CLS, so no row is empty). With
+    ``cls_weights`` the head-averaged softmax attention of token 0 over all ``N`` tokens ``[B, N]`` is
+    returned too (computed explicitly for that one query; SDPA returns no weights).
+    """
+
+    def __init__(self, dim: int, num_heads: int, attn_dropout: float = 0.0, proj_dropout: float = 0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_dropout = attn_dropout
+        self.proj_drop = nn.Dropout(proj_dropout)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None, cls_weights: bool = False):
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attn_mask = key_mask[:, None, None, :] if key_mask is not None else None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        y = self.proj_drop(self.proj(y.transpose(1, 2).reshape(B, N, D)))
+        w = None
+        if cls_weights:
+            logits = (q[:, :, :1] @ k.transpose(-1, -2)).squeeze(2) / math.sqrt(self.head_dim)  # [B, H, N]
+            if key_mask is not None:
+                logits = logits.masked_fill(~key_mask[:, None, :], float("-inf"))
+            w = logits.float().softmax(-1).mean(1)  # [B, N]
+        return y, w
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + Attn(LN(x))``, then ``x + FFN(LN(x))`` with a GELU FFN of width ``mlp_ratio·D``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, attn_dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, attn_dropout, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None, cls_weights: bool = False):
+        y, w = self.attn(self.norm1(x), key_mask, cls_weights)
+        x = x + y
+        x = x + self.mlp(self.norm2(x))
+        return x, w
+
+
+class TokenTransformer(nn.Module):
+    """CLS token + pre-norm transformer blocks + final LayerNorm over a token sequence with a presence mask.
+
+    ``forward(tokens [B, N, D], present [B, N] bool | None)`` returns ``(cls [B, D], out [B, N, D],
+    cls_attention [B, N])``. Absent tokens never serve as keys, so present tokens (and the CLS) never see
+    them; their own outputs are set to exactly 0. ``cls_attention`` is the last block's head-averaged
+    CLS→token attention with the CLS→CLS share removed and the rest renormalised to sum to 1 over present
+    tokens (0 at absent tokens; all 0 if no token is present).
+    """
+
+    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 attn_dropout: float = 0.0):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, mlp_ratio, dropout, attn_dropout)
+                                    for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(self, tokens: Tensor, present: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        B, N, _ = tokens.shape
+        x = torch.cat([self.cls_token.expand(B, -1, -1).to(tokens.dtype), tokens], dim=1)
+        key_mask = None
+        if present is not None and not bool(present.all()):
+            key_mask = torch.cat([present.new_ones(B, 1), present], dim=1)
+        w = None
+        for i, blk in enumerate(self.blocks):
+            x, w = blk(x, key_mask, cls_weights=i == len(self.blocks) - 1)
+        x = self.norm(x)
+        cls, out = x[:, 0], x[:, 1:]
+        attn = w[:, 1:]
+        if present is not None:
+            out = torch.where(present[..., None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+            attn = attn * present.to(attn.dtype)
+        attn = attn / attn.sum(-1, keepdim=True).clamp_min(1e-12)
+        return cls, out, attn
+
+
+class ChannelOrientedEncoder(EEGEncoder):
+    """Channel-wise tokens: one token per (electrode, time patch), CLS readout, channel-keeping token grid.
+
+    Token for channel ``c``, patch ``p``::
+
+        Linear([x[c, pS:(p+1)S] , logbandpower(x[c, pS:(p+1)S])])  +  E_chan[channel_index[c]]  +  E_time[p]
+
+    The patch embedding is shared by all channels (the raw ``S`` samples, plus, with ``band_power``, the
+    log power in 1–4, 4–8, 8–13, 13–20, 20–30, 30–45 Hz, which lets tokens see induced responses —
+    calibration.md); ``E_chan`` is a learned lookup table over the ``n_channels`` electrodes
+    (``channel_embedding="lookup"``, the hook for a position-based embedding later) and ``E_time`` a learned
+    table over ``max_time_patches`` patches (factorised, our choice; the authors' code learns one joint
+    channel×time table). A CLS token is prepended; pre-norm blocks with SDPA and a GELU FFN; final LayerNorm.
+
+    **Channel mask = token removal.** Absent channels' tokens are left out of attention (key padding,
+    after packing each sample's present channels to the front so the compute scales with the present
+    count); their input values are never read (NaN-safe), and their outputs are exactly 0 and marked False
+    in ``token_mask``. Hence the output for a masked channel set equals the output for the same data with
+    those rows physically removed and ``channel_index`` naming the remaining rows (up to float rounding).
+
+    Shapes (``C'`` input rows, ``P = T // patch_size`` patches; samples beyond ``P·patch_size`` are dropped):
+
+    - ``eeg [B, C', T]``; ``channel_mask [B, C']`` bool (True = present) or ``None``;
+      ``channel_index [C']`` or ``[B, C']`` long (rows of the embedding table, default ``arange(n_channels)``).
+    - ``pooled [B, D]`` = CLS; ``tokens [B, C'·P, D]`` channel-major (token ``c·P + p``); ``token_time [C'·P]``
+      = ``p``; ``channel_attention [B, C']`` = last block's head-averaged CLS→token attention summed per
+      channel (CLS→CLS removed, renormalised to sum 1 over present channels, 0 at absent ones);
+      ``token_mask [B, C'·P]``.
+    - ``n_tokens = n_channels · (n_times // patch_size)``: the fixed grid of the full montage at the
+      configured window (what the ``tokens`` readout head needs).
+
+    Defaults are sized for a CPU (D 64, depth 2, 4 heads, patch 125 → 125 ch × 2 patches = 250 tokens for a
+    2-s window at 125 Hz). The authors' GPU setting is patch 50, D 512, depth 8, 16 heads (8-s pretraining
+    windows → 125 × 20 = 2,500 tokens), which needs a GPU. Keep ``attn_dropout`` 0 on CPU (a non-zero value
+    pushes SDPA onto a slow path).
+
+    Args:
+        n_channels, sfreq, n_times, ch_names: the data's facts (``encoders.base.EEGEncoder``).
+        embed_dim, depth, num_heads, mlp_ratio: transformer size.
+        patch_size: samples per time patch (S).
+        dropout: dropout after attention projection and in the FFN. attn_dropout: SDPA dropout.
+        band_power: add per-patch log band-power features to the patch embedding input.
+        channel_embedding: ``"lookup"`` (learned table indexed by channel).
+        max_time_patches: size of the time-embedding table (default ``n_times // patch_size``); larger lets
+            the same weights run longer windows. Shorter inputs (e.g. local crops) use its first rows.
+    """
+
+    def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None,
+                 embed_dim: int = 64, depth: int = 2, num_heads: int = 4, patch_size: int = 125,
+                 mlp_ratio: float = 4.0, dropout: float = 0.0, attn_dropout: float = 0.0, band_power: bool = True,
+                 channel_embedding: str = "lookup", max_time_patches: int | None = None):
+        super().__init__(n_channels, sfreq, n_times, ch_names)
+        if patch_size < 1 or patch_size > n_times:
+            raise ValueError(f"patch_size must be in [1, n_times={n_times}], got {patch_size}")
+        if channel_embedding not in CHANNEL_EMBEDDINGS:
+            raise NotImplementedError(f"channel_embedding {channel_embedding!r}: only {CHANNEL_EMBEDDINGS} so far")
+        self.embed_dim = embed_dim
+        self.patch_size = patch_size
+        self.n_patches = n_times // patch_size
+        self.max_time_patches = int(max_time_patches or self.n_patches)
+        if self.max_time_patches < self.n_patches:
+            raise ValueError(f"max_time_patches {self.max_time_patches} < n_times // patch_size = {self.n_patches}")
+        self.n_tokens = n_channels * self.n_patches
+        self.band_power = BandPower(patch_size, sfreq) if band_power else None
+        n_feat = patch_size + (self.band_power.n_bands if band_power else 0)
+        self.patch_embed = nn.Linear(n_feat, embed_dim)
+        self.channel_embed = nn.Embedding(n_channels, embed_dim)
+        self.time_embed = nn.Parameter(torch.zeros(self.max_time_patches, embed_dim))
+        self.transformer = TokenTransformer(embed_dim, depth, num_heads, mlp_ratio, dropout, attn_dropout)
+        self.apply(_init_weights)
+        nn.init.trunc_normal_(self.time_embed, std=0.02)
+
+    def patch_features(self, x: Tensor) -> Tensor:
+        """``[..., T] -> [..., P, S (+ n_bands)]``: the per-patch inputs of the patch embedding."""
+        P = x.shape[-1] // self.patch_size
+        patches = x[..., : P * self.patch_size].unflatten(-1, (P, self.patch_size))
+        if self.band_power is None:
+            return patches
+        return torch.cat([patches, self.band_power(patches)], dim=-1)
+
+    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None,
+                channel_index: Tensor | None = None) -> EncoderOutput:
+        """eeg ``[B, C', T]``, channel_mask ``[B, C']``, channel_index ``[C']``/``[B, C']`` -> :class:`EncoderOutput`."""
+        if eeg.dim() != 3:
+            raise ValueError(f"{type(self).__name__} expects eeg [B, C, T], got {tuple(eeg.shape)}")
+        B, C, T = eeg.shape
+        dev = eeg.device
+        if channel_index is None:
+            if C != self.n_channels:
+                raise ValueError(f"{type(self).__name__} expects {self.n_channels} channels, got {C} "
+                                 f"(pass channel_index to run on a subset)")
+            channel_index = torch.arange(C, device=dev)
+        channel_index = channel_index.to(device=dev, dtype=torch.long)
+        if channel_index.dim() == 1:
+            channel_index = channel_index.expand(B, -1)
+        if channel_index.shape != (B, C):
+            raise ValueError(f"channel_index must be [{C}] or [{B}, {C}], got {tuple(channel_index.shape)}")
+        if channel_mask is not None and channel_mask.shape != (B, C):
+            raise ValueError(f"channel_mask must be [B, C] = {(B, C)}, got {tuple(channel_mask.shape)}")
+        P = T // self.patch_size
+        if P < 1 or P > self.max_time_patches:
+            raise ValueError(f"T={T} gives {P} patches of {self.patch_size}; need 1..{self.max_time_patches}")
+
+        mask = channel_mask.bool() if channel_mask is not None else torch.ones(B, C, dtype=torch.bool, device=dev)
+        if bool(mask.all()):
+            sel, x, rows, present = None, eeg, channel_index, None
+        else:  # pack present channels to the front; keep as many rows as the fullest sample needs
+            n_keep = max(1, int(mask.sum(1).max()))
+            sel = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :n_keep]  # [B, C'']
+            present = mask.gather(1, sel)
+            x = eeg.gather(1, sel[..., None].expand(-1, -1, T))
+            x = torch.where(present[..., None], x, torch.zeros((), dtype=x.dtype, device=dev))  # never read absent values
+            rows = channel_index.gather(1, sel)
+        Ck = x.shape[1]
+        tok = self.patch_embed(self.patch_features(x))  # [B, C'', P, D]
+        tok = tok + self.channel_embed(rows)[:, :, None, :] + self.time_embed[:P]
+        tok_present = present.repeat_interleave(P, dim=1) if present is not None else None
+        cls, out, attn = self.transformer(tok.flatten(1, 2), tok_present)
+        out = out.view(B, Ck, P, -1)
+        attn = attn.view(B, Ck, P).sum(-1)
+        if sel is not None:
+            out = out.new_zeros(B, C, P, out.shape[-1]).scatter(1, sel[..., None, None].expand_as(out), out)
+            attn = attn.new_zeros(B, C).scatter(1, sel, attn)
+        token_time = torch.arange(P, device=dev).repeat(C)
+        return EncoderOutput(pooled=cls, tokens=out.flatten(1, 2), token_time=token_time, channel_attention=attn,
+                             token_mask=mask.repeat_interleave(P, dim=1))
