@@ -46,6 +46,8 @@ import yaml
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 DEFAULT_SPEC = EXPERIMENTS / "paper.yaml"
 STATUS = "status.json"
+# the Lightning entry points each kind of step runs, in order
+STEP_COMMANDS = {"pretrain": ("fit",), "align": ("fit", "test"), "reconstruct": ("test", "predict")}
 
 
 # ------------------------------------------------------------------------------------------------ spec
@@ -55,6 +57,7 @@ class Row:
     label: str
     configs: list[str]
     section: str = "main"                     # "main" or "ablation"
+    kind: str = "align"                       # "align" (fit + test) or "reconstruct" (test + predict, no training)
     pretrain: list[str] | None = None
     args: list[str] = field(default_factory=list)
     reconstruct: bool | None = None           # None: the profile's default
@@ -68,7 +71,10 @@ class Row:
             raise ValueError(f"spec: every row needs name and configs, got {d}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", d["name"]):
             raise ValueError(f"spec: row name {d['name']!r} must be a plain folder name")
-        return cls(name=d["name"], label=d.get("label", d["name"]), configs=list(d["configs"]), section=section,
+        kind = d.get("kind", "align")
+        if kind not in STEP_COMMANDS or kind == "pretrain":
+            raise ValueError(f"spec: row {d['name']}: kind must be align or reconstruct, got {kind!r}")
+        return cls(name=d["name"], label=d.get("label", d["name"]), configs=list(d["configs"]), section=section, kind=kind,
                    pretrain=list(d["pretrain"]) if d.get("pretrain") else None,
                    args=[str(a) for a in d.get("args", [])], reconstruct=d.get("reconstruct"),
                    control=bool(d.get("control", True)), interpret=bool(d.get("interpret", True)),
@@ -183,7 +189,7 @@ class Step:
     configs: list[Path]
     args: list[str]
     set: dict[str, Any]        # written to a YAML after the configs
-    test: bool = True
+    commands: tuple[str, ...] = ("fit", "test")   # Lightning entry points, in order (fit, test, predict)
 
 
 @dataclass
@@ -347,11 +353,12 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
         _wipe(stepdir, keep_log=True)
     over.write_text("# written by chanmusic compare: this run's seed, folders, control and profile settings\n"
                     + yaml.safe_dump(step.set, sort_keys=False))
-    job = {"configs": [str(c) for c in configs], "args": list(step.args), "dir": str(stepdir), "test": step.test,
+    job = {"configs": [str(c) for c in configs], "args": list(step.args), "dir": str(stepdir), "commands": list(step.commands),
            "resume": resume}
     (stepdir / "job.json").write_text(json.dumps(job, indent=2))
     (stepdir / "result.json").unlink(missing_ok=True)
     t0 = time.time()
+    cpu0 = _children_cpu()
     rc: int | None = None
     with (stepdir / "log.txt").open("a") as log:
         log.write(f"\n[compare] {_now()} step {step.name}: {'resume from ' + resume if resume else 'start'}\n")
@@ -375,10 +382,18 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
         res = {"status": "failed", "error": error_from_log(stepdir / "log.txt", rc)}
     elif rc != 0 and res.get("status") == "done":
         res = {**res, "status": "failed", "error": error_from_log(stepdir / "log.txt", rc)}
-    res["seconds"] = time.time() - t0
+    res["seconds"] = round(time.time() - t0, 1)
+    res["cpu_s"] = round(_children_cpu() - cpu0, 1)   # the worker's CPU time (wall time depends on the load)
     res["resumed"] = bool(resume)
-    res.setdefault("commands", [_cli_command("fit", configs, step.args)])
+    res.setdefault("commands", [_cli_command(c, configs, step.args) for c in step.commands])
     return res
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -407,7 +422,8 @@ def _read_json(p: Path) -> dict | None:
 
 # ------------------------------------------------------------------------------------------------ worker
 def worker(job_path: str) -> int:
-    """Inside the subprocess: the LightningCLI of ``chanmusic fit`` (+ ``test`` on the selected checkpoint)."""
+    """Inside the subprocess: one LightningCLI (as ``chanmusic fit|test|predict`` builds it) running the job's
+    commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint selected on validation."""
     import warnings
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -424,22 +440,29 @@ def worker(job_path: str) -> int:
         cli = cli_mod.lightning_main(args, run=False)
         trainer, model, dm = cli.trainer, cli.model, cli.datamodule
         configs = [Path(c) for c in job["configs"]]
-        commands = [_cli_command("fit", configs, job["args"])]
-        fit_done = _read_json(d / "fit_done.json")
-        if fit_done and fit_done.get("checkpoint") and Path(fit_done["checkpoint"]).is_file():
-            best = fit_done["checkpoint"]
-        else:
-            trainer.fit(model, datamodule=dm, ckpt_path=job.get("resume"))
-            best = _selected_checkpoint(trainer, d)
-            (d / "fit_done.json").write_text(json.dumps({"checkpoint": best, "time": _now()}))
-        result["checkpoint"] = best
-        if job.get("test", True):
-            commands.append(_cli_command("test", configs, job["args"] + (["--ckpt_path", best] if best else [])))
+        todo = list(job.get("commands", ["fit", "test"]))
+        commands, best = [], None
+        if "fit" in todo:
+            commands.append(_cli_command("fit", configs, job["args"]))
+            fit_done = _read_json(d / "fit_done.json")
+            if fit_done and fit_done.get("checkpoint") and Path(fit_done["checkpoint"]).is_file():
+                best = fit_done["checkpoint"]
+            else:
+                trainer.fit(model, datamodule=dm, ckpt_path=job.get("resume"))
+                best = _selected_checkpoint(trainer, d)
+                (d / "fit_done.json").write_text(json.dumps({"checkpoint": best, "time": _now()}))
+            result["checkpoint"] = best
+        ckpt_args = ["--ckpt_path", best] if best else []
+        if "test" in todo:
+            commands.append(_cli_command("test", configs, job["args"] + ckpt_args))
             trainer.test(model, datamodule=dm, ckpt_path=best)
             metrics = Path(trainer.log_dir or d) / "metrics.json"
             if not metrics.is_file():
                 raise RuntimeError(f"test wrote no metrics.json in {metrics.parent}")
             result["metrics"] = str(metrics)
+        if "predict" in todo:
+            commands.append(_cli_command("predict", configs, job["args"] + ckpt_args))
+            trainer.predict(model, datamodule=dm, ckpt_path=best, return_predictions=False)
         result.update(status="done", commands=commands)
         rc = 0
     except BaseException as e:  # noqa: BLE001 - the runner wants every failure as a result
@@ -487,21 +510,27 @@ class Runner:
         return h.hexdigest()[:16]
 
     def recon_enabled(self, row: Row) -> bool:
-        on = row.reconstruct if row.reconstruct is not None else bool(self.spec.profile.get("reconstruct", True))
-        return on and bool(self.spec.reconstruct)
+        """Row setting, else the profile's ``reconstruct``: true, false or ``main`` (main-table rows only)."""
+        on = row.reconstruct
+        if on is None:
+            prof = self.spec.profile.get("reconstruct", True)
+            on = row.section == "main" if prof == "main" else bool(prof)
+        return bool(on) and bool(self.spec.reconstruct)
 
     def steps(self, plan: RunPlan, pretrain_ckpt: str | None) -> list[Step]:
         spec, row = self.spec, plan.row
         base = _base_configs(spec) + ([_defaults_yaml(self.out, spec)] if spec.profile.get("defaults") else [])
         args = list(row.args) + ([f"--{spec.pretrain_arg}", pretrain_ckpt] if pretrain_ckpt else []) + spec.extra_args
-        main = Step("align", base + [spec.config_path(c) for c in row.configs], args,
-                    run_overrides(spec, "align", plan.dir / "align", plan.seed, plan.control))
+        main = Step(row.kind, base + [spec.config_path(c) for c in row.configs], args,
+                    run_overrides(spec, row.kind, plan.dir / row.kind, plan.seed, plan.control),
+                    STEP_COMMANDS[row.kind])
         steps = [main]
-        if self.recon_enabled(row):
+        if row.kind == "align" and self.recon_enabled(row):
             rc = spec.reconstruct or {}
             steps.append(Step("reconstruct", base + [spec.config_path(c) for c in rc.get("configs", [])],
                               list(spec.extra_args),
-                              run_overrides(spec, "reconstruct", plan.dir / "reconstruct", plan.seed, plan.control)))
+                              run_overrides(spec, "reconstruct", plan.dir / "reconstruct", plan.seed, plan.control),
+                              tuple(rc.get("commands", STEP_COMMANDS["reconstruct"]))))
         return steps
 
     def pretrain(self, row: Row, seed: int) -> tuple[str | None, str | None]:
@@ -515,7 +544,7 @@ class Runner:
         spec = self.spec
         base = _base_configs(spec) + ([_defaults_yaml(self.out, spec)] if spec.profile.get("defaults") else [])
         step = Step("pretrain", base + [spec.config_path(c) for c in row.pretrain], list(spec.extra_args),
-                    run_overrides(spec, "pretrain", d / "pretrain", seed, None), test=False)
+                    run_overrides(spec, "pretrain", d / "pretrain", seed, None), commands=("fit",))
         write_status(d, {"status": "running", "configs": row.pretrain, "seed": seed, "started": _now()})
         self.print(f"[compare]   pretraining {pretrain_key(row.pretrain)} seed{seed} ...")
         res = run_step(step, d / "pretrain", self.timeout, self.worker_cmd)
@@ -575,8 +604,9 @@ class Runner:
                 if step.name == "align":
                     align_ckpt = res.get("checkpoint")
         status["metrics"] = merged_metrics(status)
+        cpu = sum((r or {}).get("cpu_s") or 0.0 for r in status["steps"].values())
         status.update(status="failed" if error else "done", error=error, failed_step=failed_step,
-                      seconds=round(time.time() - t0, 1), finished=_now())
+                      seconds=round(time.time() - t0, 1), cpu_s=round(cpu, 1), finished=_now())
         write_status(plan.dir, status)
         return status
 
@@ -625,9 +655,9 @@ def progress_line(i: int, n: int, plan: RunPlan, st: dict, dt: float, total: flo
     m = st.get("metrics") or {}
     what = " ".join(f"{k} {m[k]['mean']:.3f}" for k in ("id50", "song14", "within_song", "clap_score") if k in m)
     if st.get("skipped"):
-        state = "done earlier, skipped"
+        state = "done earlier, skipped" + (f" ({st['note']})" if st.get("note") else "")
     elif st["status"] == "done":
-        state = f"done in {dt:.0f} s"
+        state = f"done in {dt:.0f} s (cpu {st.get('cpu_s') or 0:.0f} s)"
     else:
         state = f"FAILED ({st.get('failed_step')}) in {dt:.0f} s: {st.get('error')}"
     return f"[compare] ({i}/{n}) {plan.label}: {state}{' — ' + what if what else ''}  [{total / 60:.1f} min]"
@@ -673,6 +703,10 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parse_args(argv)
     if args.worker:
         sys.exit(worker(args.worker))
+    import signal
+
+    # `kill RUNNER` ends the running step's worker too (it has its own process group; see _launch)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     profile = args.profile or ("quick" if args.quick else "full")
     out = Path(args.out or f"compare_out/{profile}").resolve()
     rows = [r for r in args.rows.split(",") if r] if args.rows else None
@@ -685,6 +719,35 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {p.label}: {p.dir}")
         return
     out.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(out)
+    try:
+        _run(spec, out, plans, args)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def acquire_lock(out: Path) -> Path:
+    """``OUT/.compare.lock`` with this process id: two runners on one folder would redo each other's runs."""
+    lock = out / ".compare.lock"
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False  # a runner that was killed: its lock is stale
+        except PermissionError:
+            alive = True
+        if alive:
+            raise SystemExit(f"[compare] {out} is in use by process {pid} (remove {lock} if that is wrong)")
+    lock.write_text(str(os.getpid()))
+    return lock
+
+
+def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) -> None:
     save_spec(spec, out)
     t0 = time.time()
     ensure_demo_data(spec)

@@ -84,7 +84,7 @@ def ablation_chart(metrics: Sequence[str], items: Sequence[dict], path: str | Pa
     """Gain over the no-music control per ablation (rows) and metric (panels). ``items``: dicts with
     ``label``, ``reference`` (bool, the full model), ``gains``: {metric: (gain, (low, high) | None) | None}."""
     k = max(1, len(metrics))
-    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 0.45 * len(items) + 1.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, max(3.0, 0.45 * len(items) + 1.6)), sharey=True, squeeze=False)
     y = np.arange(len(items))[::-1]
     for ax, m in zip(axes[0], metrics):
         for yi, it in zip(y, items):
@@ -180,9 +180,15 @@ def load_trained(stepdir: str | Path, checkpoint: str | None = None):
             checkpoint = str(cks[0]) if cks else None
     if not checkpoint or not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{stepdir}: no checkpoint")
+    import yaml
+
+    args = ["--config", str(cfg), "--trainer.logger", "false", "--trainer.callbacks", "[]",
+            "--trainer.enable_checkpointing", "false"]
+    init = ((yaml.safe_load(cfg.read_text()) or {}).get("model") or {}).get("init_args") or {}
+    if init.get("init_encoder_from"):  # the checkpoint below holds every weight: don't need the pretraining file
+        args += ["--model.init_args.init_encoder_from", "null"]
     sys.argv = [sys.argv[0]]  # LightningCLI gets its arguments from `args` only
-    cli = lightning_main(["--config", str(cfg), "--trainer.logger", "false", "--trainer.callbacks", "[]",
-                          "--trainer.enable_checkpointing", "false"], run=False)
+    cli = lightning_main(args, run=False)
     model, dm = cli.model, cli.datamodule
     model.load_state_dict(state_dict_of(safe_load(checkpoint)), strict=True)
     model.eval()

@@ -462,7 +462,7 @@ SCORE_KEYS = ("clap_score", "clap", "score", "clap_cosine")
 def find_manifests(root: Path) -> list[dict]:
     """Every ``predictions/manifest.json|csv`` under ``root`` as ``{"path", "items": [dict], "meta": dict}``."""
     found = []
-    for p in sorted(Path(root).rglob("predictions/manifest.*")):
+    for p in sorted(Path(root).rglob("predictions/manifest.*"), key=lambda q: (q.suffix.lower() != ".json", str(q))):
         if p.suffix.lower() not in (".json", ".csv"):
             continue
         m = read_manifest(p)
@@ -487,6 +487,8 @@ def read_manifest(p: Path) -> dict | None:
                 key = next((k for k in ("items", "segments", "predictions", "clips") if isinstance(d.get(k), list)), None)
                 items = d.get(key, []) if key else []
                 meta = {k: v for k, v in d.items() if k != key}
+                if isinstance(d.get("info"), dict):  # AudioPredictionWriter: run facts under "info"
+                    meta = {**d["info"], **meta}
     except (OSError, json.JSONDecodeError, csv.Error):
         return None
     return {"path": p, "items": [i for i in items if isinstance(i, dict)], "meta": meta}

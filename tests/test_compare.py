@@ -30,7 +30,8 @@ FAKE_WORKER = textwrap.dedent('''
     d = Path(job["dir"])
     text = "\\n".join(Path(c).read_text() for c in job["configs"])
     with open(d.parents[3] / "calls.jsonl" if "_pretrain" not in str(d) else d.parents[4] / "calls.jsonl", "a") as f:
-        f.write(json.dumps({"dir": str(d), "resume": job["resume"], "args": job["args"]}) + "\\n")
+        f.write(json.dumps({"dir": str(d), "resume": job["resume"], "args": job["args"],
+                            "commands": job["commands"]}) + "\\n")
     if "behaviour: crash" in text:
         print("Traceback (most recent call last):")
         print("RuntimeError: boom in the model")
@@ -44,7 +45,7 @@ FAKE_WORKER = textwrap.dedent('''
     (ck / "best.ckpt").write_text("ok")
     (d / "fit_done.json").write_text(json.dumps({"checkpoint": str(ck / "best.ckpt")}))
     res = {"status": "done", "checkpoint": str(ck / "best.ckpt"), "commands": ["chanmusic fit ..."]}
-    if job["test"]:
+    if "test" in job["commands"]:
         control = "control: shift" in text
         seed = int(next(l.split(":")[1] for l in text.splitlines() if l.startswith("seed_everything")))
         base = 0.05 if control else 0.30 + 0.1 * seed
@@ -64,15 +65,18 @@ def fake(tmp_path):
     (cfg / "good.yaml").write_text("behaviour: ok\n")
     (cfg / "crash.yaml").write_text("behaviour: crash\n")
     (cfg / "pre.yaml").write_text("behaviour: pretrain\n")
+    (cfg / "recon.yaml").write_text("behaviour: reconstruct\n")
     spec = {
         "title": "fake comparison", "config_root": str(cfg), "metrics": ["id50", "song14"],
-        "reconstruct": None, "reference_row": "good",
+        "reconstruct": {"configs": ["recon.yaml"], "ckpt_arg": "model.init_args.align_checkpoint"},
+        "reference_row": "good",
         "rows": [
             {"name": "good", "label": "Good", "configs": ["good.yaml"], "paper": {"id50": 0.487}},
             {"name": "crash", "label": "Crashes", "configs": ["crash.yaml"]},
             {"name": "missing", "label": "Missing YAML", "configs": ["nope/missing.yaml"]},
         ],
-        "ablations": [{"name": "pre", "label": "Pretrained", "pretrain": ["pre.yaml"], "configs": ["good.yaml"]}],
+        "ablations": [{"name": "pre", "label": "Pretrained", "pretrain": ["pre.yaml"], "configs": ["good.yaml"],
+                       "reconstruct": True}],
         "profiles": {"quick": {"seeds": 2, "base": [], "reconstruct": False, "description": "fake"}},
     }
     path = tmp_path / "spec.yaml"
@@ -101,7 +105,10 @@ def test_paper_spec_has_the_papers_rows_and_numbers():
     s = load_spec(compare.DEFAULT_SPEC, "quick", out=Path("/tmp/x"))
     names = [r.name for r in s.rows if r.section == "main"]
     assert names == ["linear_reference", "audio_oracle", "eeg2mel", "labram", "eegpt", "cbramod", "channel_oriented"]
-    assert len([r for r in s.rows if r.section == "ablation"]) == 6
+    assert [r.name for r in s.rows if r.section == "ablation"] == [
+        "no_pretraining", "block_tokens", "no_channel_dropout", "encoder_fixed", "linear_head_finetuned",
+        "linear_head_frozen"]
+    assert s.row("audio_oracle").kind == "reconstruct"
     ours = s.row("channel_oriented")
     assert ours.pretrain and ours.paper == {"clap_score": 0.683, "id50": 0.487, "song14": 0.692, "genre_agreement": 0.203}
     assert s.row("cbramod").paper["id50"] == 0.402 and s.row("labram").paper["song14"] == 0.681
@@ -125,8 +132,16 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     # pretraining: one run per seed, shared by the music and control runs, its checkpoint passed on
     pre_calls = [c for c in fake["calls"]() if "_pretrain" in c["dir"]]
     assert len(pre_calls) == 2
-    align = [c for c in fake["calls"]() if "/runs/pre/" in c["dir"]]
+    align = [c for c in fake["calls"]() if "/runs/pre/" in c["dir"] and c["dir"].endswith("align")]
     assert len(align) == 4 and all("--model.init_args.init_encoder_from" in c["args"] for c in align)
+    # the reconstruction step: test + predict (nothing trained) on the aligned run's selected checkpoint
+    recon = [c for c in fake["calls"]() if c["dir"].endswith("reconstruct")]
+    assert len(recon) == 4 and all(c["commands"] == ["test", "predict"] for c in recon)
+    for c in recon:
+        i = c["args"].index("--model.init_args.align_checkpoint")
+        assert c["args"][i + 1] == str(Path(c["dir"]).parent / "align" / "checkpoints" / "best.ckpt")
+    st = read_status(out / "runs" / "pre" / "seed0")
+    assert set(st["steps"]) == {"pretrain", "align", "reconstruct"}
     # the table keeps every row; failed ones say why
     report.write_results(out)
     md = (out / "results.md").read_text()
@@ -248,3 +263,14 @@ def test_quick_end_to_end_linear_reference(tmp_path):
     assert "Linear reference" in md and "gain over control" in md
     assert (out / "report" / "index.html").is_file()
     assert (out / "interpretation" / "linear_reference_dissimilarity.png").is_file()
+
+
+def test_one_runner_per_output_folder(tmp_path):
+    import os
+
+    lock = tmp_path / ".compare.lock"
+    lock.write_text(str(os.getppid()))                      # a live process holds it
+    with pytest.raises(SystemExit, match="in use"):
+        compare.acquire_lock(tmp_path)
+    lock.write_text("999999999")                            # a killed runner's stale lock
+    assert compare.acquire_lock(tmp_path).read_text() == str(os.getpid())

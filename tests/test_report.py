@@ -61,15 +61,17 @@ def fake_out(tmp_path):
     d = compare.run_dir(out, "broken", 0, False)
     write_status(d, {"status": "failed", "failed_step": "align", "error": "RuntimeError: CUDA out of memory"})
     write_status(compare.run_dir(out, "broken", 0, True), {"status": "failed", "error": "RuntimeError: again"})
-    # audio: JSON manifest (16-bit wavs, relative paths) for ours, CSV (float wavs, absolute paths) for linear
+    # audio: JSON manifest (16-bit wavs, relative paths) for ours, CSV only (float wavs, absolute paths) for linear
     pred = compare.run_dir(out, "ours", 0, False) / "reconstruct" / "predictions"
     items = []
     for i in range(5):
         _wav(pred / f"true_{i}.wav", 220 * (i + 1))
         _wav(pred / f"gen_{i}.wav", 230 * (i + 1))
-        items.append({"segment": 100 + i, "true_wav": f"true_{i}.wav", "generated_wav": f"gen_{i}.wav",
-                      "clap_score": 0.1 * i})
-    (pred / "manifest.json").write_text(json.dumps({"audioldm_is_random": True, "items": items}))
+        items.append({"segment": 100 + i, "song": 3, "song_name": "Song – Artist", "true": f"true_{i}.wav",
+                      "generated": f"gen_{i}.wav", "clap_score": 0.1 * i})
+    # the layout callbacks.audio_writer.AudioPredictionWriter writes (run facts under "info")
+    (pred / "manifest.json").write_text(json.dumps({"info": {"audioldm_is_random": True, "clap_is_random": True},
+                                                    "paths_relative_to": "this folder", "items": items}))
     pred = compare.run_dir(out, "linear", 0, False) / "reconstruct" / "predictions"
     with (pred.parent.mkdir(parents=True) or pred.mkdir() or (pred / "manifest.csv").open("w", newline="")) as f:
         w = csv.writer(f)
