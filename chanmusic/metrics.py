@@ -130,3 +130,192 @@ def summarize(values: np.ndarray | list[float], chance: float | None = None) -> 
     """``{"mean", "std", "n", "chance"}`` of per-item or per-repeat values (std with ddof=0)."""
     v = np.asarray(values, dtype=np.float64)
     return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size), "chance": chance}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reconstruction metrics (chanmusic.reconstruct): one value per generated test item, mean ± std (ddof=0) over items.
+#
+# Like Identification, each keeps the EEG window id (``segment``) of its items, so an item seen twice (DDP padding)
+# counts once; ``segment=None`` (ids unknown) keeps every item. ``compute()`` returns tensors
+# ``{"mean", "std", "n", "chance"}``; ``chance`` is NaN where the metric has no chance level.
+# ----------------------------------------------------------------------------------------------------------------
+
+PSNR_MAX_DB = 100.0  #: PSNR cap: identical spectrograms give +inf, reported as this value so JSON stays standard
+
+
+def crop_frames(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Crop two ``[..., F, N]`` spectrograms to the shorter one's number of frames (last axis)."""
+    n = min(a.shape[-1], b.shape[-1])
+    return a[..., :n], b[..., :n]
+
+
+def joint_minmax(a: Tensor, b: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
+    """Scale each pair ``(a[i], b[i])`` jointly to [0, 1]: ``(x - lo) / (hi - lo)``, with ``lo`` / ``hi`` the
+    minimum / maximum over *both* items of the pair (so their difference is kept, only its unit changes).
+
+    This is the SSIM/PSNR data range convention of chanmusic: log-mel values have no fixed range (AudioLDM's floor
+    is log(1e-5) ≈ -11.5, the top depends on loudness), so every (generated, true) pair is put on a common [0, 1]
+    scale and SSIM/PSNR use ``data_range = 1.0``. A constant pair (hi == lo) maps to zeros.
+    """
+    dims = tuple(range(1, a.dim()))
+    lo = torch.minimum(a.amin(dim=dims, keepdim=True), b.amin(dim=dims, keepdim=True))
+    hi = torch.maximum(a.amax(dim=dims, keepdim=True), b.amax(dim=dims, keepdim=True))
+    scale = (hi - lo).clamp_min(eps)
+    return (a - lo) / scale, (b - lo) / scale
+
+
+def _mel_pairs(gen: Tensor, true: Tensor) -> tuple[Tensor, Tensor]:
+    if gen.dim() != 3 or true.dim() != 3 or gen.shape[:2] != true.shape[:2]:
+        raise ValueError(f"expected mels [B, F, N] with equal B and F, got {tuple(gen.shape)} and {tuple(true.shape)}")
+    g, t = crop_frames(gen.float(), true.float().to(gen.device))
+    g, t = joint_minmax(g, t)
+    return g[:, None], t[:, None]  # [B, 1, F, N]
+
+
+def mel_ssim(gen: Tensor, true: Tensor) -> Tensor:
+    """Per-item SSIM ``[B]`` of log-mels ``[B, F, N]``: frames cropped to equal length, each pair min-max scaled
+    jointly to [0, 1] (:func:`joint_minmax`), torchmetrics SSIM with ``data_range=1.0`` and its defaults (Gaussian
+    kernel 11, sigma 1.5, k1 0.01, k2 0.03)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    g, t = _mel_pairs(gen, true)
+    return structural_similarity_index_measure(g, t, data_range=1.0, reduction="none").reshape(-1)
+
+
+def mel_psnr(gen: Tensor, true: Tensor, max_db: float = PSNR_MAX_DB) -> Tensor:
+    """Per-item PSNR ``[B]`` in dB of log-mels ``[B, F, N]`` on the same [0, 1] scale as :func:`mel_ssim`
+    (``10 log10(1 / MSE)``), capped at ``max_db`` (identical pairs would be +inf)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    g, t = _mel_pairs(gen, true)
+    v = peak_signal_noise_ratio(g, t, data_range=1.0, dim=(1, 2, 3), reduction="none").reshape(-1)
+    return v.clamp(max=max_db)
+
+
+class _PerItemMetric(Metric):
+    """Base of the per-item metrics: states ``values`` and ``segment``; dedupe by segment; mean ± std."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+        self.add_state("segment", default=[], dist_reduce_fx="cat")
+
+    def _append(self, values: Tensor, segment: Tensor | None) -> None:
+        values = values.detach().float().reshape(-1)
+        if segment is None:
+            segment = torch.full((len(values),), -1, dtype=torch.long)
+        self.values.append(values)
+        self.segment.append(torch.as_tensor(segment, device=self.device).long().reshape(-1))
+
+    @staticmethod
+    def _cat(x) -> Tensor:
+        return (torch.cat(x) if isinstance(x, list) else x).cpu()
+
+    def _keep(self) -> np.ndarray:
+        """Indices of the items to count: each segment once (first occurrence), in segment order."""
+        seg = self._cat(self.segment).numpy()
+        if len(seg) and (seg >= 0).all():
+            return np.unique(seg, return_index=True)[1]
+        return np.arange(len(seg))
+
+    def _chance(self, keep: np.ndarray) -> float:
+        return float("nan")
+
+    def compute(self) -> dict[str, Tensor]:
+        keep = self._keep()
+        if len(keep) == 0:
+            raise ValueError(f"{type(self).__name__}: no items were updated")
+        v = self._cat(self.values)[torch.from_numpy(keep)].double().numpy()
+        return {"mean": torch.tensor(float(v.mean())), "std": torch.tensor(float(v.std())),
+                "n": torch.tensor(len(v)), "chance": torch.tensor(self._chance(keep))}
+
+
+class ClapScore(_PerItemMetric):
+    """CLAP score: cosine between the CLAP embedding of the generated audio and that of the true audio.
+
+    ``update(gen [B, D], true [B, D], music [B] | None, segment [B] | None)``. Both sides must come from the same
+    CLAP. ``chance`` is the mismatched-pair baseline: for each item, the mean cosine of its generated embedding with
+    the true embeddings of the *other* distinct music segments among the items (CLAP spaces are anisotropic, so
+    unrelated clips already score well above 0; the gap to this baseline is the evidence). NaN with fewer than two
+    distinct music segments or without ``music``.
+    """
+
+    higher_is_better = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in ("gen", "true", "music"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, gen: Tensor, true: Tensor, music: Tensor | None = None, segment: Tensor | None = None) -> None:
+        if gen.shape != true.shape or gen.dim() != 2:
+            raise ValueError(f"expected embeddings [B, D] of equal shape, got {tuple(gen.shape)} and {tuple(true.shape)}")
+        g = F.normalize(gen.detach().float(), dim=-1)
+        t = F.normalize(true.detach().float().to(g.device), dim=-1)
+        self._append((g * t).sum(-1), segment)
+        self.gen.append(g)
+        self.true.append(t)
+        m = music if music is not None else torch.full((len(g),), -1, dtype=torch.long)
+        self.music.append(torch.as_tensor(m, device=self.device).long().reshape(-1))
+
+    def _chance(self, keep: np.ndarray) -> float:
+        idx = torch.from_numpy(keep)
+        G, T, music = self._cat(self.gen)[idx], self._cat(self.true)[idx], self._cat(self.music)[idx].numpy()
+        if (music < 0).any():
+            return float("nan")
+        uniq, first = np.unique(music, return_index=True)
+        if len(uniq) < 2:
+            return float("nan")
+        sims = (G @ T[torch.from_numpy(first)].T).double().numpy()  # [n, M]
+        other = music[:, None] != uniq[None, :]
+        return float(((sims * other).sum(1) / other.sum(1)).mean())
+
+
+class MelSSIM(_PerItemMetric):
+    """SSIM of generated vs true log-mel spectrograms (see :func:`mel_ssim` for the data range convention).
+    ``update(gen_mel [B, F, N], true_mel [B, F, N'], segment [B] | None)``."""
+
+    higher_is_better = True
+
+    def update(self, gen_mel: Tensor, true_mel: Tensor, segment: Tensor | None = None) -> None:
+        self._append(mel_ssim(gen_mel, true_mel), segment)
+
+
+class MelPSNR(_PerItemMetric):
+    """PSNR (dB) of generated vs true log-mel spectrograms on the jointly min-max scaled [0, 1] range, capped at
+    :data:`PSNR_MAX_DB` (see :func:`mel_psnr`). ``update(gen_mel, true_mel, segment | None)``."""
+
+    higher_is_better = True
+
+    def update(self, gen_mel: Tensor, true_mel: Tensor, segment: Tensor | None = None) -> None:
+        self._append(mel_psnr(gen_mel, true_mel), segment)
+
+
+class LabelAgreement(_PerItemMetric):
+    """Agreement of two label predictions per item (the paper's genre score: a music-genre classifier's label of
+    the generated audio equals its label of the true audio). ``update(pred [B], ref [B], segment [B] | None)``.
+    ``chance`` is the agreement of independent labels with the same marginals: ``sum_k p_pred(k) p_ref(k)``."""
+
+    higher_is_better = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("pred", default=[], dist_reduce_fx="cat")
+        self.add_state("ref", default=[], dist_reduce_fx="cat")
+
+    def update(self, pred: Tensor, ref: Tensor, segment: Tensor | None = None) -> None:
+        p = torch.as_tensor(pred, device=self.device).long().reshape(-1)
+        r = torch.as_tensor(ref, device=self.device).long().reshape(-1)
+        if p.shape != r.shape:
+            raise ValueError(f"pred and ref must have the same length, got {len(p)} and {len(r)}")
+        self._append((p == r).float(), segment)
+        self.pred.append(p)
+        self.ref.append(r)
+
+    def _chance(self, keep: np.ndarray) -> float:
+        idx = torch.from_numpy(keep)
+        p, r = self._cat(self.pred)[idx].numpy(), self._cat(self.ref)[idx].numpy()
+        labels = np.union1d(p, r)
+        return float(sum((p == k).mean() * (r == k).mean() for k in labels))
