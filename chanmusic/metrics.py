@@ -179,7 +179,8 @@ def mel_ssim(gen: Tensor, true: Tensor) -> Tensor:
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     g, t = _mel_pairs(gen, true)
-    return structural_similarity_index_measure(g, t, data_range=1.0, reduction="none").reshape(-1)
+    with torch.autocast(g.device.type, enabled=False):  # float32 convolutions even inside a bf16/fp16 step
+        return structural_similarity_index_measure(g, t, data_range=1.0, reduction="none").reshape(-1)
 
 
 def mel_psnr(gen: Tensor, true: Tensor, max_db: float = PSNR_MAX_DB) -> Tensor:
@@ -188,7 +189,8 @@ def mel_psnr(gen: Tensor, true: Tensor, max_db: float = PSNR_MAX_DB) -> Tensor:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     g, t = _mel_pairs(gen, true)
-    v = peak_signal_noise_ratio(g, t, data_range=1.0, dim=(1, 2, 3), reduction="none").reshape(-1)
+    with torch.autocast(g.device.type, enabled=False):
+        v = peak_signal_noise_ratio(g, t, data_range=1.0, dim=(1, 2, 3), reduction="none").reshape(-1)
     return v.clamp(max=max_db)
 
 

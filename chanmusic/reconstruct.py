@@ -663,7 +663,14 @@ class ReconstructModule(AlignModule):
         return loss, emb
 
     def _reconstruct(self, batch: dict[str, Any], emb: Tensor | None) -> dict[str, Any]:
-        """Conditioning for every window of the batch; audio, CLAP embedding and mel for the chosen ones."""
+        """Conditioning for every window of the batch; audio, CLAP embedding and mel for the chosen ones.
+
+        Runs outside autocast (``--trainer.precision bf16-mixed`` applies to the encoder only): the ridge, AudioLDM
+        (in its own ``audioldm_dtype``), CLAP and the mel run in their own precision."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self._reconstruct_fp(batch, emb)
+
+    def _reconstruct_fp(self, batch: dict[str, Any], emb: Tensor | None) -> dict[str, Any]:
         music = batch["music"].long()
         raw_true = self._raw_clap[music.cpu()].to(self.device)
         cond = raw_true if self.hparams.oracle else self.ridge.predict(emb)

@@ -121,3 +121,12 @@ def test_label_agreement_and_chance():
     assert r["mean"].item() == pytest.approx(0.75)
     # marginals: pred {0: .25, 1: .5, 2: .25}, ref {0: .25, 1: .25, 2: .5} -> .0625 + .125 + .125
     assert r["chance"].item() == pytest.approx(0.3125)
+
+
+def test_mel_metrics_ignore_mixed_precision():
+    """Under ``--trainer.precision bf16-mixed`` the metric update runs inside autocast; SSIM's convolution must not
+    drop to bf16 (measured: 0.0635 instead of 0.0545 on the demo before the fix)."""
+    g, t = _mels(seed=2), _mels(seed=3)
+    ref_ssim, ref_psnr = mel_ssim(g, t), mel_psnr(g, t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(mel_ssim(g, t), ref_ssim) and torch.equal(mel_psnr(g, t), ref_psnr)
