@@ -26,7 +26,11 @@ DEMO_MODELS: list[tuple[str, list[str] | None, list[str], list[str]]] = [
      ["align/default.yaml", "encoders/channel_oriented.yaml", "ablations/block_tokens.yaml"], TRANSFORMER_ARGS),
 ]
 PRETRAIN_ARGS = ["--trainer.max_epochs", "1", "--trainer.logger.init_args.name", "pretrain"]
-METRIC_ORDER = ("id50", "song14", "genre10", "within_song")
+# Reconstruction (ridge -> AudioLDM) runs after alignment for this row, and for the audio-oracle reference.
+RECONSTRUCT_ROW = "channel-oriented (pretrained)"
+RECONSTRUCT_ARGS = ["--model.init_args.max_generate", "40", "--trainer.logger.init_args.name", "reconstruct"]
+AUDIO_METRICS = ("clap_score", "ssim", "psnr")
+METRIC_ORDER = ("id50", "song14", "genre10", "within_song", "clap_score", "ssim", "psnr")
 
 
 def _cli(configs: list[str], extra: list[str]):
@@ -51,6 +55,22 @@ def run_stage(configs: list[str], extra: list[str], control: bool) -> dict:
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="best")
     path = Path(cli.trainer.log_dir) / "metrics.json"
+    best = cli.trainer.checkpoint_callback.best_model_path if cli.trainer.checkpoint_callback else ""
+    return json.loads(path.read_text()) | {"_dir": str(path.parent), "_best": best}
+
+
+def run_reconstruction(align_ckpt: str | None, control: bool = False) -> dict:
+    """Ridge adapter + AudioLDM on the test split (``test``), then wavs + manifest (``predict``).
+
+    ``align_ckpt=None`` runs the audio-oracle reference (ground-truth CLAP embeddings through AudioLDM)."""
+    configs = ["reconstruct/default.yaml"] + ([] if align_ckpt else ["reconstruct/audio_oracle.yaml"])
+    extra = RECONSTRUCT_ARGS + (["--model.init_args.align_checkpoint", align_ckpt] if align_ckpt else [])
+    extra += ["--data.control", "shift"] if control else []
+    cli = _cli(configs, extra)
+    cli.trainer.test(cli.model, datamodule=cli.datamodule)
+    cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
+    path = Path(cli.trainer.log_dir) / "metrics.json"
+    print(f"[demo] reconstructed audio: {Path(cli.trainer.log_dir) / 'predictions'}")
     return json.loads(path.read_text()) | {"_dir": str(path.parent)}
 
 
@@ -62,9 +82,13 @@ def results_table(rows: list[tuple[str, dict, dict | None]]) -> str:
     """Markdown table: per model its metrics, its no-music control and the gain over the control."""
     head = "| model | run | " + " | ".join(METRIC_ORDER) + " |"
     lines = [head, "|---|---|" + "---|" * len(METRIC_ORDER)]
-    chance = next(iter(rows))[1]
-    lines.append("| chance | | " + " | ".join(f"{chance[k]['chance']:.3f}" if k in chance else "—"
-                                             for k in METRIC_ORDER) + " |")
+    def chance_of(k: str) -> str:
+        for _, res, _ in rows:
+            if k in res and res[k].get("chance") is not None:
+                return f"{res[k]['chance']:.3f}"
+        return "—"
+
+    lines.append("| chance | | " + " | ".join(chance_of(k) for k in METRIC_ORDER) + " |")
     for name, res, ctrl in rows:
         lines.append(f"| {name} | music | " + " | ".join(fmt(res.get(k)) for k in METRIC_ORDER) + " |")
         if ctrl is not None:
@@ -77,7 +101,9 @@ def results_table(rows: list[tuple[str, dict, dict | None]]) -> str:
 NOTES = (
     "mean ± std over repeated draws of distractors (n = test windows). within_song: distractors from the same\n"
     "song only. no-music control: the same EEG with each window's audio target taken half a recording later in\n"
-    "the same song (recording fingerprints kept, music pairing broken): only the gain over it is evidence of music."
+    "the same song (recording fingerprints kept, music pairing broken): only the gain over it is evidence of music.\n"
+    "clap_score / ssim / psnr: generated vs true audio after ridge -> AudioLDM (chance for clap_score = mismatched\n"
+    "pairs); the audio oracle feeds the true CLAP embedding to the same generator."
 )
 
 
@@ -113,7 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         res = run_stage(configs, extra, control=False)
         print(f"[demo] {name}: no-music control")
         ctrl = None if args.no_control else run_stage(configs, extra, control=True)
+        if name == RECONSTRUCT_ROW:
+            print(f"[demo] {name}: reconstruction (ridge -> AudioLDM)")
+            res |= {k: v for k, v in run_reconstruction(res["_best"]).items() if k in AUDIO_METRICS}
+            if ctrl is not None:
+                ctrl |= {k: v for k, v in run_reconstruction(ctrl["_best"], control=True).items() if k in AUDIO_METRICS}
         rows.append((name, res, ctrl))
+    print("\n[demo] === audio oracle (ground-truth CLAP through AudioLDM: the upper bound) ===")
+    rows.append(("audio oracle", run_reconstruction(None), None))
     table = results_table(rows)
     note = NOTES
     if clap_is_random(out):
