@@ -17,10 +17,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from encoders.base import EEGEncoder, EncoderOutput
+from encoders.channel_embedding import LookupChannelEmbedding, PositionChannelEmbedding, channel_positions
+from encoders.montage import DEFAULT_MONTAGE
 
 # canonical EEG bands (Hz): delta, theta, alpha, low beta, high beta, gamma — the induced responses
 BANDS: tuple[tuple[float, float], ...] = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0), (20.0, 30.0), (30.0, 45.0))
-CHANNEL_EMBEDDINGS = ("lookup",)
+CHANNEL_EMBEDDINGS = ("lookup", "position")
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -173,9 +175,11 @@ class ChannelOrientedEncoder(EEGEncoder):
     The patch embedding is shared by all channels (the raw ``S`` samples, plus, with ``band_power``, the
     log power in 1–4, 4–8, 8–13, 13–20, 20–30, 30–45 Hz, which lets tokens see induced responses —
     calibration.md); ``E_chan`` is a learned lookup table over the ``n_channels`` electrodes
-    (``channel_embedding="lookup"``, the hook for a position-based embedding later) and ``E_time`` a learned
-    table over ``max_time_patches`` patches (factorised, our choice; the authors' code learns one joint
-    channel×time table). A CLS token is prepended; pre-norm blocks with SDPA and a GELU FFN; final LayerNorm.
+    (``channel_embedding="lookup"``) or a function of each electrode's 3-D position
+    (``channel_embedding="position"``, :class:`encoders.channel_embedding.PositionChannelEmbedding`), and
+    ``E_time`` a learned table over ``max_time_patches`` patches (factorised, our choice; the authors' code
+    learns one joint channel×time table). A CLS token is prepended; pre-norm blocks with SDPA and a GELU
+    FFN; final LayerNorm.
 
     **Channel mask = token removal.** Absent channels' tokens are left out of attention (key padding,
     after packing each sample's present channels to the front so the compute scales with the present
@@ -194,6 +198,11 @@ class ChannelOrientedEncoder(EEGEncoder):
     - ``n_tokens = n_channels · (n_times // patch_size)``: the fixed grid of the full montage at the
       configured window (what the ``tokens`` readout head needs).
 
+    **Other electrodes** (``channel_embedding="position"`` only): ``forward(eeg, mask, positions=[C', 3] or
+    [B, C', 3])`` runs on any electrodes with known positions (in the montage's units and frame), in any
+    order; :meth:`set_channels` switches the model's own montage (e.g. to a 10-20 cap, names looked up in MNE
+    ``standard_1005``). A ``tokens`` readout head stays tied to its training grid; pooled/mean heads are not.
+
     Defaults are sized for a CPU (D 64, depth 2, 4 heads, patch 125 → 125 ch × 2 patches = 250 tokens for a
     2-s window at 125 Hz). The authors' GPU setting is patch 50, D 512, depth 8, 16 heads (8-s pretraining
     windows → 125 × 20 = 2,500 tokens), which needs a GPU. Keep ``attn_dropout`` 0 on CPU (a non-zero value
@@ -205,7 +214,10 @@ class ChannelOrientedEncoder(EEGEncoder):
         patch_size: samples per time patch (S).
         dropout: dropout after attention projection and in the FFN. attn_dropout: SDPA dropout.
         band_power: add per-patch log band-power features to the patch embedding input.
-        channel_embedding: ``"lookup"`` (learned table indexed by channel).
+        channel_embedding: ``"lookup"`` (learned table indexed by channel) or ``"position"`` (computed from the
+            electrode positions: ``positions``, else ``ch_names`` in the MNE ``montage``).
+        montage: MNE standard montage that ``ch_names`` are looked up in (``"position"`` only).
+        positions: ``[n_channels, 3]`` electrode positions, instead of looking names up (``"position"`` only).
         max_time_patches: size of the time-embedding table (default ``n_times // patch_size``); larger lets
             the same weights run longer windows. Shorter inputs (e.g. local crops) use its first rows.
     """
@@ -213,13 +225,15 @@ class ChannelOrientedEncoder(EEGEncoder):
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None,
                  embed_dim: int = 64, depth: int = 2, num_heads: int = 4, patch_size: int = 125,
                  mlp_ratio: float = 4.0, dropout: float = 0.0, attn_dropout: float = 0.0, band_power: bool = True,
-                 channel_embedding: str = "lookup", max_time_patches: int | None = None):
+                 channel_embedding: str = "lookup", max_time_patches: int | None = None,
+                 montage: str = DEFAULT_MONTAGE, positions: Sequence[Sequence[float]] | None = None):
         super().__init__(n_channels, sfreq, n_times, ch_names)
         if patch_size < 1 or patch_size > n_times:
             raise ValueError(f"patch_size must be in [1, n_times={n_times}], got {patch_size}")
         if channel_embedding not in CHANNEL_EMBEDDINGS:
             raise NotImplementedError(f"channel_embedding {channel_embedding!r}: only {CHANNEL_EMBEDDINGS} so far")
         self.embed_dim = embed_dim
+        self.channel_embedding = channel_embedding
         self.patch_size = patch_size
         self.n_patches = n_times // patch_size
         self.max_time_patches = int(max_time_patches or self.n_patches)
@@ -229,11 +243,45 @@ class ChannelOrientedEncoder(EEGEncoder):
         self.band_power = BandPower(patch_size, sfreq) if band_power else None
         n_feat = patch_size + (self.band_power.n_bands if band_power else 0)
         self.patch_embed = nn.Linear(n_feat, embed_dim)
-        self.channel_embed = nn.Embedding(n_channels, embed_dim)
+        if channel_embedding == "position":
+            self.channel_embed = PositionChannelEmbedding(embed_dim)
+            self.register_buffer("channel_positions", channel_positions(n_channels, ch_names, positions, montage),
+                                 persistent=False)  # data facts, not weights: set_channels may replace them
+        else:
+            self.channel_embed = LookupChannelEmbedding(n_channels, embed_dim)
         self.time_embed = nn.Parameter(torch.zeros(self.max_time_patches, embed_dim))
         self.transformer = TokenTransformer(embed_dim, depth, num_heads, mlp_ratio, dropout, attn_dropout)
         self.apply(_init_weights)
         nn.init.trunc_normal_(self.time_embed, std=0.02)
+        if channel_embedding == "position":
+            self.channel_embed.reset_parameters()
+
+    def set_channels(self, ch_names: Sequence[str] | None = None, montage: str = DEFAULT_MONTAGE,
+                     positions: Sequence[Sequence[float]] | None = None) -> "ChannelOrientedEncoder":
+        """Run on other electrodes from now on (``channel_embedding="position"`` only): ``ch_names`` looked up
+        in the MNE ``montage`` (e.g. ``"standard_1005"``), or explicit ``positions [C, 3]``. Updates
+        ``n_channels``, ``ch_names``, ``n_tokens``; the weights are untouched. Returns ``self``."""
+        if self.channel_embedding != "position":
+            raise ValueError("set_channels needs channel_embedding='position' (a lookup table only knows the "
+                             "training montage; use channel_index for a subset of it)")
+        if ch_names is None and positions is None:
+            raise ValueError("set_channels needs ch_names or positions")
+        n = len(ch_names) if ch_names is not None else len(positions)
+        pos = channel_positions(n, ch_names, positions, montage).to(self.channel_positions.device)
+        self.channel_positions = pos
+        self.n_channels = n
+        self.ch_names = list(ch_names) if ch_names is not None else None
+        self.n_tokens = n * self.n_patches
+        return self
+
+    def channel_vectors(self, ident: Tensor) -> Tensor:
+        """``E_chan`` of the input rows: ``ident`` is ``[B, C]`` long (rows of the model's montage) or, for
+        ``"position"``, ``[B, C, 3]`` float positions -> ``[B, C, D]``."""
+        if ident.is_floating_point():
+            return self.channel_embed(ident)
+        if self.channel_embedding == "position":
+            return F.embedding(ident, self.channel_embed(self.channel_positions))
+        return self.channel_embed(ident)
 
     def patch_features(self, x: Tensor) -> Tensor:
         """``[..., T] -> [..., P, S (+ n_bands)]``: the per-patch inputs of the patch embedding."""
@@ -244,21 +292,34 @@ class ChannelOrientedEncoder(EEGEncoder):
         return torch.cat([patches, self.band_power(patches)], dim=-1)
 
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None,
-                channel_index: Tensor | None = None) -> EncoderOutput:
-        """eeg ``[B, C', T]``, channel_mask ``[B, C']``, channel_index ``[C']``/``[B, C']`` -> :class:`EncoderOutput`."""
+                channel_index: Tensor | None = None, positions: Tensor | None = None) -> EncoderOutput:
+        """eeg ``[B, C', T]``, channel_mask ``[B, C']``, channel_index ``[C']``/``[B, C']`` or (``"position"``
+        only) positions ``[C', 3]``/``[B, C', 3]`` -> :class:`EncoderOutput`."""
         if eeg.dim() != 3:
             raise ValueError(f"{type(self).__name__} expects eeg [B, C, T], got {tuple(eeg.shape)}")
         B, C, T = eeg.shape
         dev = eeg.device
-        if channel_index is None:
+        if positions is not None:
+            if self.channel_embedding != "position":
+                raise ValueError("positions= needs channel_embedding='position'")
+            if channel_index is not None:
+                raise ValueError("pass channel_index or positions, not both")
+            positions = torch.as_tensor(positions, dtype=torch.float32, device=dev)
+            if positions.dim() == 2:
+                positions = positions.expand(B, -1, -1)
+            if positions.shape != (B, C, 3):
+                raise ValueError(f"positions must be [{C}, 3] or [{B}, {C}, 3], got {tuple(positions.shape)}")
+            channel_index = positions  # identifies the rows below (gathered like an index)
+        elif channel_index is None:
             if C != self.n_channels:
                 raise ValueError(f"{type(self).__name__} expects {self.n_channels} channels, got {C} "
                                  f"(pass channel_index to run on a subset)")
             channel_index = torch.arange(C, device=dev)
-        channel_index = channel_index.to(device=dev, dtype=torch.long)
+        if positions is None:
+            channel_index = channel_index.to(device=dev, dtype=torch.long)
         if channel_index.dim() == 1:
             channel_index = channel_index.expand(B, -1)
-        if channel_index.shape != (B, C):
+        if channel_index.shape[:2] != (B, C):
             raise ValueError(f"channel_index must be [{C}] or [{B}, {C}], got {tuple(channel_index.shape)}")
         if channel_mask is not None and channel_mask.shape != (B, C):
             raise ValueError(f"channel_mask must be [B, C] = {(B, C)}, got {tuple(channel_mask.shape)}")
@@ -275,10 +336,10 @@ class ChannelOrientedEncoder(EEGEncoder):
             present = mask.gather(1, sel)
             x = eeg.gather(1, sel[..., None].expand(-1, -1, T))
             x = torch.where(present[..., None], x, torch.zeros((), dtype=x.dtype, device=dev))  # never read absent values
-            rows = channel_index.gather(1, sel)
+            rows = channel_index.gather(1, sel if positions is None else sel[..., None].expand(-1, -1, 3))
         Ck = x.shape[1]
         tok = self.patch_embed(self.patch_features(x))  # [B, C'', P, D]
-        tok = tok + self.channel_embed(rows)[:, :, None, :] + self.time_embed[:P]
+        tok = tok + self.channel_vectors(rows)[:, :, None, :] + self.time_embed[:P]
         tok_present = present.repeat_interleave(P, dim=1) if present is not None else None
         cls, out, attn = self.transformer(tok.flatten(1, 2), tok_present)
         out = out.view(B, Ck, P, -1)
