@@ -461,7 +461,8 @@ def worker(job_path: str) -> int:
                 raise RuntimeError(f"test wrote no metrics.json in {metrics.parent}")
             result["metrics"] = str(metrics)
         if "predict" in todo:
-            commands.append(_cli_command("predict", configs, job["args"] + ckpt_args))
+            extra = _reuse_ridge(model, Path(trainer.log_dir or d))
+            commands.append(_cli_command("predict", configs, job["args"] + ckpt_args + extra))
             trainer.predict(model, datamodule=dm, ckpt_path=best, return_predictions=False)
         result.update(status="done", commands=commands)
         rc = 0
@@ -471,6 +472,17 @@ def worker(job_path: str) -> int:
         rc = 1
     (d / "result.json").write_text(json.dumps(result, indent=2))
     return rc
+
+
+def _reuse_ridge(model, log_dir: Path) -> list[str]:
+    """The reconstruction stage fits its ridge adapter at the start of test *and* of predict; when test has saved
+    one (``ridge.safetensors``), predict loads it instead — what ``--model.init_args.ridge_path`` does."""
+    hp = getattr(model, "hparams", None)
+    ridge = log_dir / "ridge.safetensors"
+    if hp is None or "ridge_path" not in hp or hp.get("ridge_path") or not ridge.is_file():
+        return []
+    hp["ridge_path"] = str(ridge)
+    return ["--model.init_args.ridge_path", str(ridge)]
 
 
 def _selected_checkpoint(trainer, d: Path) -> str | None:

@@ -274,3 +274,16 @@ def test_one_runner_per_output_folder(tmp_path):
         compare.acquire_lock(tmp_path)
     lock.write_text("999999999")                            # a killed runner's stale lock
     assert compare.acquire_lock(tmp_path).read_text() == str(os.getpid())
+
+
+def test_predict_reuses_the_ridge_that_test_fitted(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.utilities.parsing import AttributeDict
+
+    model = SimpleNamespace(hparams=AttributeDict(ridge_path=None))
+    assert compare._reuse_ridge(model, tmp_path) == []                  # nothing saved yet
+    (tmp_path / "ridge.safetensors").write_bytes(b"x")
+    assert compare._reuse_ridge(model, tmp_path) == ["--model.init_args.ridge_path", str(tmp_path / "ridge.safetensors")]
+    assert model.hparams.ridge_path == str(tmp_path / "ridge.safetensors")
+    assert compare._reuse_ridge(SimpleNamespace(hparams=AttributeDict(lr=1.0)), tmp_path) == []  # not a reconstruction

@@ -162,3 +162,34 @@ def test_report_loads_in_headless_chromium(fake_out, tmp_path):
     (moved / "assets" / "plots" / "metric_id50.png").unlink()
     broken = report.check_in_browser(moved / "index.html", browser)["broken"]
     assert {Path(e["src"]).name for e in broken} == {"00_true.wav", "metric_id50.png"}
+
+
+def test_attention_callback_logs_a_scalp_map(tmp_path):
+    """callbacks.attention.ChannelAttentionMaps: mean CLS→channel attention of validation batches -> add_figure."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from callbacks.attention import ChannelAttentionMaps
+    from datamodules.nmed import NMED_CH_NAMES
+
+    C = len(NMED_CH_NAMES)
+
+    class Enc(torch.nn.Module):
+        def forward(self, eeg, mask=None):
+            att = eeg.abs().mean(-1)
+            return SimpleNamespace(channel_attention=att / att.sum(1, keepdim=True))
+
+    figs = []
+    exp = SimpleNamespace(add_figure=lambda tag, fig, global_step: figs.append((tag, global_step)))
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=0, is_global_zero=True, global_step=7,
+                              logger=SimpleNamespace(experiment=exp), datamodule=SimpleNamespace(ch_names=NMED_CH_NAMES),
+                              log_dir=str(tmp_path), default_root_dir=str(tmp_path))
+    module = SimpleNamespace(encoder=Enc())
+    cb = ChannelAttentionMaps(max_batches=2)
+    cb.on_validation_epoch_start(trainer, module)
+    for i in range(3):
+        cb.on_validation_batch_end(trainer, module, None, {"eeg": torch.randn(4, C, 10), "channel_mask": None}, i)
+    assert cb._count == 8                                    # max_batches respected
+    cb.on_validation_epoch_end(trainer, module)
+    assert figs == [("channel_attention", 7)]
