@@ -18,6 +18,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "prepare": "chanmusic.cli:prepare_main",
     "compare": "chanmusic.compare:main",
     "report": "chanmusic.report:main",
+    "robustness": "chanmusic.robustness:main",
 }
 
 
