@@ -23,7 +23,7 @@ def _args(root, tmp, *extra):
             "--config", str(ROOT / "experiments/align/default.yaml"),
             "--config", str(ROOT / "experiments/encoders/linear_reference.yaml"),
             "--data.root", str(root), "--data.cache_dir", str(tmp / "cache"),
-            "--data.test_fraction", "0.2", "--data.batch_size", "32",
+            "--data.test_fraction", "0.25", "--data.batch_size", "32",
             "--trainer.max_epochs", "10", "--trainer.default_root_dir", str(tmp / "runs"),
             "--trainer.logger.init_args.save_dir", str(tmp / "runs"),
             "--trainer.enable_progress_bar", "false", *extra]
@@ -46,7 +46,10 @@ def test_linear_reference_learns_and_shuffled_control_does_not(strong_demo, tmp_
     assert res["id50"]["chance"] == pytest.approx(0.02, abs=0.002)
     assert res["id50"]["mean"] >= 3 * res["id50"]["chance"], res
     shuffled, _ = _fit_test(_args(strong_demo, tmp_path, "--data.control", "shuffle"))
-    assert shuffled["id50"]["mean"] < 2 * shuffled["id50"]["chance"], shuffled
+    p, n = shuffled["id50"]["chance"], shuffled["id50"]["n"]
+    # near chance: within 3 binomial standard errors of it (n test windows)
+    assert shuffled["id50"]["mean"] <= p + 3 * (p * (1 - p) / n) ** 0.5, shuffled
+    assert shuffled["id50"]["mean"] < res["id50"]["mean"]
 
 
 def test_unknown_encoder_is_a_clear_error(capsys, tmp_path):
