@@ -112,6 +112,36 @@ class AlignModule(L.LightningModule):
         self.log("train/temperature", 1.0 / self.logit_scale.exp(), batch_size=len(batch["eeg"]))
         return loss
 
+    # ---- resume: augmentations continue the random stream of the interrupted run ------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        checkpoint["chanmusic_rng"] = rng
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("chanmusic_rng")
+
+    def on_train_start(self) -> None:
+        """Resumed fit: the RNG as it was when the checkpoint was written (set here, not on load, so nothing
+        between loading and the first step draws from it). Channel dropout then repeats the uninterrupted run.
+
+        Also hands the training loader its saved position (``datamodules.sampling.ResumableLoader``): Lightning
+        2.6 drops it when ``configure_optimizers`` asked for ``estimated_stepping_batches`` before the restore
+        (Lightning-AI/pytorch-lightning#20550); its own loading method is a no-op once that is fixed.
+        """
+        fit_loop = self.trainer.fit_loop
+        if getattr(fit_loop, "_combined_loader_states_to_load", None):
+            fit_loop._load_combined_loader_states()
+        rng, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rng["cuda"])
+
+    def on_test_start(self) -> None:
+        self._rng_to_restore = None  # a checkpoint loaded for testing leaves the RNG alone
+
     def on_before_zero_grad(self, optimizer) -> None:
         with torch.no_grad():
             self.logit_scale.clamp_(0.0, math.log(100.0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI
@@ -35,6 +36,34 @@ class ChanMusicCLI(LightningCLI):
         for fact in ("n_channels", "sfreq", "n_times", "ch_names"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.encoder.init_args.{fact}", apply_on="instantiate")
         parser.link_arguments("data.clap_dim", "model.init_args.clap_dim", apply_on="instantiate")
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` resumes the newest ``last.ckpt`` of an earlier version of the run (see
+        :func:`earlier_last_checkpoint`)."""
+        cfg = self.config_init[self.subcommand]
+        if cfg.get("ckpt_path") == "last":
+            found = earlier_last_checkpoint(self.trainer)
+            if found is not None:
+                logging.getLogger("chanmusic").info("--ckpt_path last: resuming from %s", found)
+                cfg["ckpt_path"] = str(found)
+
+
+def earlier_last_checkpoint(trainer) -> Path | None:
+    """The newest ``last*.ckpt`` in ``<logger root>/<version>/checkpoints/`` over all versions, when the
+    checkpoint callbacks use the logger's folders (no ``dirpath``); else ``None`` (Lightning finds it).
+
+    Lightning looks for ``last`` only in the *new* run's version folder, which a logger with automatic
+    versions (our YAMLs' TensorBoardLogger) has just made empty: ``--ckpt_path last`` after a crash would
+    warn and train from scratch.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    root = getattr(trainer.logger, "root_dir", None)
+    if not callbacks or any(c.dirpath for c in callbacks) or not root:
+        return None
+    found = list(Path(root).glob("*/checkpoints/last*.ckpt"))
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
 def lightning_main(args: list[str] | None = None, run: bool = True) -> ChanMusicCLI:

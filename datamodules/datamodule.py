@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.cache import CACHE_VERSION, CacheError, PreparedCache, file_fingerprint, settings_key
 from datamodules.nmed import NMED_CH_NAMES, nmed_montage
+from datamodules.sampling import ResumableLoader, ResumableSampler
 from datamodules.songs import GENRES, SONGS, genre_index
 from datamodules.splits import Split, SplitConfig, split_windows
 
@@ -297,9 +298,14 @@ class NMEDDataModule(L.LightningDataModule):
         if len(ds) == 0:
             raise ValueError(f"the {part} split is empty ({self.split.summary()}): raise data.val_fraction "
                              f"or use more data")
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          drop_last=shuffle and len(ds) > self.batch_size,
-                          persistent_workers=self.num_workers > 0)
+        drop_last = shuffle and len(ds) > self.batch_size
+        if shuffle:  # seeded per epoch, resumable mid-epoch, same windows on 1 or N processes: datamodules.sampling
+            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+            sampler = ResumableSampler(ds, world, rank, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
+            return ResumableLoader(ds, sampler, batch_size=self.batch_size, num_workers=self.num_workers,
+                                   drop_last=drop_last, persistent_workers=self.num_workers > 0)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          drop_last=drop_last, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
