@@ -71,7 +71,9 @@ class AlignModule(L.LightningModule):
         self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, n_tokens)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)),
                                         requires_grad=learn_temperature)
-        self.channel_dropout = ChannelDropout(channel_dropout, channel_dropout_mode)
+        # cluster mode needs electrode positions: the encoder knows its channel names (linked from the data)
+        self.channel_dropout = ChannelDropout(channel_dropout, channel_dropout_mode,
+                                              ch_names=getattr(encoder, "ch_names", None))
         if freeze_encoder:
             self.encoder.requires_grad_(False)
         self.test_metrics = nn.ModuleDict({

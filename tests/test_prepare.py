@@ -119,7 +119,7 @@ def test_bad_data_settings_are_clear_errors(tmp_path):
 
 
 _RSS_SCRIPT = textwrap.dedent('''
-    import resource, sys
+    import sys
     from chanmusic.prepare import prepare
     from datamodules.datamodule import NMEDDataModule
     NMEDDataModule.preparer = staticmethod(prepare)
@@ -127,13 +127,17 @@ _RSS_SCRIPT = textwrap.dedent('''
     dm.prepare_data()
     if sys.argv[3] == "prepare":
         sys.exit(0)
+    def hwm_kb():  # this process's own peak RSS (ru_maxrss would include the parent's peak across exec)
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     dm.setup("fit")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = hwm_kb()
     n = 0
     for part in ("train", "val", "test"):
         for b in getattr(dm, part + "_dataloader")():
             n += len(b["eeg"])
-    print(n, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(n, base, hwm_kb())
 ''')
 
 
@@ -144,8 +148,8 @@ def test_memmap_keeps_ram_flat_as_data_grows(tmp_path):
     for scale in (1, 4):
         root = tmp_path / f"x{scale}"
         write_demo(root, seed=0, n_subjects=scale, duration_s=40.0, songs=[0, 1, 2])
+        _dm(root, tmp_path / "cache", batch_size=32).prepare_data()  # prepared here; measured in a fresh process
         args = [sys.executable, "-c", _RSS_SCRIPT, str(root), str(tmp_path / "cache")]
-        subprocess.run(args + ["prepare"], capture_output=True, text=True, check=True)
         out = subprocess.run(args + ["pass"], capture_output=True, text=True, check=True)
         n, base, peak = map(int, out.stdout.split()[-3:])
         peaks.append((n, base, peak))
