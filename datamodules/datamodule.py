@@ -67,25 +67,44 @@ class WindowDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        batch = self.__getitems__([i])
+        return {k: v[0] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        """A whole batch in one gather from the memmap (the DataLoader's fetcher calls this with a batch's
+        indices); :func:`collate_batch` passes it through. Returns DESIGN.md's batch dict."""
         if self._eeg is None:  # opened lazily: one memmap handle per worker process
             self._eeg = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=self.shape)
-        b = self.begin[i]
-        eeg = torch.from_numpy(np.ascontiguousarray(self._eeg[b:b + self.length].T))
-        m = self.music[i]
+        idx = np.asarray(indices, dtype=np.int64)
+        # [B, L, C] in one fancy-indexed read, then channel-major [B, C, L]
+        eeg = self._eeg[self.begin[idx, None] + np.arange(self.length)[None, :]]
+        eeg = torch.from_numpy(np.ascontiguousarray(eeg.transpose(0, 2, 1)))
+        m = self.music[idx]
+        order = np.argsort(m, kind="stable")  # memmapped mel: read in ascending order
+        mel = np.empty((len(m),) + self.mel.shape[1:], dtype=np.float32)
+        mel[order] = self.mel[m[order]]
+        long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
         return {
             "eeg": eeg,
-            "clap": torch.from_numpy(np.asarray(self.clap[m], dtype=np.float32)),
-            "mel": torch.from_numpy(np.array(self.mel[m], dtype=np.float32)),
-            "song": int(self.song[i]),
-            "genre": int(self.genre[i]),
-            "subject": int(self.subject[i]),
-            "segment": int(self.rows[i]),
-            "music": int(m),
-            "stimulus": int(self.music_table[m, 0]),
-            "start": int(self.music_table[m, 1]),
-            "length": int(self.music_table[m, 2]),
-            "channel_mask": torch.ones(eeg.shape[0], dtype=torch.bool),
+            "clap": torch.from_numpy(np.ascontiguousarray(self.clap[m], dtype=np.float32)),
+            "mel": torch.from_numpy(mel),
+            "song": long(self.song[idx]),
+            "genre": long(self.genre[idx]),
+            "subject": long(self.subject[idx]),
+            "segment": long(self.rows[idx]),
+            "music": long(m),
+            "stimulus": long(self.music_table[m, 0]),
+            "start": long(self.music_table[m, 1]),
+            "length": long(self.music_table[m, 2]),
+            "channel_mask": torch.ones(eeg.shape[0], eeg.shape[1], dtype=torch.bool),
         }
+
+
+def collate_batch(batch: Any) -> dict[str, Any]:
+    """Pass a batch built by :meth:`WindowDataset.__getitems__` through; stack per-item dicts otherwise."""
+    if isinstance(batch, dict):
+        return batch
+    return torch.utils.data.default_collate(batch)
 
 
 class NMEDDataModule(L.LightningDataModule):
@@ -303,8 +322,10 @@ class NMEDDataModule(L.LightningDataModule):
             world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
             sampler = ResumableSampler(ds, world, rank, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
             return ResumableLoader(ds, sampler, batch_size=self.batch_size, num_workers=self.num_workers,
+                                   collate_fn=collate_batch,
                                    drop_last=drop_last, persistent_workers=self.num_workers > 0)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          collate_fn=collate_batch,
                           drop_last=drop_last, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
