@@ -468,10 +468,23 @@ def worker(job_path: str) -> int:
         rc = 0
     except BaseException as e:  # noqa: BLE001 - the runner wants every failure as a result
         traceback.print_exc()
-        result.update(status="failed", error=first_line(f"{type(e).__name__}: {e}"))
+        result.update(status="failed", error=first_line(f"{type(e).__name__}: {e}") + _where(e))
         rc = 1
     (d / "result.json").write_text(json.dumps(result, indent=2))
     return rc
+
+
+def _where(e: BaseException) -> str:
+    """`` (at chanmusic/x.py:12 in f)``: the innermost frame of this repository's code in the traceback."""
+    root = EXPERIMENTS.parent.resolve()
+    here = None
+    for fr in traceback.extract_tb(e.__traceback__):
+        if fr.filename.startswith("<"):
+            continue
+        p = Path(fr.filename).resolve()
+        if root in p.parents and ".venv" not in p.parts and p.name != "compare.py":
+            here = f" (at {p.relative_to(root).as_posix()}:{fr.lineno} in {fr.name})"
+    return here or ""
 
 
 def _reuse_ridge(model, log_dir: Path) -> list[str]:
@@ -561,8 +574,8 @@ class Runner:
         self.print(f"[compare]   pretraining {pretrain_key(row.pretrain)} seed{seed} ...")
         res = run_step(step, d / "pretrain", self.timeout, self.worker_cmd)
         st = {"status": res["status"], "configs": row.pretrain, "seed": seed, "checkpoint": res.get("checkpoint"),
-              "error": res.get("error"), "seconds": res.get("seconds"), "commands": res.get("commands"),
-              "finished": _now()}
+              "error": res.get("error"), "seconds": res.get("seconds"), "cpu_s": res.get("cpu_s"),
+              "commands": res.get("commands"), "finished": _now()}
         write_status(d, st)
         self._pretrain_attempted.add(str(d))
         return (res.get("checkpoint"), None) if res["status"] == "done" else (None, res.get("error"))
@@ -598,11 +611,13 @@ class Runner:
                                            **({"error": error} if error else {})}
         if error is None:
             align_ckpt = None
+            ran = False  # once a step is (re)run, the steps after it are too (they depend on its outputs)
             for step in self.steps(plan, ckpt):
                 done = prev_steps.get(step.name, {})
-                if done.get("status") == "done" and _step_outputs_exist(done):
+                if not ran and done.get("status") == "done" and _step_outputs_exist(done):
                     res = done
                 else:
+                    ran = True
                     if step.name == "reconstruct" and align_ckpt:
                         step.args = [f"--{self.spec.reconstruct.get('ckpt_arg', 'model.init_args.align_checkpoint')}",
                                      align_ckpt] + step.args

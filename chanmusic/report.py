@@ -341,7 +341,23 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
                    "and clap_score / ssim / psnr measure the pipeline, not reconstruction quality.")
     if random_models.get("demo"):
         out.append("**Data: synthetic NMED-T-format demo data** (datamodules.synthetic), not the real recordings.")
+    flat = flat_metrics(results)
+    if flat:
+        out.append(f"**{', '.join(flat)}: the same for every row** (to 0.1 %, the audio oracle included): the generator's "
+                   "output does not depend on its conditioning here, so these columns cannot rank the encoders.")
     return out
+
+
+def flat_metrics(results: list[RowResult], metrics: Sequence[str] = ("clap_score", "ssim", "psnr"),
+                 rel: float = 1e-3) -> list[str]:
+    """Generated-audio metrics whose row means agree to ``rel`` across ≥ 3 rows (a generator that ignores the
+    conditioning gives every row, the oracle included, the same score)."""
+    flat = []
+    for m in metrics:
+        v = [r.cells[m].mean for r in results if r.cells.get(m) is not None and r.cells[m].mean is not None]
+        if len(v) >= 3 and max(v) - min(v) <= rel * max(1.0, abs(float(np.mean(v)))):
+            flat.append(m)
+    return flat
 
 
 def detect_random_models(out: Path, spec: dict) -> dict[str, bool]:

@@ -193,3 +193,12 @@ def test_attention_callback_logs_a_scalp_map(tmp_path):
     assert cb._count == 8                                    # max_batches respected
     cb.on_validation_epoch_end(trainer, module)
     assert figs == [("channel_attention", 7)]
+
+
+def test_flat_generated_audio_metrics_are_flagged():
+    def row(name, v):
+        return report.RowResult(name, name, "main", "done", cells={"clap_score": report.Cell("clap_score", mean=v)})
+
+    assert report.flat_metrics([row("a", 0.97705), row("b", 0.97706), row("oracle", 0.97705)]) == ["clap_score"]
+    assert report.flat_metrics([row("a", 0.60), row("b", 0.65), row("oracle", 0.90)]) == []
+    assert report.flat_metrics([row("a", 0.5), row("b", 0.5)]) == []        # two rows prove nothing
