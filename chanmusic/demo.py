@@ -17,7 +17,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 # (row name, pretrain configs or None, align config files after demo.yaml, extra args).
 # Transformers get fewer epochs than the linear reference so the whole demo stays in minutes on 2 CPU cores;
 # pretraining runs one epoch: on a CPU it shows the stage working, not paying off (calibration.md).
-TRANSFORMER_ARGS = ["--trainer.max_epochs", "5"]
+TRANSFORMER_ARGS = ["--trainer.max_epochs", "4"]
 DEMO_MODELS: list[tuple[str, list[str] | None, list[str], list[str]]] = [
     ("linear reference", None, ["align/default.yaml", "encoders/linear_reference.yaml"], []),
     ("channel-oriented (pretrained)", ["pretrain/channel_oriented.yaml"],
@@ -28,7 +28,7 @@ DEMO_MODELS: list[tuple[str, list[str] | None, list[str], list[str]]] = [
 PRETRAIN_ARGS = ["--trainer.max_epochs", "1", "--trainer.logger.init_args.name", "pretrain"]
 # Reconstruction (ridge -> AudioLDM) runs after alignment for this row, and for the audio-oracle reference.
 RECONSTRUCT_ROW = "channel-oriented (pretrained)"
-RECONSTRUCT_ARGS = ["--model.init_args.max_generate", "40", "--trainer.logger.init_args.name", "reconstruct"]
+RECONSTRUCT_ARGS = ["--model.init_args.max_generate", "24", "--trainer.logger.init_args.name", "reconstruct"]
 AUDIO_METRICS = ("clap_score", "ssim", "psnr")
 METRIC_ORDER = ("id50", "song14", "genre10", "within_song", "clap_score", "ssim", "psnr")
 
