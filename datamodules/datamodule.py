@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from collections.abc import Sequence as SequenceABC
 from typing import Any, Callable, ClassVar, Sequence
 
 import lightning as L
@@ -67,12 +68,16 @@ class WindowDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        batch = self.__getitems__([i])
-        return {k: v[0] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return self.__getitems__([i])[0]
 
-    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+    def __getitems__(self, indices: Sequence[int]) -> "PrebatchedItems":
         """A whole batch in one gather from the memmap (the DataLoader's fetcher calls this with a batch's
-        indices); :func:`collate_batch` passes it through. Returns DESIGN.md's batch dict."""
+        indices). Returns the items (views into the batch), carrying the batch dict itself for
+        :func:`collate_batch`; any other collate function sees ordinary per-item dicts."""
+        return PrebatchedItems(self._batch(indices))
+
+    def _batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """DESIGN.md's batch dict for ``indices``."""
         if self._eeg is None:  # opened lazily: one memmap handle per worker process
             self._eeg = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=self.shape)
         idx = np.asarray(indices, dtype=np.int64)
@@ -100,11 +105,27 @@ class WindowDataset(Dataset):
         }
 
 
-def collate_batch(batch: Any) -> dict[str, Any]:
-    """Pass a batch built by :meth:`WindowDataset.__getitems__` through; stack per-item dicts otherwise."""
-    if isinstance(batch, dict):
-        return batch
-    return torch.utils.data.default_collate(batch)
+class PrebatchedItems(SequenceABC):
+    """A batch's items as a sequence of per-item dicts (views, built only when asked for) that also
+    carries the batch dict itself, so :func:`collate_batch` has nothing to do."""
+
+    def __init__(self, batch: dict[str, Any]):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch["eeg"])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return {k: v[i] for k, v in self.batch.items()}
+
+
+def collate_batch(items: Any) -> dict[str, Any]:
+    """The batch dict of :class:`PrebatchedItems`; ``default_collate`` for anything else."""
+    if isinstance(items, PrebatchedItems):
+        return items.batch
+    return torch.utils.data.default_collate(items)
 
 
 class NMEDDataModule(L.LightningDataModule):
