@@ -49,12 +49,19 @@ def topomap_figure(values: Sequence[float] | np.ndarray, ch_names: Sequence[str]
     info = mne.create_info([ch_names[i] for i in keep], 125.0, "eeg")
     with mne.utils.use_log_level("error"):
         info.set_montage(montage, on_missing="ignore")
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    im, _ = mne.viz.plot_topomap(values[keep], info, axes=ax, show=False, cmap=cmap, contours=4, sensors=True)
+    import textwrap
+
+    v = values[keep]
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    # colour range = the data's own range: attention near uniform (1/C each) would otherwise be one flat colour
+    lo, hi = float(np.min(v)), float(np.max(v))
+    im, _ = mne.viz.plot_topomap(v, info, axes=ax, show=False, cmap=cmap, contours=4, sensors=True,
+                                 vlim=(lo, hi if hi > lo else lo + 1e-12))
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    cb.set_label(units)
+    cb.set_label(units + (f" (uniform = {1 / len(v):.4f})" if "share" in units else ""), fontsize=8)
     dropped = len(ch_names) - len(keep)
-    ax.set_title(title + (f"\n({dropped} electrodes without position left out)" if dropped else ""), fontsize=9)
+    text = "\n".join(textwrap.fill(line, 48) for line in title.splitlines()) if title else ""
+    ax.set_title(text + (f"\n({dropped} electrodes without position left out)" if dropped else ""), fontsize=8)
     fig.tight_layout()
     return fig
 

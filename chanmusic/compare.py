@@ -34,6 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -308,7 +309,8 @@ def _quote(s: str) -> str:
     return s if re.fullmatch(r"[\w@%+=:,./-]+", s) else "'" + s.replace("'", "'\"'\"'") + "'"
 
 
-def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str] | None = None) -> dict:
+def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str] | None = None,
+             threads: int | None = None) -> dict:
     """Run one step in a worker subprocess; returns its result dict (``status`` done|failed, ``error``,
     ``metrics`` path, ``checkpoint``, ``seconds``, ``commands``). Resumes from ``last.ckpt`` when the folder
     has one; if that resume fails, the folder is wiped and the step redone from scratch once."""
@@ -316,12 +318,12 @@ def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: lis
     if missing:
         return {"status": "failed", "error": f"config not found: {display_path(missing[0])}", "seconds": 0.0}
     worker_cmd = worker_cmd or default_worker_cmd()
-    result = _launch(step, stepdir, timeout_s, worker_cmd)
+    result = _launch(step, stepdir, timeout_s, worker_cmd, threads)
     if result["status"] != "done" and result.get("resumed"):
         with (stepdir / "log.txt").open("a") as f:
             f.write(f"\n[compare] resume failed ({result.get('error')}); redoing the step from scratch\n")
         _wipe(stepdir, keep_log=True)
-        result = _launch(step, stepdir, timeout_s, worker_cmd)
+        result = _launch(step, stepdir, timeout_s, worker_cmd, threads)
     return result
 
 
@@ -339,7 +341,8 @@ def _wipe(d: Path, keep_log: bool = False) -> None:
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str]) -> dict:
+def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str],
+            threads: int | None = None) -> dict:
     stepdir.mkdir(parents=True, exist_ok=True)
     over = stepdir / "compare_overrides.yaml"
     configs = list(step.configs) + [over]
@@ -358,17 +361,21 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
     (stepdir / "job.json").write_text(json.dumps(job, indent=2))
     (stepdir / "result.json").unlink(missing_ok=True)
     t0 = time.time()
-    cpu0 = _children_cpu()
     rc: int | None = None
+    cpu = 0.0
     with (stepdir / "log.txt").open("a") as log:
         log.write(f"\n[compare] {_now()} step {step.name}: {'resume from ' + resume if resume else 'start'}\n")
         log.flush()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join([str(EXPERIMENTS.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        if threads:  # parallel runs share the cores: one torch/OpenMP thread pool each of this size
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         proc = subprocess.Popen(list(worker_cmd) + [str(stepdir / "job.json")],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
         try:
-            rc = proc.wait(timeout=timeout_s)
+            rc, cpu = _wait(proc, timeout_s)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             log.write(f"\n[compare] step {step.name} killed after the {timeout_s:.0f} s timeout\n")
@@ -377,23 +384,47 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
     res = _read_json(stepdir / "result.json")
     if res is None:
         res = {"status": "failed", "error": error_from_log(stepdir / "log.txt", rc)}
     elif rc != 0 and res.get("status") == "done":
         res = {**res, "status": "failed", "error": error_from_log(stepdir / "log.txt", rc)}
     res["seconds"] = round(time.time() - t0, 1)
-    res["cpu_s"] = round(_children_cpu() - cpu0, 1)   # the worker's CPU time (wall time depends on the load)
+    res["cpu_s"] = round(cpu, 1)   # the worker's CPU time (its wall time depends on the machine's load)
     res["resumed"] = bool(resume)
     res.setdefault("commands", [_cli_command(c, configs, step.args) for c in step.commands])
     return res
 
 
-def _children_cpu() -> float:
-    import resource
+_LIVE: set[subprocess.Popen] = set()   # workers running now (killed if the runner is interrupted)
+_LIVE_LOCK = threading.Lock()
 
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+
+def _wait(proc: subprocess.Popen, timeout_s: float | None) -> tuple[int, float]:
+    """(exit code, CPU seconds) of one worker: ``wait4`` gives this child's own resource use even while other
+    workers run in parallel."""
+    deadline = None if timeout_s is None else time.time() + timeout_s
+    while True:
+        try:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by kill_live_workers meanwhile
+            return (proc.returncode if proc.returncode is not None else -15), 0.0
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, ru.ru_utime + ru.ru_stime
+        if deadline is not None and time.time() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        time.sleep(0.2)
+
+
+def kill_live_workers() -> None:
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -518,11 +549,20 @@ class Runner:
     """Runs the planned runs in order, skipping finished ones; prints one progress line per run."""
 
     def __init__(self, spec: Spec, out: Path, redo: set[str] | None = None, worker_cmd: list[str] | None = None,
-                 printer=print):
+                 printer=print, jobs: int = 1):
         self.spec, self.out, self.redo, self.print = spec, Path(out), set(redo or ()), printer
         self.worker_cmd = list(worker_cmd) if worker_cmd else default_worker_cmd()
         self.timeout = spec.profile.get("step_timeout_s")
+        self.jobs = max(1, int(jobs))
+        # with parallel runs each worker gets its share of the cores
+        self.threads = max(1, (os.cpu_count() or 1) // self.jobs) if self.jobs > 1 else None
         self._pretrain_attempted: set[str] = set()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(key, threading.Lock())
 
     # -- the pieces
     def fingerprint(self, row: Row) -> str:
@@ -559,8 +599,13 @@ class Runner:
         return steps
 
     def pretrain(self, row: Row, seed: int) -> tuple[str | None, str | None]:
-        """(checkpoint, error) of the row's shared pretraining run for ``seed`` (run it if needed)."""
+        """(checkpoint, error) of the row's shared pretraining run for ``seed`` (run it if needed; runs in
+        parallel that share it wait for the one that runs it)."""
         d = pretrain_dir(self.out, row.pretrain, seed)
+        with self._lock(str(d)):
+            return self._pretrain(row, seed, d)
+
+    def _pretrain(self, row: Row, seed: int, d: Path) -> tuple[str | None, str | None]:
         st = read_status(d)
         if st and st.get("status") == "done" and st.get("checkpoint") and Path(st["checkpoint"]).is_file():
             return st["checkpoint"], None
@@ -572,7 +617,7 @@ class Runner:
                     run_overrides(spec, "pretrain", d / "pretrain", seed, None), commands=("fit",))
         write_status(d, {"status": "running", "configs": row.pretrain, "seed": seed, "started": _now()})
         self.print(f"[compare]   pretraining {pretrain_key(row.pretrain)} seed{seed} ...")
-        res = run_step(step, d / "pretrain", self.timeout, self.worker_cmd)
+        res = run_step(step, d / "pretrain", self.timeout, self.worker_cmd, self.threads)
         st = {"status": res["status"], "configs": row.pretrain, "seed": seed, "checkpoint": res.get("checkpoint"),
               "error": res.get("error"), "seconds": res.get("seconds"), "cpu_s": res.get("cpu_s"),
               "commands": res.get("commands"), "finished": _now()}
@@ -621,7 +666,7 @@ class Runner:
                     if step.name == "reconstruct" and align_ckpt:
                         step.args = [f"--{self.spec.reconstruct.get('ckpt_arg', 'model.init_args.align_checkpoint')}",
                                      align_ckpt] + step.args
-                    res = run_step(step, plan.dir / step.name, self.timeout, self.worker_cmd)
+                    res = run_step(step, plan.dir / step.name, self.timeout, self.worker_cmd, self.threads)
                     res["dir"] = str(plan.dir / step.name)
                 status["steps"][step.name] = res
                 write_status(plan.dir, status)
@@ -638,18 +683,112 @@ class Runner:
         return status
 
     def run_all(self, plans: list[RunPlan]) -> list[dict]:
+        """Run ``plans`` (``jobs`` at a time); returns their statuses in plan order."""
         self._pretrain_attempted = set()
         for plan in plans:  # --redo: forget these rows' runs (their shared pretraining is kept)
             if plan.row.name in self.redo:
                 _wipe(plan.dir)
-        out = []
         t_start = time.time()
-        for i, plan in enumerate(plans, 1):
+        if self.jobs == 1:
+            out = []
+            for i, plan in enumerate(plans, 1):
+                t0 = time.time()
+                st = self.run_one(plan)
+                out.append(st)
+                self.print(progress_line(i, len(plans), plan, st, time.time() - t0, time.time() - t_start))
+            return out
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        self.prepare_caches(plans)
+        results: dict[int, dict] = {}
+
+        def one(i: int) -> tuple[int, dict, float]:
             t0 = time.time()
-            st = self.run_one(plan)
-            out.append(st)
-            self.print(progress_line(i, len(plans), plan, st, time.time() - t0, time.time() - t_start))
-        return out
+            return i, self.run_one(plans[i]), time.time() - t0
+
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="compare") as ex:
+            futures = [ex.submit(one, i) for i in range(len(plans))]
+            try:
+                for n, fut in enumerate(as_completed(futures), 1):
+                    i, st, dt = fut.result()
+                    results[i] = st
+                    self.print(progress_line(n, len(plans), plans[i], st, dt, time.time() - t_start))
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                kill_live_workers()
+                raise
+        return [results[i] for i in range(len(plans))]
+
+    def prepare_caches(self, plans: list[RunPlan]) -> None:
+        """Before parallel runs: build each distinct data cache once (two workers preparing the same cache at
+        the same time would overwrite each other's partial folder)."""
+        groups: dict[str, tuple[list[Path], dict]] = {}
+        for plan in plans:
+            steps = self.steps(plan, None)
+            if plan.row.pretrain:
+                base = _base_configs(self.spec) + ([_defaults_yaml(self.out, self.spec)] if self.spec.profile.get("defaults") else [])
+                steps.append(Step("pretrain", base + [self.spec.config_path(c) for c in plan.row.pretrain], [],
+                                  run_overrides(self.spec, "pretrain", plan.dir, plan.seed, None)))
+            for step in steps:
+                if missing_configs(step.configs):
+                    continue
+                data = data_settings(step.configs, (step.set or {}).get("data") or {}, self.spec.extra_args)
+                data.pop("control", None)  # not part of the cache
+                groups.setdefault(json.dumps(data, sort_keys=True, default=str), (step.configs, data))
+        for i, (configs, data) in enumerate(groups.values()):
+            d = self.out / "prepare"
+            d.mkdir(parents=True, exist_ok=True)
+            over = d / f"data{i}.yaml"
+            over.write_text(yaml.safe_dump({"data": data}, sort_keys=False))
+            cmd = [sys.executable, "-m", "chanmusic.cli", "prepare"] + \
+                  [x for c in list(configs) + [over] for x in ("--config", str(c))] + \
+                  [a for a in _data_args(self.spec.extra_args)]
+            self.print(f"[compare] preparing the data cache {i + 1}/{len(groups)} (log: {d / f'data{i}.log'})")
+            with (d / f"data{i}.log").open("a") as log:
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, PYTHONUNBUFFERED="1")).returncode
+            if rc != 0:
+                self.print(f"[compare]   prepare failed ({error_from_log(d / f'data{i}.log', rc)}); the runs will "
+                           "report it")
+
+
+def data_settings(configs: list[Path], data_set: dict, extra_args: list[str]) -> dict:
+    """The ``data:`` section the CLI would see: the configs' in order, then ``data_set``, then ``--data.*`` args."""
+    data: dict = {}
+    for c in configs:
+        try:
+            d = yaml.safe_load(Path(c).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(d, dict) and isinstance(d.get("data"), dict):
+            data = deep_merge(data, d["data"])
+    data = deep_merge(data, data_set)
+    args = _data_args(extra_args)
+    i = 0
+    while i < len(args):
+        key, val = args[i][len("--data."):], None
+        if "=" in key:
+            key, val = key.split("=", 1)
+        elif i + 1 < len(args):
+            val, i = args[i + 1], i + 1
+        data[key] = yaml.safe_load(val) if val is not None else None
+        i += 1
+    return data
+
+
+def _data_args(args: list[str]) -> list[str]:
+    """The ``--data.*`` arguments (with their values) of an argument list."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("--data."):
+            out.append(a)
+            if "=" not in a and i + 1 < len(args) and not args[i + 1].startswith("--"):
+                out.append(args[i + 1])
+                i += 1
+        i += 1
+    return out
 
 
 def _defaults_yaml(out: Path, spec: Spec) -> Path:
@@ -719,6 +858,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default all)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
     p.add_argument("--redo", default="", help="comma-separated rows to rerun even if finished")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time (default: the profile's `jobs`, else 1); each worker gets cores/jobs threads")
     p.add_argument("--no-report", action="store_true", help="skip interpretation figures and the HTML report")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -778,8 +919,12 @@ def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) 
     save_spec(spec, out)
     t0 = time.time()
     ensure_demo_data(spec)
-    runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r})
-    statuses = runner.run_all(plans)
+    jobs = args.jobs if args.jobs is not None else int(spec.profile.get("jobs", 1) or 1)
+    runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r}, jobs=jobs)
+    try:
+        statuses = runner.run_all(plans)
+    finally:
+        kill_live_workers()
     n_failed = sum(s["status"] != "done" for s in statuses)
     print(f"[compare] runs finished in {(time.time() - t0) / 60:.1f} min ({n_failed} failed)")
     from chanmusic import report

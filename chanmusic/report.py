@@ -426,17 +426,19 @@ def write_plots(out: Path, spec: dict, results: list[RowResult]) -> list[Path]:
     paths = []
     for m in spec.get("plot_metrics") or spec["metrics"]:
         items = [_bar_item(r, m) for r in main]
-        if not any(it.get("mean") is not None for it in items) and not any(r.paper.get(m) for r in main):
-            continue
+        if not any(it.get("mean") is not None for it in items):
+            continue  # nothing measured (the paper's numbers alone are in the table)
         paths.append(plots.metric_bars(m, items, out / "plots" / f"metric_{m}.png",
                                        f"{m}: ours (95% CI) vs no-music control, paper and chance"))
     if abl:
-        ms = spec.get("ablation_metrics") or spec["metrics"]
+        ms = [m for m in spec.get("ablation_metrics") or spec["metrics"]
+              if any(r.cells.get(m) and r.cells[m].gain is not None for r in abl)]
         items = [{"label": r.label, "reference": r.name == spec.get("reference_row"), "failed": r.status == "failed",
                   "gains": {m: (r.cells[m].gain, r.cells[m].gain_ci) if r.cells.get(m) and r.cells[m].gain is not None
                             else None for m in ms}} for r in abl]
-        paths.append(plots.ablation_chart(ms, items, out / "plots" / "ablations.png",
-                                          "Ablations: gain over the no-music control (95% CI)"))
+        if ms:
+            paths.append(plots.ablation_chart(ms, items, out / "plots" / "ablations.png",
+                                              "Ablations: gain over the no-music control (95% CI)"))
     return paths
 
 
@@ -448,8 +450,8 @@ def _bar_item(r: RowResult, m: str) -> dict:
             "failed": r.status in ("failed", "not run")}
 
 
-def write_results(out: str | Path) -> tuple[dict, list[RowResult]]:
-    """``results.md``, ``results.csv`` and ``plots/`` of a comparison folder; returns (spec, results)."""
+def write_results(out: str | Path) -> tuple[dict, list[RowResult], list[Path]]:
+    """``results.md``, ``results.csv`` and ``plots/`` of a comparison folder; returns (spec, results, plots)."""
     out = Path(out)
     spec, results = collect(out)
     metrics = list(spec["metrics"])
@@ -463,8 +465,7 @@ def write_results(out: str | Path) -> tuple[dict, list[RowResult]]:
     parts += ["## Notes", ""] + [f"- {n}" for n in notes(spec, results, random_models)] + [""]
     (out / "results.md").write_text("\n".join(parts))
     write_csv(out / "results.csv", results, metrics)
-    write_plots(out, spec, results)
-    return spec, results
+    return spec, results, write_plots(out, spec, results)
 
 
 # ------------------------------------------------------------------------------------------------ audio
@@ -657,7 +658,7 @@ def _copy_asset(src: Path, assets: Path, sub: str) -> str | None:
 def build_report(out: str | Path, audio_per_row: int = 3) -> Path:
     """Write ``OUT/report/index.html`` (+ ``assets/``) from the comparison folder; returns the index path."""
     out = Path(out)
-    spec, results = write_results(out)
+    spec, results, plot_paths = write_results(out)
     metrics = list(spec["metrics"])
     main, abl = _sections(spec, results)
     report = out / "report"
@@ -689,7 +690,7 @@ def build_report(out: str | Path, audio_per_row: int = 3) -> Path:
              + "</ul>")
     # plots
     figs = []
-    for p in sorted((out / "plots").glob("metric_*.png")) + sorted((out / "plots").glob("ablations.png")):
+    for p in plot_paths:
         rel = _copy_asset(p, assets, "plots")
         figs.append(f"<figure><img src='{_e(rel)}' alt='{_e(p.stem)}' width='560'><figcaption>{_e(p.stem)}"
                     "</figcaption></figure>")

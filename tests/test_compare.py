@@ -85,13 +85,15 @@ def fake(tmp_path):
     worker.write_text(FAKE_WORKER)
     out = tmp_path / "out"
 
-    def run(rows=None, redo=()):
+    def run(rows=None, redo=(), jobs=1):
         s = load_spec(path, "quick", rows, None, out)
         out.mkdir(exist_ok=True)
         compare.save_spec(s, out)
         lines = []
-        Runner(s, out, redo=set(redo), worker_cmd=[sys.executable, str(worker)], printer=lines.append).run_all(
-            plan_runs(s, out))
+        runner = Runner(s, out, redo=set(redo), worker_cmd=[sys.executable, str(worker)], printer=lines.append,
+                        jobs=jobs)
+        runner.prepare_caches = lambda plans: None   # the fake configs have no data to prepare
+        runner.run_all(plan_runs(s, out))
         return lines
 
     def calls():
@@ -287,3 +289,24 @@ def test_predict_reuses_the_ridge_that_test_fitted(tmp_path):
     assert compare._reuse_ridge(model, tmp_path) == ["--model.init_args.ridge_path", str(tmp_path / "ridge.safetensors")]
     assert model.hparams.ridge_path == str(tmp_path / "ridge.safetensors")
     assert compare._reuse_ridge(SimpleNamespace(hparams=AttributeDict(lr=1.0)), tmp_path) == []  # not a reconstruction
+
+
+def test_parallel_runs_share_one_pretraining_and_match_sequential(fake):
+    lines = fake["run"](jobs=3)
+    out = fake["out"]
+    assert len([l for l in lines if l.startswith("[compare] (")]) == 16
+    pre_calls = [c for c in fake["calls"]() if "_pretrain" in c["dir"]]
+    assert len(pre_calls) == 2                                   # one per seed, despite 4 runs wanting it at once
+    spec, results = report.collect(out)
+    status = {r.name: r.status for r in results}
+    assert status == {"good": "done", "crash": "failed", "missing": "failed", "pre": "done"}
+    assert next(r for r in results if r.name == "good").cells["id50"].mean == pytest.approx(0.35)
+
+
+def test_data_settings_follow_the_cli_order(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("data: {root: x, window_s: 2.0, batch_size: 64}\nmodel: {}\n")
+    b.write_text("data: {window_s: 8.0}\n")
+    d = compare.data_settings([a, b], {"cache_dir": "c"}, ["--trainer.max_epochs", "1", "--data.root", "/r",
+                                                           "--data.batch_size=32"])
+    assert d == {"root": "/r", "window_s": 8.0, "batch_size": 32, "cache_dir": "c"}
