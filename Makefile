@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench compare clean
+.PHONY: install demo test test-fast bench compare browser clean
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ test-fast: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+compare: install
+	$(PY) -m chanmusic.cli compare --config experiments/paper.yaml --quick
+
+browser:  # Debian's Chromium for the report test (CI runs this too)
+	bash .ci/setup-browser.sh
 
 clean:
 	rm -rf demo_out .pytest_cache lightning_logs
