@@ -33,13 +33,21 @@ AUDIO_METRICS = ("clap_score", "ssim", "psnr")
 METRIC_ORDER = ("id50", "song14", "genre10", "within_song", "clap_score", "ssim", "psnr")
 
 
+OUT = Path("demo_out")  # experiments/demo.yaml's folder; --out moves data, cache and runs together
+
+
+def _out_args() -> list[str]:
+    return ["--data.root", str(OUT / "data" / "nmed-t"), "--data.cache_dir", str(OUT / "cache"),
+            "--trainer.default_root_dir", str(OUT / "runs"), "--trainer.logger.init_args.save_dir", str(OUT / "runs")]
+
+
 def _cli(configs: list[str], extra: list[str]):
     from chanmusic.cli import lightning_main
 
     args = ["--config", str(EXPERIMENTS / "demo.yaml")]
     for c in configs:
         args += ["--config", str(EXPERIMENTS / c)]
-    return lightning_main(args + extra, run=False)
+    return lightning_main(args + _out_args() + extra, run=False)
 
 
 def run_pretrain(configs: list[str], extra: list[str] = ()) -> str:
@@ -123,14 +131,15 @@ def main(argv: list[str] | None = None) -> None:
     from datamodules.synthetic import write_demo
 
     t0 = time.time()
-    out = Path(args.out)
+    global OUT
+    out = OUT = Path(args.out)
     data = out / "data" / "nmed-t"
     if not (data / "song21_Imputed.mat").exists():
         print(f"[demo] writing synthetic NMED-T-format demo data to {data}")
         write_demo(data, seed=0)
     from chanmusic.cli import prepare_main
 
-    prepare_main(["--config", str(EXPERIMENTS / "demo.yaml")])
+    prepare_main(["--config", str(EXPERIMENTS / "demo.yaml")] + _out_args()[:4])
     rows = []
     for name, pretrain, configs, extra in DEMO_MODELS[:1] if args.fast else DEMO_MODELS:
         print(f"\n[demo] === {name} ===")
