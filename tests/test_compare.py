@@ -103,8 +103,8 @@ def fake(tmp_path):
     return {"run": run, "calls": calls, "out": out, "spec": path}
 
 
-def test_paper_spec_has_the_papers_rows_and_numbers():
-    s = load_spec(compare.DEFAULT_SPEC, "quick", out=Path("/tmp/x"))
+def test_paper_spec_has_the_papers_rows_and_numbers(tmp_path):
+    s = load_spec(compare.DEFAULT_SPEC, "quick", out=tmp_path / "x")
     names = [r.name for r in s.rows if r.section == "main"]
     assert names == ["linear_reference", "audio_oracle", "eeg2mel", "labram", "eegpt", "cbramod", "channel_oriented"]
     assert [r.name for r in s.rows if r.section == "ablation"] == [
@@ -115,7 +115,7 @@ def test_paper_spec_has_the_papers_rows_and_numbers():
     assert ours.pretrain and ours.paper == {"clap_score": 0.683, "id50": 0.487, "song14": 0.692, "genre_agreement": 0.203}
     assert s.row("cbramod").paper["id50"] == 0.402 and s.row("labram").paper["song14"] == 0.681
     assert s.row("eeg2mel").paper["clap_score"] == 0.588
-    assert s.profile["demo_data"]["root"] == "/tmp/x/data/nmed-t" and s.seeds == [0]
+    assert s.profile["demo_data"]["root"] == str(tmp_path / "x" / "data" / "nmed-t") and s.seeds == [0]
     assert load_spec(compare.DEFAULT_SPEC, "full").seeds == list(range(5))
     with pytest.raises(ValueError, match="unknown"):
         load_spec(compare.DEFAULT_SPEC, "quick", rows=["nope"])
