@@ -1,7 +1,10 @@
 """``chanmusic compare``: the paper's comparison — every row and ablation, over seeds, each with its control.
 
     chanmusic compare --config experiments/paper.yaml [--quick] [--out DIR] [--rows a,b] [--seeds N]
-                      [--redo a,b] [--no-report] [-- EXTRA ARGS FOR EVERY RUN]
+                      [--jobs N] [--redo a,b] [--no-report] [--dry-run] [-- EXTRA ARGS FOR EVERY RUN]
+
+    chanmusic compare --quick                          # demo data, tiny models, 1 seed: ~15 min on 2 CPU cores
+    chanmusic compare --out runs/paper -- --data.root /data/NMED-T --data.cache_dir /scratch/cache   # GPU, 5 seeds
 
 The spec (``experiments/paper.yaml``) lists rows (main table) and ablations; each row is a YAML list run as
 ``fit`` then ``test`` (+ a shared pretraining step where the row declares ``pretrain:``, + the reconstruction
@@ -17,6 +20,10 @@ step where enabled), for each seed, once on the real pairing and once as its no-
 Resumable: a run whose ``status.json`` says ``done`` is not redone (``--redo ROW`` forces it); a run killed
 midway (status ``running`` or missing) redoes its unfinished steps, resuming each from its ``last.ckpt``
 when there is one (from scratch if that fails). Failed runs are retried on the next call.
+
+``--jobs N`` (the quick profile: 2) runs N runs at a time, each worker with cores/N threads (small models use
+two single-thread processes far better than one two-thread one); the data cache is prepared once before, and
+runs that share a pretraining wait for the one that runs it.
 
 Each step runs in its own subprocess (``python -m chanmusic.compare --worker JOB``, which calls the same
 ``LightningCLI`` as ``chanmusic fit`` then ``chanmusic test`` in one process, so the libraries are imported
