@@ -859,7 +859,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Arguments after `--` are passed to every run (e.g. -- --data.root /data/NMED-T).")
     p.add_argument("--config", default=str(DEFAULT_SPEC), help="comparison spec (default experiments/paper.yaml)")
-    p.add_argument("--quick", action="store_true", help="the quick profile (demo data, tiny models, ~20 min on 2 CPUs)")
+    p.add_argument("--quick", action="store_true", help="the quick profile (demo data, tiny models, ~15 min on 2 CPU cores)")
     p.add_argument("--profile", default=None, help="profile name from the spec (default: full; --quick = quick)")
     p.add_argument("--out", default=None, help="output folder (default compare_out/<profile>)")
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default all)")
