@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from encoders.base import EEGEncoder, EncoderOutput, masked_mean
-from encoders.weights import CheckpointError, load_strict, safe_load
+from encoders.weights import CheckpointError, key_diff, load_strict, safe_load
 
 INPUT_UNITS = ("zscore", "uV", "mV", "V")
 UV_PER_UNIT = {"uV": 1.0, "mV": 1e3, "V": 1e6}
@@ -191,9 +191,7 @@ def load_mapped(module: nn.Module, mapped: Mapping[str, Tensor], origin: Mapping
     we expected for it (to name missing keys as they should appear in the file).
     """
     own = module.state_dict()
-    missing = sorted(set(own) - set(mapped))
-    unexpected = sorted(set(mapped) - set(own))
-    shape = sorted(k for k in set(own) & set(mapped) if own[k].shape != mapped[k].shape)
+    missing, unexpected, shape = key_diff(module, mapped)
     if missing or unexpected or shape:
         parts = []
         if unexpected:

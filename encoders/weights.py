@@ -47,12 +47,19 @@ def state_dict_of(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with a message naming every missing / unexpected key."""
+def key_diff(module: nn.Module, state) -> tuple[list[str], list[str], list[str]]:
+    """Sorted ``(missing, unexpected, shape-mismatched)`` keys of ``state`` against ``module``'s state dict."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    return missing, unexpected, shape
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with a message naming every missing / unexpected key."""
+    own = module.state_dict()
+    missing, unexpected, shape = key_diff(module, state)
     if missing or unexpected or shape:
         parts = []
         if missing:
