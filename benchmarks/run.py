@@ -157,7 +157,7 @@ def make_sets(ctx: Context) -> list[Row]:
     (read, filter, scale, cut windows, write the memmap: grows with hours of EEG) and the music part (load CLAP,
     embed and mel every distinct music window once: grows with minutes of distinct music, not with subjects).
     The 4× set has four times the subjects on the same songs, so its music part is the 1× one again."""
-    import chanmusic.audio as audio
+    import chanmusic.audio.audio as audio
     from chanmusic.cli import prepare_main
     from datamodules.synthetic import write_demo
 

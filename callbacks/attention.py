@@ -13,7 +13,7 @@ one number per electrode, drawn on the NMED montage (``datamodules.nmed.nmed_mon
         - class_path: callbacks.attention.ChannelAttentionMaps
           init_args: {every_n_epochs: 1, max_batches: 4}
 
-``chanmusic.plots`` draws the same map from a trained model after the fact (``chanmusic compare`` / report).
+``chanmusic.report.plots`` draws the same map from a trained model after the fact (``chanmusic compare`` / report).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``AudioPredictionWriter``: writes the reconstruction stage's predictions as wav files plus a manifest.
 
 Used by ``chanmusic predict`` with ``experiments/reconstruct/*.yaml``. Each prediction (one batch of
-``chanmusic.reconstruct.ReconstructModule.predict_step``) is a dict::
+``chanmusic.stages.reconstruct.ReconstructModule.predict_step``) is a dict::
 
     {"sr": 16000, "generated": [b, S] float32, "true": [b, S'] float32, "meta": [b dicts]}
 

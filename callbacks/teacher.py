@@ -1,4 +1,4 @@
-"""Collapse monitor for self-distillation pretraining (``chanmusic.pretrain.PretrainModule``).
+"""Collapse monitor for self-distillation pretraining (``chanmusic.stages.pretrain.PretrainModule``).
 
 Division of labour (our decision): the EMA teacher update lives *inside* ``PretrainModule``
 (``update_teacher``, called from ``on_train_batch_end``) so pretraining is correct with or without any

@@ -17,14 +17,14 @@ from datamodules.datamodule import NMEDDataModule
 # extra subcommands: name -> "module:function" taking argv (kept lazy so `--help` is fast)
 EXTRA_COMMANDS: dict[str, str] = {
     "prepare": "chanmusic.cli:prepare_main",
-    "compare": "chanmusic.compare:main",
-    "report": "chanmusic.report:main",
-    "robustness": "chanmusic.robustness:main",
+    "compare": "chanmusic.runner.compare:main",
+    "report": "chanmusic.report.report:main",
+    "robustness": "chanmusic.evaluation.robustness:main",
 }
 
 
 def _install_preparer() -> None:
-    from chanmusic.prepare import prepare
+    from chanmusic.data.prepare import prepare
 
     NMEDDataModule.preparer = staticmethod(prepare)
 

@@ -2,7 +2,7 @@
 
 The data module knows files and settings, not models: the cache key is computed here from the input
 files and every setting, and building a missing cache is delegated to ``preparer`` (set by the
-``chanmusic`` CLI to :func:`chanmusic.prepare.prepare`), so ``datamodules`` never imports ``chanmusic``.
+``chanmusic`` CLI to :func:`chanmusic.data.prepare.prepare`), so ``datamodules`` never imports ``chanmusic``.
 """
 from __future__ import annotations
 

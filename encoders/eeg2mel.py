@@ -72,7 +72,7 @@ class EEG2Mel(EEGEncoder):
     """The EEG2Mel CNN as an ``EEGEncoder``: ``pooled`` is the 128-d penultimate embedding; ``predict_mel``
     gives the mel spectrogram ``[B, n_mels, n_frames]``.
 
-    Train it with ``chanmusic.eeg2mel_stage.EEG2MelModule`` (MSE on the normalised cached mels, optionally
+    Train it with ``chanmusic.stages.eeg2mel.EEG2MelModule`` (MSE on the normalised cached mels, optionally
     InfoNCE of the embedding to CLAP). Output: ``pooled [B, 128]``, ``tokens [B, 1, 128]`` (the same
     vector), ``token_time [1]``.
 

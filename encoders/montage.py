@@ -1,6 +1,6 @@
 """Electrode positions and neighbour groups for a list of channel names (MNE standard montages).
 
-Lives in ``encoders`` so encoders (block tokens) and ``chanmusic.augment`` (cluster channel dropout) can
+Lives in ``encoders`` so encoders (block tokens) and ``chanmusic.modules.augment`` (cluster channel dropout) can
 both reach it; it imports neither ``datamodules`` nor ``chanmusic``.
 
 NMED rows are ``E1``–``E124`` + ``Cz`` of the EGI ``GSN-HydroCel-129`` net (E125–E128, the face/cheek

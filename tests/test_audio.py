@@ -1,4 +1,4 @@
-"""chanmusic.audio: mel, CLAP embedders (tiny random, laion-clap file, transformers folder), AudioLDM generator.
+"""chanmusic.audio.audio: mel, CLAP embedders (tiny random, laion-clap file, transformers folder), AudioLDM generator.
 
 Everything runs offline on the CPU with tiny randomly initialised models; the laion-clap test builds the real
 HTSAT-tiny audio tower (random weights, ~33 M parameters) twice, which is the slowest part (~10-20 s).
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic import audio as A
+from chanmusic.audio import audio as A
 
 SR = 16000
 
@@ -43,7 +43,7 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, chanmusic.audio; bad = [m for m in ('transformers', 'diffusers', 'laion_clap', "
+    code = ("import sys, chanmusic.audio.audio; bad = [m for m in ('transformers', 'diffusers', 'laion_clap', "
             "'clap_module', 'librosa') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -125,7 +125,7 @@ def tiny_clap():
 
 
 def test_tiny_clap_announces_itself(caplog):
-    with caplog.at_level(logging.WARNING, logger="chanmusic.audio"):
+    with caplog.at_level(logging.WARNING, logger="chanmusic.audio.audio"):
         clap = A.ClapEmbedder.from_config("tiny-random", seed=3)
     assert clap.is_random is True
     assert "RANDOM" in clap.description and "no pretrained meaning" in clap.description
@@ -216,7 +216,7 @@ def test_transformers_directory(tmp_path, caplog):
     # a folder without preprocessor_config.json falls back to the default extractor, with a warning
     d2 = tmp_path / "clap_nofe"
     model.save_pretrained(d2)
-    with caplog.at_level(logging.WARNING, logger="chanmusic.audio"):
+    with caplog.at_level(logging.WARNING, logger="chanmusic.audio.audio"):
         clap2 = A.load_clap(str(d2))
     assert any("preprocessor_config" in r.getMessage() for r in caplog.records)
     torch.testing.assert_close(clap2.embed(torch.from_numpy(x48), 48000), got, atol=1e-6, rtol=1e-5)
@@ -266,7 +266,7 @@ def test_laion_checkpoint(tmp_path, caplog):
     with torch.no_grad():
         ref = src.get_audio_embedding([_laion_reference_input(w) for w in x48])
 
-    with caplog.at_level(logging.WARNING, logger="chanmusic.audio"):
+    with caplog.at_level(logging.WARNING, logger="chanmusic.audio.audio"):
         clap = A.load_clap(str(path))
     assert any("weights_only=False" in r.getMessage() for r in caplog.records)
     assert clap.is_random is False and clap.dim == 512 and "HTSAT-tiny" in clap.description

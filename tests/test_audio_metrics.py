@@ -1,4 +1,4 @@
-"""Reconstruction metrics (chanmusic.metrics): SSIM / PSNR on log-mels, CLAP score, label agreement."""
+"""Reconstruction metrics (chanmusic.evaluation.metrics): SSIM / PSNR on log-mels, CLAP score, label agreement."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.metrics import (PSNR_MAX_DB, ClapScore, LabelAgreement, MelPSNR, MelSSIM, crop_frames,
+from chanmusic.evaluation.metrics import (PSNR_MAX_DB, ClapScore, LabelAgreement, MelPSNR, MelSSIM, crop_frames,
                                joint_minmax, mel_psnr, mel_ssim)
 
 
@@ -103,7 +103,7 @@ def test_clap_score_and_its_mismatched_chance():
 
 
 def test_clap_score_of_true_audio_with_itself_is_one():
-    from chanmusic.audio import load_clap
+    from chanmusic.audio.audio import load_clap
 
     clap = load_clap("tiny-random", seed=0)
     t = np.arange(32000) / 16000.0

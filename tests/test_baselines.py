@@ -310,7 +310,7 @@ def _mel_batches(n=24, seed=0, c=C, t=N_TIMES):
 
 
 def test_eeg2mel_training_reduces_mel_loss():
-    from chanmusic.eeg2mel_stage import EEG2MelModule
+    from chanmusic.stages.eeg2mel import EEG2MelModule
 
     torch.manual_seed(0)
     enc = EEG2Mel(16, SFREQ, 125, base_filters=2, n_mels=16, n_frames=9)  # small input: the loss is the point
@@ -333,7 +333,7 @@ def test_eeg2mel_training_reduces_mel_loss():
 def test_eeg2mel_stage_fits_and_writes_metrics(tmp_path):
     import lightning as L
 
-    from chanmusic.eeg2mel_stage import EEG2MelModule
+    from chanmusic.stages.eeg2mel import EEG2MelModule
 
     torch.manual_seed(0)
     items = _mel_batches(24)

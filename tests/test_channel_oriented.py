@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from chanmusic.augment import ChannelDropout, drop_clusters
+from chanmusic.modules.augment import ChannelDropout, drop_clusters
 from encoders.block_tokens import BlockTokenEncoder
 from encoders.channel_oriented import BandPower, ChannelOrientedEncoder
 from encoders.montage import default_ch_names, distance_matrix, electrode_positions, neighbour_groups, resolve_positions
@@ -232,7 +232,7 @@ def test_cluster_dropout_on_the_net_is_spatially_contiguous_at_the_rate():
 # ---------------------------------------------------------------------------------------------- configs
 @pytest.mark.parametrize("name", ["channel_oriented", "block_tokens"])
 def test_encoder_yaml_builds_and_feeds_the_tokens_head(name):
-    from chanmusic.align import AlignModule
+    from chanmusic.stages.align import AlignModule
 
     cfg = yaml.safe_load((ROOT / "experiments" / "encoders" / f"{name}.yaml").read_text())["model"]["init_args"]
     spec = cfg.pop("encoder")

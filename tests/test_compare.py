@@ -1,7 +1,7 @@
 """``chanmusic compare``: spec, resumable runner (with a fake worker, no training), aggregation math.
 
 The runner is driven with a stand-in worker script (``FAKE_WORKER``) that behaves like
-``python -m chanmusic.compare --worker JOB``: it reads the job, writes ``metrics.json`` / checkpoints /
+``python -m chanmusic.runner.compare --worker JOB``: it reads the job, writes ``metrics.json`` / checkpoints /
 ``result.json`` the way the real worker does, and logs every call, so the tests take seconds. One real tiny
 end-to-end ``compare --quick --rows linear_reference --seeds 1`` is marked slow.
 """
@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chanmusic import compare, report
-from chanmusic.compare import Runner, load_spec, plan_runs, read_status, write_status
+from chanmusic.runner import compare
+from chanmusic.report import report
+from chanmusic.runner.compare import Runner, load_spec, plan_runs, read_status, write_status
 
 REPO = Path(__file__).resolve().parent.parent
 
 FAKE_WORKER = textwrap.dedent('''
-    """Stand-in for `python -m chanmusic.compare --worker JOB` (see tests/test_compare.py)."""
+    """Stand-in for `python -m chanmusic.runner.compare --worker JOB` (see tests/test_compare.py)."""
     import json, sys
     from pathlib import Path
 

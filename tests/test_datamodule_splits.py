@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from chanmusic.prepare import prepare
+from chanmusic.data.prepare import prepare
 from datamodules.datamodule import NMEDDataModule
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.metrics import Identification
+from chanmusic.evaluation.metrics import Identification
 
 
 def _make(n_songs=10, per_song=20, dim=32, seed=0):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.prepare import prepare
+from chanmusic.data.prepare import prepare
 from datamodules.cache import CacheError, PreparedCache
 from datamodules.datamodule import NMEDDataModule
 from datamodules.synthetic import write_demo
@@ -120,7 +120,7 @@ def test_bad_data_settings_are_clear_errors(tmp_path):
 
 _RSS_SCRIPT = textwrap.dedent('''
     import sys
-    from chanmusic.prepare import prepare
+    from chanmusic.data.prepare import prepare
     from datamodules.datamodule import NMEDDataModule
     NMEDDataModule.preparer = staticmethod(prepare)
     dm = NMEDDataModule(sys.argv[1], cache_dir=sys.argv[2], window_s=2.0, batch_size=32)

@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.teacher import CollapseMonitor
-from chanmusic.augment import MultiCropEEG, drop_channels, gaussian_noise, temporal_crop
-from chanmusic.losses import dino_loss
-from chanmusic.pretrain import PretrainModule
+from chanmusic.modules.augment import MultiCropEEG, drop_channels, gaussian_noise, temporal_crop
+from chanmusic.modules.losses import dino_loss
+from chanmusic.stages.pretrain import PretrainModule
 from encoders.channel_oriented import ChannelOrientedEncoder
 
 C, SFREQ, T = 8, 64.0, 64
@@ -151,8 +151,8 @@ class _Windows(Dataset):
 def test_lightning_fit_writes_a_checkpoint_that_align_loads(tmp_path):
     import lightning as L
 
-    from chanmusic.align import AlignModule
-    from chanmusic.checkpoints import load_encoder_weights, safe_load
+    from chanmusic.stages.align import AlignModule
+    from chanmusic.stages.encoder_init import load_encoder_weights, safe_load
 
     m = tiny_module(warmup_steps=2)
     x = toy_eeg(64)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from chanmusic import compare, plots, report
-from chanmusic.compare import write_status
+from chanmusic.runner import compare
+from chanmusic.report import plots, report
+from chanmusic.runner.compare import write_status
 
 
 def _wav(path: Path, freq: float, subtype: str = "PCM_16", seconds: float = 0.5, sr: int = 16000) -> Path:

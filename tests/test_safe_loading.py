@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.align import AlignModule
-from chanmusic.checkpoints import CheckpointError, load_encoder_weights, safe_load
+from chanmusic.stages.align import AlignModule
+from chanmusic.stages.encoder_init import CheckpointError, load_encoder_weights, safe_load
 from datamodules.cache import CacheError
 from datamodules.datamodule import NMEDDataModule
 from encoders.linear_reference import LinearReference

@@ -121,7 +121,7 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
     """Model (weights from the checkpoint, eval mode) and data module of a trained run."""
     import yaml
 
-    from chanmusic.checkpoints import load_strict, safe_load, state_dict_of
+    from chanmusic.stages.encoder_init import load_strict, safe_load, state_dict_of
     from chanmusic.cli import lightning_main
 
     run_dir, ckpt, cfg = resolve_run(spec, config)
@@ -163,8 +163,8 @@ def load_test_batches(dm) -> list[dict[str, torch.Tensor]]:
 @torch.inference_mode()
 def identification(model, batches: Sequence[dict], keep: torch.Tensor | None, device: str = "cpu") -> dict[str, float]:
     """id50 (the run's own ``id_repeats`` / ``id_seed``) with the channels where ``keep`` is False absent."""
-    from chanmusic.align import ID_METRICS
-    from chanmusic.metrics import Identification
+    from chanmusic.stages.align import ID_METRICS
+    from chanmusic.evaluation.metrics import Identification
 
     kind, n_way = ID_METRICS["id50"]
     hp = getattr(model, "hparams", {})
@@ -270,7 +270,7 @@ def read_csv(path: Path) -> list[dict]:
 
 def plot_curves(rows: Sequence[dict], path: Path, title: str = "") -> Path:
     """id50 vs electrodes removed, one line per encoder (mean ± std over seeds), one panel per mode."""
-    from chanmusic.plots import _save  # sets the Agg backend before pyplot loads
+    from chanmusic.report.plots import _save  # sets the Agg backend before pyplot loads
 
     import matplotlib.pyplot as plt
 

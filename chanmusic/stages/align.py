@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from chanmusic.augment import ChannelDropout
-from chanmusic.checkpoints import load_encoder_weights
-from chanmusic.heads import build_head
-from chanmusic.losses import clip_loss
-from chanmusic.metrics import Identification
+from chanmusic.modules.augment import ChannelDropout
+from chanmusic.stages.encoder_init import load_encoder_weights
+from chanmusic.modules.heads import build_head
+from chanmusic.modules.losses import clip_loss
+from chanmusic.evaluation.metrics import Identification
 
 log = logging.getLogger("chanmusic")
 
@@ -40,7 +40,7 @@ class AlignModule(L.LightningModule):
         freeze_encoder: keep the encoder fixed (eval mode, no gradients): the ablation "encoder fixed".
         init_encoder_from: checkpoint (pretrain or align) whose ``encoder.*`` weights initialise the encoder.
         channel_dropout: fraction of channels removed per training sample (structured channel dropout).
-        channel_dropout_mode: see ``chanmusic.augment.ChannelDropout``.
+        channel_dropout_mode: see ``chanmusic.modules.augment.ChannelDropout``.
         id_repeats, id_seed: repeats and seed of the identification metrics.
     """
 

@@ -25,7 +25,7 @@ when there is one (from scratch if that fails). Failed runs are retried on the n
 two single-thread processes far better than one two-thread one); the data cache is prepared once before, and
 runs that share a pretraining wait for the one that runs it.
 
-Each step runs in its own subprocess (``python -m chanmusic.compare --worker JOB``, which calls the same
+Each step runs in its own subprocess (``python -m chanmusic.runner.compare --worker JOB``, which calls the same
 ``LightningCLI`` as ``chanmusic fit`` then ``chanmusic test`` in one process, so the libraries are imported
 once per step), so a crash fails that run and the runner goes on. ``status.json`` records the equivalent
 ``chanmusic fit|test`` command lines.
@@ -51,7 +51,7 @@ from typing import Any
 
 import yaml
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 DEFAULT_SPEC = EXPERIMENTS / "paper.yaml"
 STATUS = "status.json"
 # the Lightning entry points each kind of step runs, in order
@@ -336,7 +336,7 @@ def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: lis
 
 def default_worker_cmd() -> list[str]:
     """The worker: this module in a fresh interpreter (``--worker JOB.json`` is appended)."""
-    return [sys.executable, "-m", "chanmusic.compare", "--worker"]
+    return [sys.executable, "-m", "chanmusic.runner.compare", "--worker"]
 
 
 def _wipe(d: Path, keep_log: bool = False) -> None:
@@ -934,7 +934,7 @@ def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) 
         kill_live_workers()
     n_failed = sum(s["status"] != "done" for s in statuses)
     print(f"[compare] runs finished in {(time.time() - t0) / 60:.1f} min ({n_failed} failed)")
-    from chanmusic import report
+    from chanmusic.report import report
 
     report.write_results(out)
     if not args.no_report:

@@ -7,7 +7,7 @@ Pipeline (DESIGN.md; training.md §5-6)::
              --AudioLDM 1 (fixed; c is its FiLM conditioning)--> audio [B, S] @ 16 kHz
              --the same CLAP as the cache / AudioLDM's log-mel--> metrics
 
-``ReconstructModule`` subclasses :class:`chanmusic.align.AlignModule`, so the encoder, head, their initialisation
+``ReconstructModule`` subclasses :class:`chanmusic.stages.align.AlignModule`, so the encoder, head, their initialisation
 and the aligned-space metrics (``id50``, ``song14``, ``genre10``, ``within_song``) are the alignment stage's own.
 It has nothing to train: ``fit`` stops at once (so runners that call ``fit`` then ``test`` work); everything
 happens at the start of ``test`` / ``predict``:
@@ -28,7 +28,7 @@ same AudioLDM path; no EEG, checkpoint or ridge is used, so its metrics are an u
 invariants of that row: its conditioning *is* the true embedding (a ridge would be the identity), and its numbers
 depend only on the audio, AudioLDM and CLAP, never on the encoder in the config.
 
-Metrics (``metrics.json``, each ``{"mean", "std", "n", "chance"}``; see ``chanmusic.metrics``):
+Metrics (``metrics.json``, each ``{"mean", "std", "n", "chance"}``; see ``chanmusic.evaluation.metrics``):
 
 =================  =====================================================================================================
 ``id50`` ...       alignment metrics in the aligned space, as the alignment stage writes them (not for the oracle)
@@ -63,9 +63,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from chanmusic.align import AlignModule
-from chanmusic.checkpoints import CheckpointError, load_strict, safe_load, state_dict_of
-from chanmusic.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM
+from chanmusic.stages.align import AlignModule
+from chanmusic.stages.encoder_init import CheckpointError, load_strict, safe_load, state_dict_of
+from chanmusic.evaluation.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM
 
 log = logging.getLogger("chanmusic")
 
@@ -225,7 +225,7 @@ class TrueAudio:
     """
 
     def __init__(self, dm, sr: int | None = None):
-        from chanmusic.audio import MEL_SR
+        from chanmusic.audio.audio import MEL_SR
 
         self.dm = dm
         self.sr = int(sr or MEL_SR)
@@ -237,7 +237,7 @@ class TrueAudio:
         return str(self.dm.cache.manifest["stimuli"][int(self.dm.cache.music[int(music), 0])])
 
     def clip(self, music: int) -> np.ndarray:
-        from chanmusic.prepare import _cut  # the cache's own cutting rule (audio sample 0 = EEG sample 0)
+        from chanmusic.data.prepare import _cut  # the cache's own cutting rule (audio sample 0 = EEG sample 0)
         from datamodules.nmed import read_audio
 
         _, start, length = (int(v) for v in self.dm.cache.music[int(music)])
@@ -269,7 +269,7 @@ class AudioClassifier:
 
     @torch.no_grad()
     def labels(self, audio: np.ndarray | Tensor, sr: int, batch_size: int = 16) -> Tensor:
-        from chanmusic.audio import resample
+        from chanmusic.audio.audio import resample
 
         x = audio.detach().cpu().float().numpy() if isinstance(audio, Tensor) else np.asarray(audio, np.float32)
         if x.ndim == 1:
@@ -362,7 +362,7 @@ class ReconstructModule(AlignModule):
         num_inference_steps, guidance_scale: DDIM steps and classifier-free guidance of AudioLDM (the authors' code
             uses 100 steps; guidance is diffusers' AudioLDM default, the paper's value is unknown).
         negative: the unconditional embedding under guidance: ``"zeros"`` or ``"empty_text"`` (see
-            ``chanmusic.audio.AudioLDMGenerator``).
+            ``chanmusic.audio.audio.AudioLDMGenerator``).
         audio_length_s: seconds to generate; ``None`` = the EEG window's length (mels are cropped to equal frames).
         generation_seed: seeds the diffusion noise (per window, :func:`segment_seed`) and the ``max_generate`` draw.
         generation_batch_size: windows per AudioLDM call.
@@ -556,7 +556,7 @@ class ReconstructModule(AlignModule):
         return np.sort(rng.choice(rows, size=int(k), replace=False))
 
     def _load_models(self, clap_spec: str, clap_seed: int) -> None:
-        from chanmusic.audio import AudioLDMGenerator, load_clap
+        from chanmusic.audio.audio import AudioLDMGenerator, load_clap
 
         hp = self.hparams
         dev = self.device
@@ -678,7 +678,7 @@ class ReconstructModule(AlignModule):
         sel = np.isin(seg, self._chosen)
         out: dict[str, Any] = {"cond": cond, "raw_true": raw_true, "sel": torch.from_numpy(sel).to(self.device)}
         if sel.any():
-            from chanmusic.audio import MEL_SR, log_mel
+            from chanmusic.audio.audio import MEL_SR, log_mel
 
             t0 = time.time()
             audio = self.generate(cond[out["sel"]], seg[sel].tolist(), self._length_s(batch))
@@ -714,7 +714,7 @@ class ReconstructModule(AlignModule):
         for name in ("gen_id50", "gen_song14", "gen_genre10"):
             m[name].update(r["gen_emb"], true, *(sub[k] for k in keys))
         if self.classifier is not None:
-            from chanmusic.audio import MEL_SR
+            from chanmusic.audio.audio import MEL_SR
 
             clips = self.true_audio.clips(sub["music"].tolist())
             m["genre_agreement"].update(self.classifier.labels(r["audio"], MEL_SR),
@@ -762,7 +762,7 @@ class ReconstructModule(AlignModule):
         """For the chosen windows of the batch: generated and true audio (numpy ``[b, S]`` at 16 kHz) and one
         metadata dict each (``segment, subject, song, song_name, genre, stimulus, music, start_s, length_s,
         clap_score``). Written by :class:`callbacks.audio_writer.AudioPredictionWriter`."""
-        from chanmusic.audio import MEL_SR
+        from chanmusic.audio.audio import MEL_SR
         from datamodules.songs import SONGS
 
         emb = None if self.hparams.oracle else self.embed(batch["eeg"], batch["channel_mask"])

@@ -23,8 +23,8 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
-from chanmusic.augment import ChannelDropout, MultiCropEEG, drop_channels, drop_clusters
-from chanmusic.losses import dino_loss
+from chanmusic.modules.augment import ChannelDropout, MultiCropEEG, drop_channels, drop_clusters
+from chanmusic.modules.losses import dino_loss
 from encoders.base import masked_mean
 
 log = logging.getLogger("chanmusic")
@@ -39,13 +39,13 @@ class PretrainModule(L.LightningModule):
 
     1. ``n_global`` global crops (scale ``global_scale``, resized to ``global_len``, noise ``global_noise``)
        and ``n_local`` local crops (``local_scale``, ``local_len``, ``local_noise``), see
-       ``chanmusic.augment.MultiCropEEG``.
+       ``chanmusic.modules.augment.MultiCropEEG``.
     2. Teacher (EMA, no gradients, eval mode): the global crops with the batch's channel mask ->
        ``[n_global, B, out_dim]``.
     3. Student: every local crop — and, with ``student_sees_global``, every global crop — each with its own
        random ``student_channel_drop`` fraction of channels removed (``channel_drop_mode`` ``random`` or
        ``cluster``) -> ``[V_s, B, out_dim]``.
-    4. Loss: ``chanmusic.losses.dino_loss`` (teacher centring + temperatures) over all (teacher view,
+    4. Loss: ``chanmusic.modules.losses.dino_loss`` (teacher centring + temperatures) over all (teacher view,
        student view) pairs; ``same_view_pairs=False`` drops the pair (global i, student's global i), as
        DINO does — by default it is kept, since the student's copy has channels removed and predicting the
        full-channel teacher from it is the channel-consistency signal.
@@ -80,7 +80,7 @@ class PretrainModule(L.LightningModule):
             ``global_len`` defaults to the encoder's ``n_times``; ``local_len`` to half of it rounded down to
             a multiple of the encoder's ``patch_size`` (at least one patch; ``n_times`` if it has none).
         student_channel_drop: fraction of channels removed per student view. channel_drop_mode: ``random`` or
-            ``cluster`` (``chanmusic.augment.ChannelDropout``).
+            ``cluster`` (``chanmusic.modules.augment.ChannelDropout``).
         student_sees_global: also feed the (channel-dropped) global crops to the student.
         same_view_pairs: keep the (global i, student global i) pairs in the loss.
         teacher_temp, warmup_teacher_temp, warmup_teacher_temp_steps: teacher temperature, linearly warmed

@@ -6,7 +6,7 @@
 - :func:`attention_topomap`: CLS→channel attention as an MNE scalp map (``callbacks.attention``).
 - :func:`dissimilarity_figure`: song-by-song dissimilarity (1 − cosine of per-song mean embeddings) of the
   EEG embeddings, beside the same matrix of the true CLAP embeddings of the music heard.
-- :func:`interpret_run` / ``python -m chanmusic.plots interpret OUT``: runs a trained model on its test
+- :func:`interpret_run` / ``python -m chanmusic.report.plots interpret OUT``: runs a trained model on its test
   windows and writes the scalp map and the dissimilarity matrix (``chanmusic compare`` calls it per row).
 """
 from __future__ import annotations
@@ -165,7 +165,7 @@ def load_trained(stepdir: str | Path, checkpoint: str | None = None):
     """(model, datamodule) of a finished Lightning run folder (its ``config.yaml`` + selected checkpoint)."""
     import torch
 
-    from chanmusic.checkpoints import safe_load, state_dict_of
+    from chanmusic.stages.encoder_init import safe_load, state_dict_of
     from chanmusic.cli import lightning_main
 
     stepdir = Path(stepdir)
@@ -314,7 +314,7 @@ def interpret_comparison(out: str | Path, rows: Sequence[str] | None = None, max
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m chanmusic.plots",
+    p = argparse.ArgumentParser(prog="python -m chanmusic.report.plots",
                                 description="Interpretation figures of a `chanmusic compare` output folder.")
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("interpret", help="scalp maps + dissimilarity matrices for every finished row")

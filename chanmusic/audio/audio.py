@@ -1,7 +1,7 @@
 """Audio side of chanmusic: AudioLDM's mel spectrogram, a CLAP audio embedder and an AudioLDM generator.
 
 Everything heavy (transformers, diffusers, laion-clap, librosa, scipy) is imported inside the functions that
-need it, so ``import chanmusic.audio`` is cheap.
+need it, so ``import chanmusic.audio.audio`` is cheap.
 
 Public surface
 --------------

@@ -133,7 +133,7 @@ def summarize(values: np.ndarray | list[float], chance: float | None = None) -> 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reconstruction metrics (chanmusic.reconstruct): one value per generated test item, mean ± std (ddof=0) over items.
+# Reconstruction metrics (chanmusic.stages.reconstruct): one value per generated test item, mean ± std (ddof=0) over items.
 #
 # Like Identification, each keeps the EEG window id (``segment``) of its items, so an item seen twice (DDP padding)
 # counts once; ``segment=None`` (ids unknown) keeps every item. ``compute()`` returns tensors

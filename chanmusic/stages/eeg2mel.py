@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from chanmusic.align import AlignModule
-from chanmusic.losses import clip_loss
-from chanmusic.metrics import Identification, summarize
+from chanmusic.stages.align import AlignModule
+from chanmusic.modules.losses import clip_loss
+from chanmusic.evaluation.metrics import Identification, summarize
 
 log = logging.getLogger("chanmusic")
 
@@ -44,7 +44,7 @@ class EEG2MelModule(AlignModule):
         clap_dim: CLAP embedding size (linked from the data module).
         mel_weight, clip_weight: weights of the mel MSE and of the InfoNCE to CLAP.
         mel_stats_batches: train batches used for the mel normalisation statistics.
-        head, head_hidden, lr, ...: as in ``chanmusic.align.AlignModule`` (defaults: linear head, lr 1.5e-3
+        head, head_hidden, lr, ...: as in ``chanmusic.stages.align.AlignModule`` (defaults: linear head, lr 1.5e-3
             as the paper's Adam; AdamW with cosine decay as the alignment stage).
     """
 

@@ -1,6 +1,6 @@
 """``prepare``: NMED release files + song audio -> the cache that every stage trains from.
 
-Reads recordings through ``datamodules.nmed``'s readers, preprocesses them (``chanmusic.preprocess``),
+Reads recordings through ``datamodules.nmed``'s readers, preprocesses them (``chanmusic.data.preprocess``),
 cuts windows, and embeds every *distinct* music segment once with CLAP (plus its log-mel), writing
 through ``datamodules.cache``. Training never runs CLAP. The cache folder is named by a hash of the
 input files and all settings, so a rerun with the same settings does nothing and a changed setting
@@ -25,7 +25,7 @@ log = logging.getLogger("chanmusic")
 
 def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
     """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``."""
-    from chanmusic.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
+    from chanmusic.audio.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
 
     t0 = time.time()
     path = Path(path)
@@ -49,7 +49,7 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
     recs = read_recordings(root, dataset, subjects=settings.get("subjects"), songs=settings.get("songs"),
                            conditions=settings.get("conditions"))
     for rec in tqdm(recs, desc="prepare: recordings", unit="rec"):
-        from chanmusic.preprocess import preprocess_recording
+        from chanmusic.data.preprocess import preprocess_recording
 
         if ch_names is None:
             ch_names = list(rec.ch_names)

@@ -420,7 +420,7 @@ def _sections(spec: dict, results: list[RowResult]) -> tuple[list[RowResult], li
 
 
 def write_plots(out: Path, spec: dict, results: list[RowResult]) -> list[Path]:
-    from chanmusic import plots
+    from chanmusic.report import plots
 
     main, abl = _sections(spec, results)
     paths = []
@@ -843,7 +843,7 @@ def first_stderr_line(s: str) -> str:
 # ------------------------------------------------------------------------------------------------ main
 def run_interpretation(out: str | Path, rows: Sequence[str] | None = None, timeout_s: float | None = 1800) -> bool:
     """Interpretation figures in a subprocess (model loading stays out of the runner's process)."""
-    cmd = [sys.executable, "-m", "chanmusic.plots", "interpret", str(out)] + (["--rows", ",".join(rows)] if rows else [])
+    cmd = [sys.executable, "-m", "chanmusic.report.plots", "interpret", str(out)] + (["--rows", ",".join(rows)] if rows else [])
     print("[report] interpretation figures (scalp maps, dissimilarity matrices) ...")
     try:
         proc = subprocess.run(cmd, timeout=timeout_s)
