@@ -18,7 +18,7 @@ from datamodules.datamodule import NMEDDataModule
 EXTRA_COMMANDS: dict[str, str] = {
     "prepare": "chanmusic.cli:prepare_main",
     "compare": "chanmusic.runner.compare:main",
-    "report": "chanmusic.report.report:main",
+    "report": "chanmusic.report.main:main",
     "robustness": "chanmusic.evaluation.robustness:main",
 }
 

@@ -1,7 +1,7 @@
 """Block-token EEG encoder: tokens from groups of neighbouring electrodes (the paper's tokenisation ablation).
 
 Same transformer as :class:`encoders.channel_oriented.ChannelOrientedEncoder` (its
-:class:`~encoders.channel_oriented.TokenTransformer`), only the tokens differ: electrodes are partitioned
+:class:`~encoders.token_transformer.TokenTransformer`), only the tokens differ: electrodes are partitioned
 into ``n_groups`` spatial groups (``encoders.montage.neighbour_groups``: seeded farthest-point init +
 k-means on the montage positions, deterministic), and one token per (group, time patch) embeds all of the
 group's channels × patch samples (plus each channel's band power) with that group's own linear map.
@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from encoders.base import EEGEncoder, EncoderOutput
-from encoders.channel_oriented import BandPower, TokenTransformer, _init_weights
 from encoders.montage import DEFAULT_MONTAGE, neighbour_groups, resolve_positions
+from encoders.token_transformer import BandPower, TokenTransformer, init_weights
 
 
 class BlockTokenEncoder(EEGEncoder):
@@ -83,7 +83,7 @@ class BlockTokenEncoder(EEGEncoder):
         self.group_bias = nn.Parameter(torch.zeros(n_groups, embed_dim))
         self.time_embed = nn.Parameter(torch.zeros(self.max_time_patches, embed_dim))
         self.transformer = TokenTransformer(embed_dim, depth, num_heads, mlp_ratio, dropout, attn_dropout)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         nn.init.trunc_normal_(self.group_weight, std=0.02)
         nn.init.trunc_normal_(self.group_bias, std=0.02)
         nn.init.trunc_normal_(self.time_embed, std=0.02)

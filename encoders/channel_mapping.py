@@ -39,10 +39,10 @@ from typing import Sequence
 
 import numpy as np
 
-DEFAULT_MONTAGE = "GSN-HydroCel-129"
+from encoders.montage import (DEFAULT_MONTAGE, NMED_CH_NAMES, channel_key, lookup_positions, montage_fiducials,
+                              montage_positions)
+
 VOCAB_MONTAGE = "standard_1005"
-NMED_CH_NAMES = tuple([f"E{i}" for i in range(1, 125)] + ["Cz"])
-ALIASES = {"E129": "CZ", "VREF": "CZ"}
 EEGPT_UNTRAINED = ("AF7", "AF8", "PO5", "PO6")
 TUEG19 = ("FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2",
           "F7", "F8", "T3", "T4", "T5", "T6", "FZ", "CZ", "PZ")
@@ -58,15 +58,14 @@ def _fit_sphere(xyz: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _unit_positions(montage: str) -> dict[str, np.ndarray]:
     """Upper-case name -> unit vector (fiducial head frame, centred on the montage's fitted sphere)."""
-    import mne
     from mne.transforms import apply_trans, get_ras_to_neuromag_trans
 
-    pos = mne.channels.make_standard_montage(montage).get_positions()
-    if any(pos.get(k) is None for k in ("nasion", "lpa", "rpa")):
+    nasion, lpa, rpa = montage_fiducials(montage)
+    if nasion is None or lpa is None or rpa is None:
         raise ValueError(f"montage {montage!r} has no fiducials; cannot co-register it")
-    trans = get_ras_to_neuromag_trans(pos["nasion"], pos["lpa"], pos["rpa"])
-    names = list(pos["ch_pos"])
-    xyz = apply_trans(trans, np.stack([np.asarray(pos["ch_pos"][n], dtype=np.float64) for n in names]))
+    trans = get_ras_to_neuromag_trans(nasion, lpa, rpa)
+    names, xyz = montage_positions(montage)
+    xyz = apply_trans(trans, xyz)
     u = xyz - _fit_sphere(xyz)
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     return {n.upper(): u[i] for i, n in enumerate(names)}
@@ -92,19 +91,8 @@ def vocabulary(name: str | Sequence[str]) -> tuple[str, ...]:
 
 def electrode_unit_positions(ch_names: Sequence[str], montage: str = DEFAULT_MONTAGE) -> np.ndarray:
     """``[C, 3]`` unit vectors of the input electrodes (``montage`` first, then ``standard_1005``)."""
-    mont, std = _unit_positions(montage), _unit_positions(VOCAB_MONTAGE)
-    rows, unknown = [], []
-    for ch in ch_names:
-        key = ALIASES.get(str(ch).upper(), str(ch).upper())
-        if key in mont:
-            rows.append(mont[key])
-        elif key in std:
-            rows.append(std[key])
-        else:
-            unknown.append(ch)
-    if unknown:
-        raise ValueError(f"no position for channel(s) {unknown[:10]} in {montage} or {VOCAB_MONTAGE}")
-    return np.stack(rows)
+    return lookup_positions(ch_names, [(montage, _unit_positions(montage)),
+                                       (VOCAB_MONTAGE, _unit_positions(VOCAB_MONTAGE))])
 
 
 def default_ch_names(n_channels: int) -> list[str]:
@@ -165,7 +153,7 @@ def map_to_vocabulary(ch_names: Sequence[str] | None, vocab: str | Sequence[str]
     targets, angles = [], []
     index = {n: j for j, n in enumerate(names)}
     for i, ch in enumerate(ch_names):
-        key = ALIASES.get(str(ch).upper(), str(ch).upper())
+        key = channel_key(ch)
         j = index[key] if key in index else int(np.argmin(ang[i]))  # argmin: first of equal minima
         targets.append(names[j])
         angles.append(0.0 if key in index else float(round(ang[i, j], 3)))

@@ -1,35 +1,87 @@
-"""Electrode positions and neighbour groups for a list of channel names (MNE standard montages).
+"""Channel names and electrode positions: the NMED channel table, name aliases, the one position lookup
+(MNE standard montages) and neighbour groups.
 
 Lives in ``encoders`` so encoders (block tokens) and ``chanmusic.modules.augment`` (cluster channel dropout) can
 both reach it; it imports neither ``datamodules`` nor ``chanmusic``.
 
 NMED rows are ``E1``–``E124`` + ``Cz`` of the EGI ``GSN-HydroCel-129`` net (E125–E128, the face/cheek
-electrodes, are dropped by the release). Positions are MNE's, in metres, head frame.
+electrodes, are dropped by the release): :data:`NMED_CH_NAMES`, the table every package uses. Positions are
+MNE's, in metres, head frame; :func:`lookup_positions` finds a channel's row by name (case-insensitive,
+:data:`ALIASES` resolved) for :func:`electrode_positions` here and ``encoders.channel_mapping``'s unit positions.
 """
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 DEFAULT_MONTAGE = "GSN-HydroCel-129"
-# names that differ between files and MNE's montage: EGI's vertex reference is E129 = Cz
+# the one channel-name table of the NMED releases: EGI E1..E124 + the vertex reference Cz (125 rows)
+NMED_CH_NAMES: tuple[str, ...] = tuple([f"E{i}" for i in range(1, 125)] + ["Cz"])
+# names that differ between files and MNE's montage (keys upper case): EGI's vertex reference is E129 = Cz
 ALIASES = {"E129": "Cz", "VREF": "Cz", "REF": "Cz"}
 
 
 @lru_cache(maxsize=8)
-def _montage_positions(montage: str) -> tuple[tuple[str, ...], np.ndarray]:
+def _standard_montage(montage: str) -> dict:
+    """MNE's ``get_positions()`` of a standard montage (``ch_pos``, fiducials, ``coord_frame``), read once."""
     import mne
 
-    pos = mne.channels.make_standard_montage(montage).get_positions()["ch_pos"]
+    return mne.channels.make_standard_montage(montage).get_positions()
+
+
+@lru_cache(maxsize=8)
+def montage_positions(montage: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """Names (MNE's order) and ``[n, 3]`` float64 positions (metres, head frame) of a standard montage."""
+    pos = _standard_montage(montage)["ch_pos"]
     names = tuple(pos)
-    return names, np.stack([np.asarray(pos[n], dtype=np.float64) for n in names])
+    xyz = np.stack([np.asarray(pos[n], dtype=np.float64) for n in names])
+    xyz.setflags(write=False)  # cached: shared by every caller
+    return names, xyz
+
+
+def montage_fiducials(montage: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``(nasion, lpa, rpa)`` of a standard montage, each ``[3]`` or ``None`` where the montage has none."""
+    pos = _standard_montage(montage)
+    return pos.get("nasion"), pos.get("lpa"), pos.get("rpa")
+
+
+def channel_key(ch: str) -> str:
+    """Upper-case lookup key of a channel name, :data:`ALIASES` resolved (``E129``/``VREF``/``REF`` -> ``CZ``)."""
+    name = str(ch).upper()
+    return ALIASES.get(name, name).upper()
+
+
+def lookup_positions(ch_names: Sequence[str], tables: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> np.ndarray:
+    """``[C, 3]`` positions of ``ch_names``, each from the first table that has its :func:`channel_key`.
+
+    ``tables``: ``(montage name, {upper-case name: position [3]})`` in order of preference. Channels that no
+    table has raise one ``ValueError`` naming them and the montages searched.
+    """
+    rows, unknown = [], []
+    for ch in ch_names:
+        key = channel_key(ch)
+        table = next((t for _, t in tables if key in t), None)
+        if table is None:
+            unknown.append(ch)
+        else:
+            rows.append(table[key])
+    if unknown:
+        raise ValueError(f"no position for channel(s) {unknown[:10]}{' …' if len(unknown) > 10 else ''}: not in "
+                         f"montage {' or '.join(name for name, _ in tables)}")
+    return np.stack(rows) if rows else np.empty((0, 3))
+
+
+@lru_cache(maxsize=8)
+def _position_table(montage: str) -> dict[str, np.ndarray]:
+    names, xyz = montage_positions(montage)
+    return {n.upper(): xyz[i] for i, n in enumerate(names)}
 
 
 def montage_ch_names(montage: str = DEFAULT_MONTAGE) -> list[str]:
     """All electrode names of an MNE standard montage, in MNE's order."""
-    return list(_montage_positions(montage)[0])
+    return list(montage_positions(montage)[0])
 
 
 def default_ch_names(n_channels: int, montage: str = DEFAULT_MONTAGE) -> list[str]:
@@ -39,8 +91,8 @@ def default_ch_names(n_channels: int, montage: str = DEFAULT_MONTAGE) -> list[st
     otherwise the first ``n_channels`` names of the montage (an error if it has fewer).
     """
     names = montage_ch_names(montage)
-    if montage == DEFAULT_MONTAGE and n_channels == 125:
-        return [f"E{i}" for i in range(1, 125)] + ["Cz"]
+    if montage == DEFAULT_MONTAGE and n_channels == len(NMED_CH_NAMES):
+        return list(NMED_CH_NAMES)
     if n_channels > len(names):
         raise ValueError(f"montage {montage} has {len(names)} electrodes; cannot name {n_channels} channels — "
                          f"pass ch_names or positions")
@@ -50,20 +102,9 @@ def default_ch_names(n_channels: int, montage: str = DEFAULT_MONTAGE) -> list[st
 def electrode_positions(ch_names: Sequence[str], montage: str = DEFAULT_MONTAGE) -> np.ndarray:
     """``[C, 3]`` float64 positions (metres) of ``ch_names`` in an MNE standard montage.
 
-    Names match case-insensitively; ``E129``/``VREF`` resolve to ``Cz``. Unknown names raise ``ValueError``.
+    Names match case-insensitively; ``E129``/``VREF``/``REF`` resolve to ``Cz``. Unknown names raise ``ValueError``.
     """
-    names, xyz = _montage_positions(montage)
-    lookup = {n.lower(): i for i, n in enumerate(names)}
-    rows, unknown = [], []
-    for ch in ch_names:
-        key = ALIASES.get(str(ch).upper(), str(ch)).lower()
-        if key in lookup:
-            rows.append(lookup[key])
-        else:
-            unknown.append(ch)
-    if unknown:
-        raise ValueError(f"channels not in montage {montage}: {unknown[:10]}{' …' if len(unknown) > 10 else ''}")
-    return xyz[rows].copy()
+    return lookup_positions(ch_names, [(montage, _position_table(montage))])
 
 
 def resolve_positions(n_channels: int, ch_names: Sequence[str] | None = None, positions=None,

@@ -1,7 +1,7 @@
-"""chanmusic.audio.audio: mel, CLAP embedders (tiny random, laion-clap file, transformers folder), AudioLDM generator.
+"""chanmusic.audio: mel, CLAP embedders (tiny random, laion-clap file, transformers folder), AudioLDM generator.
 
 Everything runs offline on the CPU with tiny randomly initialised models; the laion-clap test builds the real
-HTSAT-tiny audio tower (random weights, ~33 M parameters) twice, which is the slowest part (~10-20 s).
+HTSAT-tiny audio tower (random weights, ~33 M parameters) three times, which is the slowest part (~10-20 s).
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.audio import audio as A
+import chanmusic.audio as A
+from chanmusic.audio.clap_laion import build_laion_clap
 
 SR = 16000
 
@@ -43,7 +44,7 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, chanmusic.audio.audio; bad = [m for m in ('transformers', 'diffusers', 'laion_clap', "
+    code = ("import sys, chanmusic.audio; bad = [m for m in ('transformers', 'diffusers', 'laion_clap', "
             "'clap_module', 'librosa') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -125,7 +126,7 @@ def tiny_clap():
 
 
 def test_tiny_clap_announces_itself(caplog):
-    with caplog.at_level(logging.WARNING, logger="chanmusic.audio.audio"):
+    with caplog.at_level(logging.WARNING, logger="chanmusic.audio"):
         clap = A.ClapEmbedder.from_config("tiny-random", seed=3)
     assert clap.is_random is True
     assert "RANDOM" in clap.description and "no pretrained meaning" in clap.description
@@ -216,7 +217,7 @@ def test_transformers_directory(tmp_path, caplog):
     # a folder without preprocessor_config.json falls back to the default extractor, with a warning
     d2 = tmp_path / "clap_nofe"
     model.save_pretrained(d2)
-    with caplog.at_level(logging.WARNING, logger="chanmusic.audio.audio"):
+    with caplog.at_level(logging.WARNING, logger="chanmusic.audio"):
         clap2 = A.load_clap(str(d2))
     assert any("preprocessor_config" in r.getMessage() for r in caplog.records)
     torch.testing.assert_close(clap2.embed(torch.from_numpy(x48), 48000), got, atol=1e-6, rtol=1e-5)
@@ -254,7 +255,7 @@ def _laion_reference_input(w: np.ndarray, clip_samples: int = 480000) -> dict:
 
 def test_laion_checkpoint(tmp_path, caplog):
     torch.manual_seed(11)
-    src, _ = A.build_laion_clap("HTSAT-tiny")
+    src, _ = build_laion_clap("HTSAT-tiny")
     sd = src.state_dict()
     assert any(k.startswith("text_") for k in sd)  # the file carries text weights too; they are ignored
     ckpt = {"state_dict": {"module." + k: v for k, v in sd.items()},
@@ -266,7 +267,7 @@ def test_laion_checkpoint(tmp_path, caplog):
     with torch.no_grad():
         ref = src.get_audio_embedding([_laion_reference_input(w) for w in x48])
 
-    with caplog.at_level(logging.WARNING, logger="chanmusic.audio.audio"):
+    with caplog.at_level(logging.WARNING, logger="chanmusic.audio"):
         clap = A.load_clap(str(path))
     assert any("weights_only=False" in r.getMessage() for r in caplog.records)
     assert clap.is_random is False and clap.dim == 512 and "HTSAT-tiny" in clap.description

@@ -103,7 +103,7 @@ def test_clap_score_and_its_mismatched_chance():
 
 
 def test_clap_score_of_true_audio_with_itself_is_one():
-    from chanmusic.audio.audio import load_clap
+    from chanmusic.audio import load_clap
 
     clap = load_clap("tiny-random", seed=0)
     t = np.arange(32000) / 16000.0

@@ -13,7 +13,7 @@ from torch import nn
 
 from encoders._foundation import Resampler
 from encoders.cbramod import CBraModEncoder
-from encoders.channel_mapping import NMED_CH_NAMES
+from encoders.montage import NMED_CH_NAMES
 from encoders.eeg2mel import EEG2Mel
 from encoders.eegpt import EEGPTEncoder
 from encoders.labram import LaBraMEncoder

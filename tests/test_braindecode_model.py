@@ -1,5 +1,6 @@
-"""encoders.braindecode_model: every model of the table at a tiny size — shapes, rates, units, channel masks
-(zero-fill vs removal), strict local weights, the listing error for unknown models, the demo YAMLs. CPU."""
+"""encoders.braindecode_model (with braindecode_table, braindecode_features): every model of the table at a tiny
+size — shapes, rates, units, channel masks (zero-fill vs removal), strict local weights, the listing error for unknown
+models, the demo YAMLs. CPU."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,10 @@ import torch
 import yaml
 from torch import nn
 
-from encoders.braindecode_model import (
-    MODELS, BraindecodeEncoder, luna_cross_attention, luna_features, luna_patch_embed, markdown_table, resolve,
-    window_zscore,
-)
-from encoders.channel_mapping import NMED_CH_NAMES
+from encoders.braindecode_features import luna_cross_attention, luna_features, luna_patch_embed
+from encoders.braindecode_model import BraindecodeEncoder, window_zscore
+from encoders.braindecode_table import MODELS, markdown_table, resolve
+from encoders.montage import NMED_CH_NAMES
 from encoders.weights import CheckpointError
 
 SFREQ, N_TIMES, C = 125.0, 250, 125

@@ -8,10 +8,11 @@ import pytest
 import torch
 import yaml
 
-from chanmusic.modules.augment import ChannelDropout, drop_clusters
+from chanmusic.modules.channel_dropout import ChannelDropout, drop_clusters
 from encoders.block_tokens import BlockTokenEncoder
-from encoders.channel_oriented import BandPower, ChannelOrientedEncoder
+from encoders.channel_oriented import ChannelOrientedEncoder
 from encoders.montage import default_ch_names, distance_matrix, electrode_positions, neighbour_groups, resolve_positions
+from encoders.token_transformer import BandPower
 
 ROOT = Path(__file__).resolve().parents[1]
 C, SFREQ, T, PATCH = 12, 100.0, 100, 25  # 12 channels × 4 patches = 48 tokens

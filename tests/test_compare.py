@@ -1,7 +1,7 @@
 """``chanmusic compare``: spec, resumable runner (with a fake worker, no training), aggregation math.
 
 The runner is driven with a stand-in worker script (``FAKE_WORKER``) that behaves like
-``python -m chanmusic.runner.compare --worker JOB``: it reads the job, writes ``metrics.json`` / checkpoints /
+``python -m chanmusic.runner.worker --worker JOB``: it reads the job, writes ``metrics.json`` / checkpoints /
 ``result.json`` the way the real worker does, and logs every call, so the tests take seconds. One real tiny
 end-to-end ``compare --quick --rows linear_reference --seeds 1`` is marked slow.
 """
@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chanmusic.runner import compare
-from chanmusic.report import report
-from chanmusic.runner.compare import Runner, load_spec, plan_runs, read_status, write_status
+from chanmusic import report
+from chanmusic.runner import (DEFAULT_SPEC, EXPERIMENTS, Runner, acquire_lock, data_settings, load_spec, plan_runs,
+                              read_status, save_spec, write_status)
+from chanmusic.runner.worker import reuse_ridge
 
 REPO = Path(__file__).resolve().parent.parent
 
 FAKE_WORKER = textwrap.dedent('''
-    """Stand-in for `python -m chanmusic.runner.compare --worker JOB` (see tests/test_compare.py)."""
+    """Stand-in for `python -m chanmusic.runner.worker --worker JOB` (see tests/test_compare.py)."""
     import json, sys
     from pathlib import Path
 
@@ -89,7 +90,7 @@ def fake(tmp_path):
     def run(rows=None, redo=(), jobs=1):
         s = load_spec(path, "quick", rows, None, out)
         out.mkdir(exist_ok=True)
-        compare.save_spec(s, out)
+        save_spec(s, out)
         lines = []
         runner = Runner(s, out, redo=set(redo), worker_cmd=[sys.executable, str(worker)], printer=lines.append,
                         jobs=jobs)
@@ -105,7 +106,7 @@ def fake(tmp_path):
 
 
 def test_paper_spec_has_the_papers_rows_and_numbers(tmp_path):
-    s = load_spec(compare.DEFAULT_SPEC, "quick", out=tmp_path / "x")
+    s = load_spec(DEFAULT_SPEC, "quick", out=tmp_path / "x")
     names = [r.name for r in s.rows if r.section == "main"]
     assert names == ["linear_reference", "audio_oracle", "eeg2mel", "labram", "eegpt", "cbramod", "channel_oriented"]
     assert [r.name for r in s.rows if r.section == "ablation"] == [
@@ -117,9 +118,9 @@ def test_paper_spec_has_the_papers_rows_and_numbers(tmp_path):
     assert s.row("cbramod").paper["id50"] == 0.402 and s.row("labram").paper["song14"] == 0.681
     assert s.row("eeg2mel").paper["clap_score"] == 0.588
     assert s.profile["demo_data"]["root"] == str(tmp_path / "x" / "data" / "nmed-t") and s.seeds == [0]
-    assert load_spec(compare.DEFAULT_SPEC, "full").seeds == list(range(5))
+    assert load_spec(DEFAULT_SPEC, "full").seeds == list(range(5))
     with pytest.raises(ValueError, match="unknown"):
-        load_spec(compare.DEFAULT_SPEC, "quick", rows=["nope"])
+        load_spec(DEFAULT_SPEC, "quick", rows=["nope"])
 
 
 def test_runner_runs_records_failures_and_never_drops_rows(fake):
@@ -246,12 +247,12 @@ def test_collect_aggregates_over_seeds_with_control_and_paper(fake):
 @pytest.mark.slow
 def test_quick_end_to_end_linear_reference(tmp_path):
     """A real (tiny) ``chanmusic compare --quick --rows linear_reference --seeds 1``: small demo data, 1 epoch."""
-    raw = yaml.safe_load(compare.DEFAULT_SPEC.read_text())
+    raw = yaml.safe_load(DEFAULT_SPEC.read_text())
     q = raw["profiles"]["quick"]
     q["demo_data"].update(n_subjects=2, duration_s=30.0)
     q["set"]["trainer"].update(max_epochs=1)
     q["reconstruct"] = False
-    raw["config_root"] = str(compare.EXPERIMENTS)
+    raw["config_root"] = str(EXPERIMENTS)
     spec = tmp_path / "paper.yaml"
     spec.write_text(yaml.safe_dump(raw, sort_keys=False))
     out = tmp_path / "out"
@@ -274,9 +275,9 @@ def test_one_runner_per_output_folder(tmp_path):
     lock = tmp_path / ".compare.lock"
     lock.write_text(str(os.getppid()))                      # a live process holds it
     with pytest.raises(SystemExit, match="in use"):
-        compare.acquire_lock(tmp_path)
+        acquire_lock(tmp_path)
     lock.write_text("999999999")                            # a killed runner's stale lock
-    assert compare.acquire_lock(tmp_path).read_text() == str(os.getpid())
+    assert acquire_lock(tmp_path).read_text() == str(os.getpid())
 
 
 def test_predict_reuses_the_ridge_that_test_fitted(tmp_path):
@@ -285,11 +286,11 @@ def test_predict_reuses_the_ridge_that_test_fitted(tmp_path):
     from lightning.pytorch.utilities.parsing import AttributeDict
 
     model = SimpleNamespace(hparams=AttributeDict(ridge_path=None))
-    assert compare._reuse_ridge(model, tmp_path) == []                  # nothing saved yet
+    assert reuse_ridge(model, tmp_path) == []                  # nothing saved yet
     (tmp_path / "ridge.safetensors").write_bytes(b"x")
-    assert compare._reuse_ridge(model, tmp_path) == ["--model.init_args.ridge_path", str(tmp_path / "ridge.safetensors")]
+    assert reuse_ridge(model, tmp_path) == ["--model.init_args.ridge_path", str(tmp_path / "ridge.safetensors")]
     assert model.hparams.ridge_path == str(tmp_path / "ridge.safetensors")
-    assert compare._reuse_ridge(SimpleNamespace(hparams=AttributeDict(lr=1.0)), tmp_path) == []  # not a reconstruction
+    assert reuse_ridge(SimpleNamespace(hparams=AttributeDict(lr=1.0)), tmp_path) == []  # not a reconstruction
 
 
 def test_parallel_runs_share_one_pretraining_and_match_sequential(fake):
@@ -308,6 +309,6 @@ def test_data_settings_follow_the_cli_order(tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("data: {root: x, window_s: 2.0, batch_size: 64}\nmodel: {}\n")
     b.write_text("data: {window_s: 8.0}\n")
-    d = compare.data_settings([a, b], {"cache_dir": "c"}, ["--trainer.max_epochs", "1", "--data.root", "/r",
-                                                           "--data.batch_size=32"])
+    d = data_settings([a, b], {"cache_dir": "c"}, ["--trainer.max_epochs", "1", "--data.root", "/r",
+                                                   "--data.batch_size=32"])
     assert d == {"root": "/r", "window_s": 8.0, "batch_size": 32, "cache_dir": "c"}

@@ -51,7 +51,7 @@ def test_channel_names_and_montage():
     assert len(NMED_CH_NAMES) == 125 and NMED_CH_NAMES[0] == "E1" and NMED_CH_NAMES[-1] == "Cz"
     assert NMED_CH_NAMES[-2] == "E124"
     mont = nmed_montage()
-    assert mont.ch_names == NMED_CH_NAMES
+    assert mont.ch_names == list(NMED_CH_NAMES)
     pos = mont.get_positions()["ch_pos"]
     assert np.allclose(pos["Cz"][:2], 0.0) and pos["Cz"][2] > 0.05
 

@@ -8,7 +8,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.teacher import CollapseMonitor
-from chanmusic.modules.augment import MultiCropEEG, drop_channels, gaussian_noise, temporal_crop
+from chanmusic.modules.channel_dropout import drop_channels
+from chanmusic.modules.views import MultiCropEEG, gaussian_noise, temporal_crop
 from chanmusic.modules.losses import dino_loss
 from chanmusic.stages.pretrain import PretrainModule
 from encoders.channel_oriented import ChannelOrientedEncoder

@@ -21,7 +21,9 @@ import torch
 from torch.nn import functional as F
 
 from chanmusic.cli import lightning_main
-from chanmusic.stages.reconstruct import RidgeAdapter, ReconstructModule, segment_seed
+from chanmusic.stages.generation import segment_seed
+from chanmusic.stages.reconstruct import ReconstructModule
+from chanmusic.stages.ridge import RidgeAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 E = ROOT / "experiments"
@@ -108,7 +110,7 @@ def test_ridge_save_load_roundtrip(tmp_path):
 
 @pytest.fixture(scope="module")
 def oracle_module():
-    from chanmusic.audio.audio import AudioLDMGenerator
+    from chanmusic.audio import AudioLDMGenerator
     from encoders.linear_reference import LinearReference
 
     m = ReconstructModule(LinearReference(4, 125.0, 250), oracle=True, num_inference_steps=2, generation_seed=3,
@@ -210,7 +212,7 @@ def test_reconstruct_end_to_end(aligned):
             assert sr == 16000 and audio.ndim == 1 and len(audio) == n and np.isfinite(audio).all()
         assert -1.0 <= float(r["clap_score"]) <= 1.0
         # the true clip is exactly the audio the cache's mel was computed from
-        from chanmusic.audio.audio import log_mel
+        from chanmusic.audio import log_mel
 
         true, _ = sf.read(str(pred / r["true"]), dtype="float32")
         cached = torch.from_numpy(np.array(dm.cache.mel[int(r["music"])]))

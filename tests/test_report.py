@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
-from chanmusic.runner import compare
-from chanmusic.report import plots, report
-from chanmusic.runner.compare import write_status
+from chanmusic import report
+from chanmusic.evaluation.interpret import rdm_correlation, song_dissimilarity
+from chanmusic.report import plots
+from chanmusic.runner import load_spec, run_dir, save_spec, write_status
+from tooling.browser import check_in_browser, find_browser
 
 
 def _wav(path: Path, freq: float, subtype: str = "PCM_16", seconds: float = 0.5, sr: int = 16000) -> Path:
@@ -52,18 +54,18 @@ def fake_out(tmp_path):
     (tmp_path / "paper.yaml").write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
     out.mkdir()
-    compare.save_spec(compare.load_spec(tmp_path / "paper.yaml", "quick", out=out), out)
+    save_spec(load_spec(tmp_path / "paper.yaml", "quick", out=out), out)
     for row, base in (("ours", 0.30), ("linear", 0.10), ("no_pretrain", 0.05)):
         for control in (False, True):
-            d = compare.run_dir(out, row, 0, control)
+            d = run_dir(out, row, 0, control)
             (d / "align").mkdir(parents=True)
             (d / "align" / "metrics.json").write_text(json.dumps(_metrics(0.02 if control else base)))
             write_status(d, {"status": "done"})
-    d = compare.run_dir(out, "broken", 0, False)
+    d = run_dir(out, "broken", 0, False)
     write_status(d, {"status": "failed", "failed_step": "align", "error": "RuntimeError: CUDA out of memory"})
-    write_status(compare.run_dir(out, "broken", 0, True), {"status": "failed", "error": "RuntimeError: again"})
+    write_status(run_dir(out, "broken", 0, True), {"status": "failed", "error": "RuntimeError: again"})
     # audio: JSON manifest (16-bit wavs, relative paths) for ours, CSV only (float wavs, absolute paths) for linear
-    pred = compare.run_dir(out, "ours", 0, False) / "reconstruct" / "predictions"
+    pred = run_dir(out, "ours", 0, False) / "reconstruct" / "predictions"
     items = []
     for i in range(5):
         _wav(pred / f"true_{i}.wav", 220 * (i + 1))
@@ -73,7 +75,7 @@ def fake_out(tmp_path):
     # the layout callbacks.audio_writer.AudioPredictionWriter writes (run facts under "info")
     (pred / "manifest.json").write_text(json.dumps({"info": {"audioldm_is_random": True, "clap_is_random": True},
                                                     "paths_relative_to": "this folder", "items": items}))
-    pred = compare.run_dir(out, "linear", 0, False) / "reconstruct" / "predictions"
+    pred = run_dir(out, "linear", 0, False) / "reconstruct" / "predictions"
     with (pred.parent.mkdir(parents=True) or pred.mkdir() or (pred / "manifest.csv").open("w", newline="")) as f:
         w = csv.writer(f)
         w.writerow(["segment", "true", "generated", "clap_score"])
@@ -89,7 +91,7 @@ def fake_out(tmp_path):
     plots.attention_topomap(att / att.sum(), NMED_CH_NAMES, inter / "ours_attention.png", "ours")
     emb = np.random.default_rng(1).normal(size=(40, 8))
     song = np.repeat(np.arange(4), 10)
-    names, rdm = plots.song_dissimilarity(emb, song)
+    names, rdm = song_dissimilarity(emb, song)
     plots.dissimilarity_figure(rdm, [str(s) for s in names], inter / "ours_dissimilarity.png", "ours", rdm)
     (inter / "ours.json").write_text(json.dumps({"row": "ours", "attention": "ours_attention.png",
                                                  "top_channels": [["E1", 0.1]], "dissimilarity": "ours_dissimilarity.png",
@@ -100,11 +102,11 @@ def fake_out(tmp_path):
 
 def test_song_dissimilarity_on_known_embeddings():
     emb = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.0, 2.0], [-1.0, 0.0]])
-    names, rdm = plots.song_dissimilarity(emb, np.array([3, 3, 5, 5, 9]))
+    names, rdm = song_dissimilarity(emb, np.array([3, 3, 5, 5, 9]))
     assert list(names) == [3, 5, 9]
     assert np.allclose(np.diag(rdm), 0) and rdm[0, 2] == pytest.approx(2.0, abs=0.01)
     assert rdm[1, 2] == pytest.approx(1.0) and np.allclose(rdm, rdm.T)
-    assert plots.rdm_correlation(rdm, rdm) == pytest.approx(1.0)
+    assert rdm_correlation(rdm, rdm) == pytest.approx(1.0)
 
 
 def test_report_tables_keep_failed_rows_and_flag_random_models(fake_out):
@@ -138,13 +140,17 @@ def test_report_tables_keep_failed_rows_and_flag_random_models(fake_out):
 def test_report_command_line(fake_out, capsys):
     from chanmusic.cli import main
 
+    spec = json.loads((fake_out / "spec.json").read_text())
+    spec["rows"][1]["label"] = "Linear <ref> & 'co'"                 # the templates escape every value
+    (fake_out / "spec.json").write_text(json.dumps(spec))
     main(["report", str(fake_out)])
-    assert (fake_out / "report" / "index.html").is_file()
+    page = (fake_out / "report" / "index.html").read_text()
     assert "index.html" in capsys.readouterr().out
+    assert "<ref>" not in page and "Linear &lt;ref&gt; &amp; &#39;co&#39;" in page
 
 
 def test_report_loads_in_headless_chromium(fake_out, tmp_path):
-    browser = report.find_browser()
+    browser = find_browser()
     if browser is None:
         msg = "no Chromium binary (run .ci/setup-browser.sh): browser check skipped"
         print(msg, file=sys.stderr)
@@ -153,7 +159,7 @@ def test_report_loads_in_headless_chromium(fake_out, tmp_path):
     # moved elsewhere, the folder still works (relative links, copied assets)
     moved = tmp_path / "moved_report"
     shutil.copytree(index.parent, moved)
-    res = report.check_in_browser(moved / "index.html", browser, screenshot=moved / "screenshot.png")
+    res = check_in_browser(moved / "index.html", browser, screenshot=moved / "screenshot.png")
     kinds = [e["tag"] for e in res["elements"]]
     assert kinds.count("audio") == 8 and kinds.count("img") >= 8, res["elements"]
     assert res["broken"] == [], res["broken"]
@@ -161,7 +167,7 @@ def test_report_loads_in_headless_chromium(fake_out, tmp_path):
     # the check itself catches broken links
     (moved / "assets" / "audio" / "ours" / "00_true.wav").unlink()
     (moved / "assets" / "plots" / "metric_id50.png").unlink()
-    broken = report.check_in_browser(moved / "index.html", browser)["broken"]
+    broken = check_in_browser(moved / "index.html", browser)["broken"]
     assert {Path(e["src"]).name for e in broken} == {"00_true.wav", "metric_id50.png"}
 
 

@@ -11,8 +11,8 @@ import pytest
 from datamodules.nmed import (NMED_CH_NAMES, audio_duration, audio_path, check_audio_covers, read_audio,
                               read_recordings)
 from datamodules.songs import SONGS
-from datamodules.synthetic import (FEATURE_NAMES, DemoGenerator, audio_features, song_bpm, synth_song,
-                                   write_demo, _BANDS)
+from datamodules.synthetic import FEATURE_NAMES, DemoGenerator, audio_features, song_bpm, synth_song, write_demo
+from datamodules.synthetic.response import BANDS
 
 
 # ------------------------------------------------------------------------------------ round trip
@@ -31,7 +31,7 @@ def test_round_trip_nmed_t(demo_root):
     for r in recs:
         assert r.dataset == "nmed-t" and r.condition == "orig" and r.hearing == "a"
         assert r.eeg.shape == (125, n) and r.eeg.dtype == np.float32 and r.eeg.flags.c_contiguous
-        assert r.ch_names == NMED_CH_NAMES and r.sfreq == 125.0
+        assert r.ch_names == list(NMED_CH_NAMES) and r.sfreq == 125.0
         assert r.source.endswith(f"song{r.stimulus}_Imputed.mat")
         np.testing.assert_array_equal(r.eeg, gen.eeg(r.subject, r.stimulus))
     # realistic magnitude: tens of µV
@@ -193,7 +193,7 @@ def test_induced_response_is_band_power(gen60):
     env = gen60.features(21)[0]
 
     def band_power(x, band):
-        lo, hi = _BANDS[band]
+        lo, hi = BANDS[band]
         spec = np.fft.rfft(x)
         spec[(f < lo) | (f > hi)] = 0
         return np.convolve(np.fft.irfft(spec, n=x.size) ** 2, np.ones(25) / 25, "same")

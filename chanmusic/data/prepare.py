@@ -25,7 +25,7 @@ log = logging.getLogger("chanmusic")
 
 def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
     """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``."""
-    from chanmusic.audio.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
+    from chanmusic.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
 
     t0 = time.time()
     path = Path(path)

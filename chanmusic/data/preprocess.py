@@ -1,9 +1,9 @@
 """EEG preprocessing steps applied in ``prepare`` (each a setting, each part of the cache key)."""
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
+
+from datamodules.resample import resample as polyphase_resample
 
 
 def preprocess_recording(eeg: np.ndarray, sfreq: float, bandpass=None, average_reference: bool = False,
@@ -27,10 +27,7 @@ def preprocess_recording(eeg: np.ndarray, sfreq: float, bandpass=None, average_r
     if average_reference:
         x -= x.mean(0, keepdims=True)
     if resample is not None and float(resample) != float(sfreq):
-        from scipy.signal import resample_poly
-
-        frac = Fraction(float(resample) / float(sfreq)).limit_denominator(1000)
-        x = resample_poly(x, frac.numerator, frac.denominator, axis=1)
+        x = polyphase_resample(x, sfreq, resample, axis=1, dtype=np.float64)
         sfreq = float(resample)
     if scaling == "zscore":
         center, scale = x.mean(1, keepdims=True), x.std(1, keepdims=True)

@@ -6,17 +6,15 @@
 - :func:`attention_topomap`: CLS→channel attention as an MNE scalp map (``callbacks.attention``).
 - :func:`dissimilarity_figure`: song-by-song dissimilarity (1 − cosine of per-song mean embeddings) of the
   EEG embeddings, beside the same matrix of the true CLAP embeddings of the music heard.
-- :func:`interpret_run` / ``python -m chanmusic.report.plots interpret OUT``: runs a trained model on its test
-  windows and writes the scalp map and the dissimilarity matrix (``chanmusic compare`` calls it per row).
+- :func:`mel_png`: a wav's log-mel spectrogram (the project's one mel) for the report's audio players.
+
+:mod:`chanmusic.evaluation.interpret` runs a trained model and draws its scalp map and dissimilarity matrix
+with these functions.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import matplotlib
 
@@ -108,34 +106,15 @@ def ablation_chart(metrics: Sequence[str], items: Sequence[dict], path: str | Pa
 
 
 def attention_topomap(values: Sequence[float], ch_names: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Scalp map of per-channel ``values`` ``[C]`` (montage order ``ch_names``) saved as a PNG."""
     from callbacks.attention import topomap_figure
 
     return _save(topomap_figure(values, ch_names, title), path)
 
 
-def song_dissimilarity(emb: np.ndarray, song: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(songs, ``[S, S]`` 1 − cosine similarity of the per-song mean embeddings)."""
-    emb = np.asarray(emb, dtype=np.float64)
-    song = np.asarray(song)
-    songs = np.unique(song)
-    means = np.stack([emb[song == s].mean(0) for s in songs])
-    means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
-    return songs, 1.0 - means @ means.T
-
-
-def rdm_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman correlation of the upper triangles of two dissimilarity matrices (None if < 3 pairs)."""
-    iu = np.triu_indices_from(a, k=1)
-    if len(iu[0]) < 3:
-        return None
-    from scipy.stats import spearmanr
-
-    r = spearmanr(a[iu], b[iu]).correlation
-    return None if r is None or not np.isfinite(r) else float(r)
-
-
 def dissimilarity_figure(eeg_rdm: np.ndarray, names: Sequence[str], path: str | Path, title: str = "",
                          audio_rdm: np.ndarray | None = None) -> Path:
+    """Song-by-song dissimilarity matrices ``[S, S]`` (the EEG's, and the music's beside it) labelled ``names``."""
     mats = [("EEG embeddings", eeg_rdm)] + ([("true CLAP (music heard)", audio_rdm)] if audio_rdm is not None else [])
     fig, axes = plt.subplots(1, len(mats), figsize=(4.6 * len(mats), 4.4), squeeze=False)
     for ax, (name, m) in zip(axes[0], mats):
@@ -160,173 +139,29 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-# ------------------------------------------------------------------------------------------------ models
-def load_trained(stepdir: str | Path, checkpoint: str | None = None):
-    """(model, datamodule) of a finished Lightning run folder (its ``config.yaml`` + selected checkpoint)."""
-    import torch
-
-    from chanmusic.stages.encoder_init import safe_load, state_dict_of
-    from chanmusic.cli import lightning_main
-
-    stepdir = Path(stepdir)
-    cfg = stepdir / "config.yaml"
-    if not cfg.is_file():
-        raise FileNotFoundError(f"{cfg}: no saved config (run not finished?)")
-    if checkpoint is None:
-        done = _read_json(stepdir / "fit_done.json") or {}
-        checkpoint = done.get("checkpoint")
-        if not checkpoint:
-            cks = sorted((stepdir / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.name))
-            checkpoint = str(cks[0]) if cks else None
-    if not checkpoint or not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"{stepdir}: no checkpoint")
-    import yaml
-
-    args = ["--config", str(cfg), "--trainer.logger", "false", "--trainer.callbacks", "[]",
-            "--trainer.enable_checkpointing", "false"]
-    init = ((yaml.safe_load(cfg.read_text()) or {}).get("model") or {}).get("init_args") or {}
-    if init.get("init_encoder_from"):  # the checkpoint below holds every weight: don't need the pretraining file
-        args += ["--model.init_args.init_encoder_from", "null"]
-    sys.argv = [sys.argv[0]]  # LightningCLI gets its arguments from `args` only
-    cli = lightning_main(args, run=False)
-    model, dm = cli.model, cli.datamodule
-    model.load_state_dict(state_dict_of(safe_load(checkpoint)), strict=True)
-    model.eval()
-    torch.set_grad_enabled(False)
-    return model, dm
-
-
-def collect_test_outputs(model, dm, max_windows: int | None = None) -> dict[str, np.ndarray]:
-    """Run the encoder (and the stage's ``embed`` when it has one) on the test windows."""
-    import torch
-
-    dm.prepare_data()
-    dm.setup("test")
-    att, emb, pooled, clap, song = [], [], [], [], []
-    seen = 0
-    with torch.no_grad():
-        for batch in dm.test_dataloader():
-            out = model.encoder(batch["eeg"], batch["channel_mask"])
-            if out.channel_attention is not None:
-                att.append(out.channel_attention.float().cpu().numpy())
-            pooled.append(out.pooled.float().cpu().numpy())
-            if hasattr(model, "head"):
-                emb.append(model.head(out).float().cpu().numpy())
-            clap.append(batch["clap"].float().numpy())
-            song.append(np.asarray(batch["song"]))
-            seen += len(batch["eeg"])
-            if max_windows and seen >= max_windows:
-                break
-    cat = lambda xs: np.concatenate(xs) if xs else None  # noqa: E731
-    return {"channel_attention": cat(att), "embedding": cat(emb) if emb else cat(pooled), "clap": cat(clap),
-            "song": cat(song)}
-
-
-def interpret_run(stepdir: str | Path, outdir: str | Path, name: str, label: str = "",
-                  max_windows: int | None = 2000) -> dict[str, Any]:
-    """Scalp map + dissimilarity matrix of one trained run; returns a summary (paths relative to ``outdir``)."""
-    from datamodules.songs import SONGS
-
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    model, dm = load_trained(stepdir)
-    res = collect_test_outputs(model, dm, max_windows)
-    summary: dict[str, Any] = {"row": name, "label": label, "n_windows": int(len(res["song"]))}
-    att = res["channel_attention"]
-    ch_names = list(dm.ch_names)
-    if att is None:
-        summary["attention"] = None
-        summary["attention_note"] = "this encoder has no CLS→channel attention"
-    elif att.shape[1] != len(ch_names):
-        summary["attention"] = None
-        summary["attention_note"] = f"channel_attention has {att.shape[1]} channels, the montage {len(ch_names)}"
-    else:
-        mean = att.mean(0)
-        attention_topomap(mean, ch_names, outdir / f"{name}_attention.png",
-                          f"{label or name}: CLS→channel attention\n(mean over {len(att)} test windows)")
-        summary["attention"] = f"{name}_attention.png"
-        top = np.argsort(mean)[::-1][:10]
-        summary["top_channels"] = [[ch_names[i], float(mean[i])] for i in top]
-        np.save(outdir / f"{name}_attention.npy", mean)
-    songs, eeg_rdm = song_dissimilarity(res["embedding"], res["song"])
-    _, audio_rdm = song_dissimilarity(res["clap"], res["song"])
-    titles = {i: s.title for i, s in enumerate(SONGS)} if SONGS else {}
-    names = [_song_name(s, titles) for s in songs]
-    r = rdm_correlation(eeg_rdm, audio_rdm)
-    dissimilarity_figure(eeg_rdm, names, outdir / f"{name}_dissimilarity.png",
-                         f"{label or name}: song dissimilarity (test windows)"
-                         + (f"; Spearman r(EEG, music) = {r:.2f}" if r is not None else ""), audio_rdm)
-    summary.update(dissimilarity=f"{name}_dissimilarity.png", songs=names, eeg_rdm=eeg_rdm.round(4).tolist(),
-                   audio_rdm=audio_rdm.round(4).tolist(), rdm_spearman=r)
-    (outdir / f"{name}.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def _song_name(s: int, titles: dict) -> str:
-    t = titles.get(int(s))
-    return f"{int(s)}: {t[:14]}" if t else str(int(s))
-
-
-def _read_json(p: Path) -> dict | None:
+def mel_png(wav: Path, png: Path, title: str = "") -> Path | None:
+    """Log-mel spectrogram image of a wav: the project's one mel (:func:`chanmusic.audio.log_mel`, AudioLDM's
+    64 bands at 16 kHz, the representation SSIM/PSNR compare); a multichannel file is averaged to mono first.
+    None when the file cannot be read (the player still says so)."""
     try:
-        return json.loads(Path(p).read_text())
-    except (OSError, json.JSONDecodeError):
+        import soundfile as sf
+
+        from chanmusic.audio import log_mel
+
+        audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+        audio = audio.mean(1)
+        mel = log_mel(audio, sr).numpy()  # [64, N]
+    except Exception:  # noqa: BLE001 - an unreadable file gets no image, the player still says so
         return None
-
-
-def interpret_comparison(out: str | Path, rows: Sequence[str] | None = None, max_windows: int | None = 2000) -> list[dict]:
-    """For each row of ``OUT/spec.json`` with ``interpret`` and a finished music run: :func:`interpret_run`
-    on its first finished seed's alignment step; failures are recorded in ``OUT/interpretation/<row>.json``."""
-    out = Path(out)
-    spec = json.loads((out / "spec.json").read_text())
-    outdir = out / "interpretation"
-    done = []
-    for row in spec["rows"]:
-        if not row.get("interpret", True) or (rows and row["name"] not in rows):
-            continue
-        stepdir = None
-        for seed in spec["seeds"]:
-            st = _read_json(out / "runs" / row["name"] / f"seed{seed}" / "status.json") or {}
-            align = (st.get("steps") or {}).get("align") or {}
-            if align.get("status") == "done" and align.get("dir"):
-                stepdir = Path(align["dir"])
-                break
-        if stepdir is None:
-            continue
-        summary_path = outdir / f"{row['name']}.json"
-        old = _read_json(summary_path)
-        ckpt = (_read_json(stepdir / "fit_done.json") or {}).get("checkpoint")
-        if old and old.get("checkpoint") == ckpt and not old.get("error"):
-            done.append(old)
-            continue
-        try:
-            s = interpret_run(stepdir, outdir, row["name"], row.get("label", row["name"]), max_windows)
-            s["checkpoint"] = ckpt
-        except Exception as e:  # noqa: BLE001 - one row's failure must not stop the others
-            s = {"row": row["name"], "label": row.get("label"), "checkpoint": ckpt,
-                 "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"}
-            print(f"[plots] interpretation of {row['name']} failed: {s['error']}", file=sys.stderr)
-        outdir.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(json.dumps(s, indent=2))
-        print(f"[plots] interpretation of {row['name']}: " + (s.get("error") or "done"))
-        done.append(s)
-    return done
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m chanmusic.report.plots",
-                                description="Interpretation figures of a `chanmusic compare` output folder.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    q = sub.add_parser("interpret", help="scalp maps + dissimilarity matrices for every finished row")
-    q.add_argument("out")
-    q.add_argument("--rows", default=None)
-    q.add_argument("--max-windows", type=int, default=2000)
-    a = p.parse_args(argv)
-    import warnings
-
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    interpret_comparison(a.out, a.rows.split(",") if a.rows else None, a.max_windows)
-
-
-if __name__ == "__main__":
-    main()
+    fig, ax = plt.subplots(figsize=(3.6, 1.8))
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=(0, len(audio) / sr, 0, mel.shape[0]))
+    ax.set_xlabel("s", fontsize=7)
+    ax.set_ylabel("mel", fontsize=7)
+    ax.tick_params(labelsize=6)
+    if title:
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    return png

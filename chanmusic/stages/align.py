@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from chanmusic.modules.augment import ChannelDropout
+from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.stages.encoder_init import load_encoder_weights
 from chanmusic.modules.heads import build_head
 from chanmusic.modules.losses import clip_loss
+from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
 from chanmusic.evaluation.metrics import Identification
 
 log = logging.getLogger("chanmusic")
@@ -40,7 +40,7 @@ class AlignModule(L.LightningModule):
         freeze_encoder: keep the encoder fixed (eval mode, no gradients): the ablation "encoder fixed".
         init_encoder_from: checkpoint (pretrain or align) whose ``encoder.*`` weights initialise the encoder.
         channel_dropout: fraction of channels removed per training sample (structured channel dropout).
-        channel_dropout_mode: see ``chanmusic.modules.augment.ChannelDropout``.
+        channel_dropout_mode: see ``chanmusic.modules.channel_dropout.ChannelDropout``.
         id_repeats, id_seed: repeats and seed of the identification metrics.
     """
 
@@ -194,19 +194,6 @@ class AlignModule(L.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self.trainer else 1
-        warm = min(self.hparams.warmup_steps, total - 1) if total > 1 else 0
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            progress = (step - warm) / max(1, total - warm)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        """AdamW (no decay on 1-D parameters), linear warmup then cosine decay (``chanmusic.modules.optim``)."""
+        hp = self.hparams
+        return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total_steps(self))

@@ -23,8 +23,10 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
-from chanmusic.modules.augment import ChannelDropout, MultiCropEEG, drop_channels, drop_clusters
+from chanmusic.modules.channel_dropout import ChannelDropout, drop_channels, drop_clusters
 from chanmusic.modules.losses import dino_loss
+from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
+from chanmusic.modules.views import MultiCropEEG
 from encoders.base import masked_mean
 
 log = logging.getLogger("chanmusic")
@@ -39,7 +41,7 @@ class PretrainModule(L.LightningModule):
 
     1. ``n_global`` global crops (scale ``global_scale``, resized to ``global_len``, noise ``global_noise``)
        and ``n_local`` local crops (``local_scale``, ``local_len``, ``local_noise``), see
-       ``chanmusic.modules.augment.MultiCropEEG``.
+       ``chanmusic.modules.views.MultiCropEEG``.
     2. Teacher (EMA, no gradients, eval mode): the global crops with the batch's channel mask ->
        ``[n_global, B, out_dim]``.
     3. Student: every local crop — and, with ``student_sees_global``, every global crop — each with its own
@@ -80,7 +82,7 @@ class PretrainModule(L.LightningModule):
             ``global_len`` defaults to the encoder's ``n_times``; ``local_len`` to half of it rounded down to
             a multiple of the encoder's ``patch_size`` (at least one patch; ``n_times`` if it has none).
         student_channel_drop: fraction of channels removed per student view. channel_drop_mode: ``random`` or
-            ``cluster`` (``chanmusic.modules.augment.ChannelDropout``).
+            ``cluster`` (``chanmusic.modules.channel_dropout.ChannelDropout``).
         student_sees_global: also feed the (channel-dropped) global crops to the student.
         same_view_pairs: keep the (global i, student global i) pairs in the loss.
         teacher_temp, warmup_teacher_temp, warmup_teacher_temp_steps: teacher temperature, linearly warmed
@@ -319,20 +321,9 @@ class PretrainModule(L.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self):
-        params = [p for m in (self.encoder, self.head) for p in m.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        warm = min(self.hparams.warmup_steps, total - 1) if total > 1 else 0
-        floor = self.hparams.min_lr_ratio
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            progress = min(1.0, (step - warm) / max(1, total - warm))
-            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        """AdamW over the student (no decay on 1-D parameters), linear warmup then cosine decay to
+        ``min_lr_ratio·lr`` (``chanmusic.modules.optim``)."""
+        hp = self.hparams
+        params = [p for m in (self.encoder, self.head) for p in m.parameters()]
+        return adamw_warmup_cosine(params, hp.lr, hp.weight_decay, hp.warmup_steps, total_steps(self),
+                                   hp.min_lr_ratio)

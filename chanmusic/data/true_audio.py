@@ -1,0 +1,42 @@
+"""The true audio of a cached music segment, cut exactly as ``prepare`` cut it for CLAP and the mel (for the
+reconstruction stage's true clips, CLAP check and genre agreement)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["TrueAudio"]
+
+
+class TrueAudio:
+    """The true audio clip of a cached music segment, cut exactly as ``prepare`` cut it for CLAP and the mel.
+
+    Each song file is read once (at ``sr``, default 16 kHz) and kept in memory.
+    """
+
+    def __init__(self, dm, sr: int | None = None):
+        from chanmusic.audio import MEL_SR
+
+        self.dm = dm
+        self.sr = int(sr or MEL_SR)
+        self.sfreq = float(dm.cache.manifest.get("sfreq", dm.sfreq))
+        self._audio: dict[int, np.ndarray] = {}
+
+    def stimulus(self, music: int) -> str:
+        """``"nmed-t:21"``-style key of the segment's stimulus."""
+        return str(self.dm.cache.manifest["stimuli"][int(self.dm.cache.music[int(music), 0])])
+
+    def clip(self, music: int) -> np.ndarray:
+        from chanmusic.data.prepare import _cut  # the cache's own cutting rule (audio sample 0 = EEG sample 0)
+        from datamodules.nmed import read_audio
+
+        _, start, length = (int(v) for v in self.dm.cache.music[int(music)])
+        number = int(self.stimulus(music).split(":")[1])
+        if number not in self._audio:
+            self._audio[number] = read_audio(self.dm.audio_root, number, target_sr=self.sr)[0]
+        return _cut(self._audio[number], self.sr, start, length, self.sfreq)
+
+    def clips(self, music: Sequence[int]) -> np.ndarray:
+        """``[B, S]`` float32 (all segments of a run have one length)."""
+        return np.stack([self.clip(int(m)) for m in music])

@@ -1,0 +1,223 @@
+"""Reading a ``chanmusic compare`` output folder into one :class:`RowResult` per row of its table.
+
+``OUT/spec.json`` names the rows and seeds; each run's ``status.json`` (and ``metrics.json`` files) give its
+state and metrics, aggregated per metric into a :class:`Cell` (mean ± std over seeds with a 95% CI, the no-music
+control and the gain over it; see :mod:`chanmusic.report.stats`). Also: which models were tiny random ones.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chanmusic.report.manifest import find_manifests
+from chanmusic.report.stats import gain_summary, seed_summary, within_run_summary
+
+DEFAULT_REPEATS = 10
+# identification metrics: their std in metrics.json is over repeated distractor draws, not over items
+REPEAT_METRIC = re.compile(r"^(id\d+|song\d+|genre\d+|within_song|mel_id\d+)(_.*)?$")
+
+
+@dataclass
+class Cell:
+    metric: str
+    mean: float | None = None
+    std: float | None = None
+    ci: tuple[float, float] | None = None
+    ci_kind: str = ""
+    k: int = 0
+    n: int | None = None
+    chance: float | None = None
+    control: float | None = None
+    control_std: float | None = None
+    control_ci: tuple[float, float] | None = None
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
+    gain_ci_kind: str = ""
+    paper: float | None = None
+
+
+@dataclass
+class RowResult:
+    name: str
+    label: str
+    section: str
+    status: str                      # done | partial | failed | running | not run
+    error: str | None = None
+    seeds_done: int = 0
+    seeds_total: int = 0
+    cells: dict[str, Cell] = field(default_factory=dict)
+    run_dirs: list[Path] = field(default_factory=list)
+    paper: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_json(p: Path) -> Any:
+    """The parsed JSON file, or None when it is missing or unreadable."""
+    try:
+        return json.loads(Path(p).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_metrics(d: Path, status: dict | None) -> dict[str, dict]:
+    """A run's metrics: the merged ones in its status, else every ``metrics.json`` in it (steps in order)."""
+    if status and status.get("metrics"):
+        return status["metrics"]
+    merged: dict[str, dict] = {}
+    for p in [d / "metrics.json"] + sorted(d.glob("*/metrics.json"), key=lambda q: (q.parent.name != "align", str(q))):
+        m = read_json(p)
+        if isinstance(m, dict):
+            merged.update({k: v for k, v in m.items() if isinstance(v, dict) and "mean" in v})
+    return merged
+
+
+def run_repeats(d: Path) -> int:
+    """``id_repeats`` of the run's stage (its saved config.yaml), else the default 10."""
+    import yaml
+
+    for cfg in sorted(d.glob("*/config.yaml")) + [d / "config.yaml"]:
+        try:
+            c = yaml.safe_load(cfg.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        r = (((c.get("model") or {}).get("init_args") or {}).get("id_repeats"))
+        if r:
+            return int(r)
+    return DEFAULT_REPEATS
+
+
+def _r_for(metric: str, entry: dict, repeats: int) -> int:
+    if entry.get("repeats"):
+        return int(entry["repeats"])
+    return repeats if REPEAT_METRIC.match(metric) else int(entry.get("n") or 0)
+
+
+def load_spec_json(out: Path) -> dict:
+    """The comparison's ``OUT/spec.json`` (FileNotFoundError when ``out`` is not a compare folder)."""
+    spec = read_json(out / "spec.json")
+    if spec is None:
+        raise FileNotFoundError(f"{out / 'spec.json'}: not a `chanmusic compare` output folder")
+    return spec
+
+
+def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
+    """Aggregate every row of ``OUT/spec.json`` over its seeds (see the module docstring)."""
+    out = Path(out)
+    spec = load_spec_json(out)
+    metrics = list(spec["metrics"])
+    results = []
+    for row in spec["rows"]:
+        res = RowResult(row["name"], row.get("label", row["name"]), row.get("section", "main"), "not run",
+                        paper=dict(row.get("paper") or {}), seeds_total=len(spec["seeds"]))
+        per: dict[bool, dict[str, dict[int, dict]]] = {False: {}, True: {}}
+        r_of: dict[int, int] = {}
+        states, errors = [], []
+        for seed in spec["seeds"]:
+            for control in ((False, True) if row.get("control", True) else (False,)):
+                d = out / "runs" / row["name"] / f"seed{seed}{'-control' if control else ''}"
+                st = read_json(d / "status.json")
+                state = (st or {}).get("status", "not run" if not d.exists() else "running")
+                states.append(state)
+                if state == "failed":
+                    step = (st or {}).get("failed_step")
+                    errors.append(f"{'control ' if control else ''}seed{seed}{' ' + step if step else ''}: "
+                                  f"{(st or {}).get('error') or 'failed'}")
+                if state in ("running", "not run"):
+                    continue
+                if not control:
+                    res.run_dirs.append(d)
+                    if state == "done":
+                        res.seeds_done += 1
+                m = run_metrics(d, st)
+                if not control:
+                    r_of[seed] = run_repeats(d)
+                for k, v in m.items():
+                    per[control].setdefault(k, {})[seed] = v
+        if states and all(s == "done" for s in states):
+            res.status = "done"
+        elif any(s == "failed" for s in states):
+            res.status = "partial" if per[False] else "failed"
+        elif any(s == "running" for s in states):
+            res.status = "incomplete"
+        elif any(s == "done" for s in states):
+            res.status = "incomplete"
+        res.error = errors[0] if errors else None
+        if len(errors) > 1:
+            res.notes.append(f"{len(errors)} runs failed")
+        names = metrics + sorted(k for k in per[False] if k not in metrics)
+        for k in names:
+            res.cells[k] = _cell(k, per[False].get(k, {}), per[True].get(k, {}), r_of, res.paper.get(k))
+        results.append(res)
+    return spec, results
+
+
+def _cell(metric: str, music: dict[int, dict], control: dict[int, dict], r_of: dict[int, int],
+          paper: float | None) -> Cell:
+    c = Cell(metric, paper=paper)
+    if not music:
+        return c
+    seeds = sorted(music)
+    first = music[seeds[0]]
+    c.n, c.chance = first.get("n"), first.get("chance")
+    r = {s: _r_for(metric, music[s], r_of.get(s, DEFAULT_REPEATS)) for s in seeds}
+    if len(seeds) >= 2:
+        s = seed_summary([music[x]["mean"] for x in seeds])
+    else:
+        s = within_run_summary(first["mean"], first.get("std") or 0.0, r[seeds[0]])
+    c.mean, c.std, c.ci, c.ci_kind, c.k = s["mean"], s["std"], s["ci"], s["ci_kind"], s["k"]
+    if control:
+        cs = sorted(control)
+        if len(cs) >= 2:
+            cc = seed_summary([control[x]["mean"] for x in cs])
+        else:
+            cc = within_run_summary(control[cs[0]]["mean"], control[cs[0]].get("std") or 0.0,
+                                    _r_for(metric, control[cs[0]], r_of.get(cs[0], DEFAULT_REPEATS)))
+        c.control, c.control_std, c.control_ci = cc["mean"], cc["std"], cc["ci"]
+        g = gain_summary(music, control, r)
+        if g:
+            c.gain, c.gain_ci, c.gain_ci_kind = g["gain"], g["ci"], g["ci_kind"]
+    return c
+
+
+def sections(spec: dict, results: list[RowResult]) -> tuple[list[RowResult], list[RowResult]]:
+    """(main rows, ablation rows); the ablation table starts with the reference row when there is one."""
+    main = [r for r in results if r.section == "main"]
+    abl = [r for r in results if r.section == "ablation"]
+    ref = next((r for r in results if r.name == spec.get("reference_row")), None)
+    if abl and ref is not None:
+        abl = [ref] + abl
+    return main, abl
+
+
+def detect_random_models(out: Path, spec: dict) -> dict[str, bool]:
+    """Was CLAP random (cache manifest ``clap_is_random``)? AudioLDM random (prediction manifests)? Demo data?"""
+    import yaml
+
+    flags = {"clap": False, "audioldm": False, "demo": bool(spec.get("profile", {}).get("demo_data"))}
+    caches: set[Path] = set((out / "cache").glob("*/manifest.json"))
+    for cfg in list((out / "runs").glob("*/seed*/*/config.yaml"))[:50]:
+        try:
+            c = yaml.safe_load(cfg.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        data = c.get("data") or {}
+        if data.get("cache_dir"):
+            caches |= set(Path(data["cache_dir"]).glob("*/manifest.json"))
+        if data.get("clap") and str(data["clap"]).startswith("tiny-random"):
+            flags["clap"] = True
+        if data.get("root") and (Path(data["root"]) / "chanmusic_demo.json").exists():
+            flags["demo"] = True
+    for m in caches:
+        man = read_json(m) or {}
+        if man.get("clap_is_random"):
+            flags["clap"] = True
+    for man in find_manifests(out):
+        meta = man.get("meta") or {}
+        if any(meta.get(k) for k in ("audioldm_is_random", "generator_is_random", "is_random")):
+            flags["audioldm"] = True
+        if meta.get("clap_is_random"):
+            flags["clap"] = True
+    return flags

@@ -1,0 +1,144 @@
+"""The results table as text: cells of each line, Markdown (``results.md``), CSV (``results.csv``), and its notes.
+
+:func:`table_lines` is the one layout (chance line; per row: ours, no-music control, gain over control, paper);
+Markdown and the HTML page (:mod:`chanmusic.report.html`) both render it.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from chanmusic.report.rows import Cell, RowResult
+
+
+def _f(x: float | None, sign: bool = False) -> str:
+    if x is None or not np.isfinite(x):
+        return "—"
+    return f"{x:+.3f}" if sign else f"{x:.3f}"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else ""
+
+
+def status_text(r: RowResult) -> str:
+    """The status column: ``done (k/K seeds)``, ``not run``, ``incomplete ...``, or ``failed: <error>``."""
+    s = {"done": f"done ({r.seeds_done}/{r.seeds_total} seeds)", "not run": "not run",
+         "incomplete": "incomplete (running or killed)"}.get(r.status, r.status)
+    if r.status in ("failed", "partial") and r.error:
+        s += f": {r.error}"
+    return s
+
+
+def chance_of(results: list[RowResult], metric: str) -> float | None:
+    """The first chance level any row reports for ``metric``."""
+    for r in results:
+        c = r.cells.get(metric)
+        if c and c.chance is not None:
+            return c.chance
+    return None
+
+
+def table_lines(results: list[RowResult], metrics: list[str]) -> list[list[str]]:
+    """Rows of the results table as cells: [model, line, status, *metrics]."""
+    lines = [["chance", "", ""] + [_f(chance_of(results, m)) for m in metrics]]
+    for r in results:
+        failed = r.status == "failed" or r.status == "not run"
+        ours = []
+        for m in metrics:
+            c = r.cells.get(m)
+            if failed:
+                ours.append("failed" if r.status == "failed" else "not run")
+            elif c is None or c.mean is None:
+                ours.append("—")
+            else:
+                ours.append(f"{_f(c.mean)} ± {_f(c.std)}{_ci(c.ci)}" + ("†" if c.k == 1 and c.ci_kind.startswith("within") else ""))
+        lines.append([r.label, "ours", status_text(r)] + ours)
+        if any(r.cells.get(m) and r.cells[m].control is not None for m in metrics):
+            lines.append(["", "no-music control", ""] + [
+                f"{_f(r.cells[m].control)} ± {_f(r.cells[m].control_std)}" if r.cells.get(m) and r.cells[m].control is not None
+                else "—" for m in metrics])
+            lines.append(["", "gain over control", ""] + [
+                f"{_f(r.cells[m].gain, True)}{_ci(r.cells[m].gain_ci)}" if r.cells.get(m) and r.cells[m].gain is not None
+                else "—" for m in metrics])
+        if r.paper:
+            lines.append(["", "paper", ""] + [_f(r.paper.get(m)) if m in r.paper else "" for m in metrics])
+    return lines
+
+
+def markdown_table(results: list[RowResult], metrics: list[str]) -> str:
+    """:func:`table_lines` as a Markdown table (gains in bold)."""
+    head = ["model", "", "status"] + metrics
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cells in table_lines(results, metrics):
+        cells = [cells[0] if cells[0] != "chance" else "*chance*"] + cells[1:]
+        if cells[1] == "gain over control":
+            cells = cells[:3] + [f"**{x}**" if x not in ("—", "") else x for x in cells[3:]]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(out)
+
+
+def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) -> list[str]:
+    """The notes under the table (Markdown inline: ``**bold**`` and ``code``)."""
+    k = len(spec["seeds"])
+    out = [
+        f"Profile **{spec['profile_name']}**: {' '.join(str(spec['profile'].get('description', '')).split())}",
+        f"Cells: mean ± std over {k} seed(s) [95% CI, t-distribution over seeds]. "
+        + ("† one seed: std and CI are the run's own spread over its repeated distractor draws (r per run, "
+           "default 10; over test items for non-identification metrics) — NOT seed-to-seed variability. "
+           if any(c.k == 1 and c.ci_kind.startswith("within") for r in results for c in r.cells.values()) else ""),
+        "no-music control: the same EEG with each window's music target taken from later in the same song "
+        "(`--data.control shift`): recording fingerprints kept, the music pairing broken. Only the gain over it is "
+        "evidence that the model reads the music. Gain CIs are paired by seed (one seed: within-run).",
+        "id50 / song14 / genre10 / within_song: identification in the aligned space (genre10 = label-based "
+        "10-genre identification); genre_agreement: the paper's genre score (a genre classifier agrees on "
+        "generated vs true audio). paper: the authors' reported numbers (" + (spec.get("paper_source") or "") + ").",
+    ]
+    if random_models.get("clap"):
+        out.append("**The CLAP model was a tiny RANDOMLY INITIALISED network** (no pretrained weights offline): "
+                   "the numbers show the pipeline learning above chance on this data, not real CLAP-space results.")
+    if random_models.get("audioldm"):
+        out.append("**The audio generator was a tiny RANDOMLY INITIALISED AudioLDM**: reconstructed clips are noise-like "
+                   "and clap_score / ssim / psnr measure the pipeline, not reconstruction quality.")
+    if random_models.get("demo"):
+        out.append("**Data: synthetic NMED-T-format demo data** (datamodules.synthetic), not the real recordings.")
+    flat = flat_metrics(results)
+    if flat:
+        out.append(f"**{', '.join(flat)}: the same for every row** (to 0.1 %, the audio oracle included): the generator's "
+                   "output does not depend on its conditioning here, so these columns cannot rank the encoders.")
+    return out
+
+
+def flat_metrics(results: list[RowResult], metrics: Sequence[str] = ("clap_score", "ssim", "psnr"),
+                 rel: float = 1e-3) -> list[str]:
+    """Generated-audio metrics whose row means agree to ``rel`` across ≥ 3 rows (a generator that ignores the
+    conditioning gives every row, the oracle included, the same score)."""
+    flat = []
+    for m in metrics:
+        v = [r.cells[m].mean for r in results if r.cells.get(m) is not None and r.cells[m].mean is not None]
+        if len(v) >= 3 and max(v) - min(v) <= rel * max(1.0, abs(float(np.mean(v)))):
+            flat.append(m)
+    return flat
+
+
+def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
+    """``results.csv``: one line per row × metric with every number of its cell."""
+    cols = ["section", "row", "label", "status", "error", "metric", "mean", "std", "ci_low", "ci_high", "ci_kind",
+            "seeds", "n", "chance", "control_mean", "control_std", "gain", "gain_ci_low", "gain_ci_high",
+            "gain_ci_kind", "paper"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in results:
+            names = metrics + [m for m in r.cells if m not in metrics]
+            for m in names:
+                c = r.cells.get(m) or Cell(m, paper=r.paper.get(m))
+                num = lambda x: "" if x is None else f"{x:.6g}"  # noqa: E731
+                w.writerow([r.section, r.name, r.label, r.status, r.error or "", m, num(c.mean), num(c.std),
+                            num(c.ci[0] if c.ci else None), num(c.ci[1] if c.ci else None), c.ci_kind, c.k,
+                            "" if c.n is None else c.n, num(c.chance), num(c.control), num(c.control_std),
+                            num(c.gain), num(c.gain_ci[0] if c.gain_ci else None),
+                            num(c.gain_ci[1] if c.gain_ci else None), c.gain_ci_kind, num(c.paper)])

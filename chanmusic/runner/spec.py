@@ -1,0 +1,150 @@
+"""The comparison spec: ``experiments/paper.yaml`` read into :class:`Spec` (rows, ablations, one resolved profile).
+
+A spec file lists ``rows`` (the main table) and ``ablations``, each a :class:`Row` (a YAML list of configs run
+as one kind of step), plus ``profiles`` (``quick``, ``full``: seeds, base configs, settings written after the
+configs). :func:`load_spec` resolves one profile (``{out}`` becomes the output folder); :func:`deep_merge` is
+the merge rule for every settings layer of the runner.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+DEFAULT_SPEC = EXPERIMENTS / "paper.yaml"
+# the Lightning entry points each kind of step runs, in order
+STEP_COMMANDS = {"pretrain": ("fit",), "align": ("fit", "test"), "reconstruct": ("test", "predict")}
+
+
+@dataclass
+class Row:
+    name: str
+    label: str
+    configs: list[str]
+    section: str = "main"                     # "main" or "ablation"
+    kind: str = "align"                       # "align" (fit + test) or "reconstruct" (test + predict, no training)
+    pretrain: list[str] | None = None
+    args: list[str] = field(default_factory=list)
+    reconstruct: bool | None = None           # None: the profile's default
+    control: bool = True
+    interpret: bool = True
+    paper: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict, section: str) -> "Row":
+        if "name" not in d or "configs" not in d:
+            raise ValueError(f"spec: every row needs name and configs, got {d}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", d["name"]):
+            raise ValueError(f"spec: row name {d['name']!r} must be a plain folder name")
+        kind = d.get("kind", "align")
+        if kind not in STEP_COMMANDS or kind == "pretrain":
+            raise ValueError(f"spec: row {d['name']}: kind must be align or reconstruct, got {kind!r}")
+        return cls(name=d["name"], label=d.get("label", d["name"]), configs=list(d["configs"]), section=section, kind=kind,
+                   pretrain=list(d["pretrain"]) if d.get("pretrain") else None,
+                   args=[str(a) for a in d.get("args", [])], reconstruct=d.get("reconstruct"),
+                   control=bool(d.get("control", True)), interpret=bool(d.get("interpret", True)),
+                   paper={k: float(v) for k, v in (d.get("paper") or {}).items()})
+
+
+@dataclass
+class Spec:
+    """The resolved comparison: rows + ablations, the chosen profile, paths. JSON-serialisable."""
+
+    path: str
+    title: str
+    config_root: str
+    profile_name: str
+    profile: dict[str, Any]
+    rows: list[Row]
+    metrics: list[str]
+    plot_metrics: list[str]
+    ablation_metrics: list[str]
+    pretrain_arg: str
+    reconstruct: dict[str, Any] | None
+    reference_row: str | None
+    seeds: list[int]
+    paper_source: str = ""
+    extra_args: list[str] = field(default_factory=list)
+    row_order: list[str] = field(default_factory=list)   # every row of the spec file, in order
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d["rows"] = [r.__dict__ for r in self.rows]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Spec":
+        d = dict(d)
+        d["rows"] = [Row(**r) for r in d["rows"]]
+        return cls(**d)
+
+    def row(self, name: str) -> Row:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def config_path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.config_root) / p
+
+
+def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list[str] | None = None,
+              seeds: int | None = None, out: Path | None = None, extra_args: list[str] | None = None) -> Spec:
+    """Read the spec YAML and resolve one profile (``{out}`` in profile strings becomes the output folder)."""
+    path = Path(path).resolve()
+    raw = yaml.safe_load(path.read_text())
+    profiles = raw.get("profiles") or {}
+    if profile not in profiles:
+        raise ValueError(f"{path}: no profile {profile!r} (has {sorted(profiles)})")
+    prof = _substitute(copy.deepcopy(profiles[profile]), {"out": str(out.resolve()) if out else "OUT"})
+    all_rows = [Row.from_dict(d, "main") for d in raw.get("rows", [])] + \
+               [Row.from_dict(d, "ablation") for d in raw.get("ablations", [])]
+    names = [r.name for r in all_rows]
+    order = list(names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: duplicate row names {sorted({n for n in names if names.count(n) > 1})}")
+    if rows:
+        unknown = [r for r in rows if r not in names]
+        if unknown:
+            raise ValueError(f"--rows: unknown {unknown}; the spec has {names}")
+        all_rows = [r for r in all_rows if r.name in rows]
+    n_seeds = int(seeds if seeds is not None else prof.get("seeds", 1))
+    if n_seeds < 1:
+        raise ValueError("--seeds must be at least 1")
+    metrics = list(raw.get("metrics", ["id50", "song14", "genre10", "within_song"]))
+    return Spec(
+        path=str(path), title=raw.get("title", "comparison"),
+        config_root=str((path.parent / raw.get("config_root", ".")).resolve()),
+        profile_name=profile, profile=prof, rows=all_rows, metrics=metrics,
+        plot_metrics=list(raw.get("plot_metrics", metrics)), ablation_metrics=list(raw.get("ablation_metrics", metrics)),
+        pretrain_arg=raw.get("pretrain_arg", "model.init_args.init_encoder_from"),
+        reconstruct=raw.get("reconstruct"), reference_row=raw.get("reference_row"),
+        seeds=list(range(n_seeds)), paper_source=raw.get("paper_source", ""), extra_args=list(extra_args or []),
+        row_order=order,
+    )
+
+
+def _substitute(obj: Any, values: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        for k, v in values.items():
+            obj = obj.replace("{" + k + "}", v)
+        return obj
+    if isinstance(obj, dict):
+        return {k: _substitute(v, values) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_substitute(v, values) for v in obj]
+    return obj
+
+
+def deep_merge(a: dict, b: dict) -> dict:
+    """``b`` over ``a``, recursively for dicts (lists and scalars replaced)."""
+    out = copy.deepcopy(a)
+    for k, v in (b or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out

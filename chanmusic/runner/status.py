@@ -1,0 +1,112 @@
+"""What the runner records in ``OUT``: each run's ``status.json``, ``OUT/spec.json``, and the lines it prints.
+
+``status.json`` (one per run folder and per shared pretraining) says ``running``, ``done`` or ``failed`` (with
+the error and the step that failed), each step's result (checkpoint, ``metrics.json`` path, seconds, CPU
+seconds, the equivalent ``chanmusic`` command lines) and the run's merged metrics. It is written atomically;
+a half-written one (the runner was killed) reads as missing. ``chanmusic report`` reads these files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chanmusic.runner.plan import RunPlan
+from chanmusic.runner.spec import Spec
+
+STATUS = "status.json"
+
+
+def read_status(d: Path) -> dict | None:
+    p = Path(d) / STATUS
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # a status half-written when the runner was killed: treat as missing
+
+
+def write_status(d: Path, status: dict) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / (STATUS + ".tmp")
+    tmp.write_text(json.dumps(status, indent=2, default=str))
+    os.replace(tmp, d / STATUS)
+
+
+def read_json(p: Path) -> dict | None:
+    """A JSON file's content, or ``None`` when it is missing or not (yet) valid JSON."""
+    try:
+        return json.loads(Path(p).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (the time stamps in status and log files)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def first_line(text: str) -> str:
+    for line in str(text).strip().splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return "unknown error"
+
+
+def error_from_log(log: Path, rc: int | None) -> str:
+    """The most telling line of a crashed worker's log: the last exception line, else the last line."""
+    try:
+        lines = [l.rstrip() for l in log.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        lines = []
+    exc = [l for l in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", l)]
+    if exc:
+        return exc[-1][:300]
+    tail = lines[-1][:300] if lines else ""
+    return f"worker exited with code {rc}" + (f": {tail}" if tail else "")
+
+
+def step_outputs_exist(res: dict) -> bool:
+    """Whether the files a finished step's result names (metrics, checkpoint) are still there."""
+    return all(Path(res[k]).is_file() for k in ("metrics", "checkpoint") if res.get(k))
+
+
+def merged_metrics(status: dict) -> dict:
+    """Union of the steps' metrics.json (later steps win), as stored in a run's status."""
+    merged: dict = {}
+    for name in ("align", "reconstruct"):
+        res = (status.get("steps") or {}).get(name) or {}
+        if res.get("status") == "done" and res.get("metrics"):
+            m = read_json(Path(res["metrics"]))
+            if m:
+                merged.update({k: v for k, v in m.items() if isinstance(v, dict) and "mean" in v})
+    return merged
+
+
+def progress_line(i: int, n: int, plan: RunPlan, st: dict, dt: float, total: float) -> str:
+    m = st.get("metrics") or {}
+    what = " ".join(f"{k} {m[k]['mean']:.3f}" for k in ("id50", "song14", "within_song", "clap_score") if k in m)
+    if st.get("skipped"):
+        state = "done earlier, skipped" + (f" ({st['note']})" if st.get("note") else "")
+    elif st["status"] == "done":
+        state = f"done in {dt:.0f} s (cpu {st.get('cpu_s') or 0:.0f} s)"
+    else:
+        state = f"FAILED ({st.get('failed_step')}) in {dt:.0f} s: {st.get('error')}"
+    return f"[compare] ({i}/{n}) {plan.label}: {state}{' — ' + what if what else ''}  [{total / 60:.1f} min]"
+
+
+def save_spec(spec: Spec, out: Path) -> None:
+    """OUT/spec.json: merged with an earlier one so rows run by earlier calls (other --rows) stay listed."""
+    path = out / "spec.json"
+    d = spec.to_json()
+    old = read_json(path)
+    if old and old.get("profile_name") == spec.profile_name:
+        names = {r["name"] for r in d["rows"]}
+        rank = {n: i for i, n in enumerate(spec.row_order)}
+        rows = d["rows"] + [r for r in old.get("rows", []) if r["name"] not in names]
+        d["rows"] = sorted(rows, key=lambda r: rank.get(r["name"], len(rank)))
+        d["seeds"] = sorted(set(d["seeds"]) | set(old.get("seeds", [])))
+    path.write_text(json.dumps(d, indent=2, default=str))

@@ -1,0 +1,114 @@
+"""The worker: one step of a comparison run, in-process, in the subprocess the runner starts.
+
+    python -m chanmusic.runner.worker --worker STEPDIR/job.json
+
+It builds one ``LightningCLI`` the way ``chanmusic fit|test|predict`` does (so the libraries are imported once
+per step) and runs the job's commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint
+selected on validation (:func:`chanmusic.evaluation.runs.selected_checkpoint`, the run loader's writer side).
+It writes ``fit_done.json`` once ``fit`` has finished (a resumed step skips it) and ``result.json`` (status,
+checkpoint, metrics path, the equivalent ``chanmusic`` command lines, the error).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from chanmusic.runner.plan import cli_command
+from chanmusic.runner.spec import EXPERIMENTS
+from chanmusic.runner.status import first_line, now, read_json
+
+
+def worker(job_path: str) -> int:
+    """Inside the subprocess: one LightningCLI (as ``chanmusic fit|test|predict`` builds it) running the job's
+    commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint selected on validation."""
+    import warnings
+
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    job = json.loads(Path(job_path).read_text())
+    d = Path(job["dir"])
+    result: dict[str, Any] = {"status": "failed"}
+    try:
+        from chanmusic import cli as cli_mod
+        from chanmusic.evaluation.runs import selected_checkpoint
+
+        if hasattr(cli_mod, "_setup_logging"):
+            cli_mod._setup_logging()
+        args = [x for c in job["configs"] for x in ("--config", c)] + list(job["args"])
+        sys.argv = [sys.argv[0]]  # LightningCLI gets its arguments from `args` only
+        cli = cli_mod.lightning_main(args, run=False)
+        trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+        configs = [Path(c) for c in job["configs"]]
+        todo = list(job.get("commands", ["fit", "test"]))
+        commands, best = [], None
+        if "fit" in todo:
+            commands.append(cli_command("fit", configs, job["args"]))
+            fit_done = read_json(d / "fit_done.json")
+            if fit_done and fit_done.get("checkpoint") and Path(fit_done["checkpoint"]).is_file():
+                best = fit_done["checkpoint"]
+            else:
+                trainer.fit(model, datamodule=dm, ckpt_path=job.get("resume"))
+                best = selected_checkpoint(trainer, d)
+                (d / "fit_done.json").write_text(json.dumps({"checkpoint": best, "time": now()}))
+            result["checkpoint"] = best
+        ckpt_args = ["--ckpt_path", best] if best else []
+        if "test" in todo:
+            commands.append(cli_command("test", configs, job["args"] + ckpt_args))
+            trainer.test(model, datamodule=dm, ckpt_path=best)
+            metrics = Path(trainer.log_dir or d) / "metrics.json"
+            if not metrics.is_file():
+                raise RuntimeError(f"test wrote no metrics.json in {metrics.parent}")
+            result["metrics"] = str(metrics)
+        if "predict" in todo:
+            extra = reuse_ridge(model, Path(trainer.log_dir or d))
+            commands.append(cli_command("predict", configs, job["args"] + ckpt_args + extra))
+            trainer.predict(model, datamodule=dm, ckpt_path=best, return_predictions=False)
+        result.update(status="done", commands=commands)
+        rc = 0
+    except BaseException as e:  # noqa: BLE001 - the runner wants every failure as a result
+        traceback.print_exc()
+        result.update(status="failed", error=first_line(f"{type(e).__name__}: {e}") + _where(e))
+        rc = 1
+    (d / "result.json").write_text(json.dumps(result, indent=2))
+    return rc
+
+
+def _where(e: BaseException) -> str:
+    """`` (at chanmusic/x.py:12 in f)``: the innermost frame of this repository's code in the traceback, the
+    runner's own files (this package) aside."""
+    root = EXPERIMENTS.parent.resolve()
+    runner = Path(__file__).resolve().parent
+    here = None
+    for fr in traceback.extract_tb(e.__traceback__):
+        if fr.filename.startswith("<"):
+            continue
+        p = Path(fr.filename).resolve()
+        if root in p.parents and ".venv" not in p.parts and p.parent != runner:
+            here = f" (at {p.relative_to(root).as_posix()}:{fr.lineno} in {fr.name})"
+    return here or ""
+
+
+def reuse_ridge(model, log_dir: Path) -> list[str]:
+    """The reconstruction stage fits its ridge adapter at the start of test *and* of predict; when test has saved
+    one (``ridge.safetensors``), predict loads it instead — what ``--model.init_args.ridge_path`` does."""
+    hp = getattr(model, "hparams", None)
+    ridge = log_dir / "ridge.safetensors"
+    if hp is None or "ridge_path" not in hp or hp.get("ridge_path") or not ridge.is_file():
+        return []
+    hp["ridge_path"] = str(ridge)
+    return ["--model.init_args.ridge_path", str(ridge)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``--worker JOB``: run the step that ``JOB`` (its ``job.json``) describes; the exit code is the step's."""
+    p = argparse.ArgumentParser(prog="python -m chanmusic.runner.worker",
+                                description="Run one step of a `chanmusic compare` run (started by the runner).")
+    p.add_argument("--worker", required=True, metavar="JOB", help="the step's job.json")
+    sys.exit(worker(p.parse_args(argv).worker))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The song audio: finding ``songNN.wav`` (or .flac/.ogg/.mp3) in the audio folder, its length, reading it
+as mono float32 (optionally resampled) and checking that it covers the EEG it must explain."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..resample import resample
+from .recording import NMEDFormatError, Recording
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")  # preference order
+
+
+def audio_path(audio_root: str | Path, stimulus: int) -> Path:
+    """The audio file of stimulus ``songNN`` in ``audio_root`` (``.wav`` > ``.flac`` > ``.ogg`` > ``.mp3``)."""
+    audio_root = Path(audio_root).expanduser()
+    stimulus = int(stimulus)
+    expected = " | ".join(f"song{stimulus}{ext}" for ext in AUDIO_EXTENSIONS)
+    if not audio_root.is_dir():
+        raise NMEDFormatError(
+            f"audio folder {audio_root} does not exist: put the song audio there as {expected} "
+            "(NMED-T's audio is not in the release — bring your own copies), or set --data.audio_root"
+        )
+    by_name = {p.name.lower(): p for p in audio_root.iterdir() if p.is_file()}
+    for ext in AUDIO_EXTENSIONS:
+        p = by_name.get(f"song{stimulus}{ext}")
+        if p is not None:
+            return p
+    raise NMEDFormatError(
+        f"no audio for stimulus {stimulus} in {audio_root}: expected {expected} "
+        "(NN = the release's song number; NMED-T's audio is not in the release — bring your own copies)"
+    )
+
+
+def audio_duration(path: str | Path) -> float:
+    """Length of an audio file in seconds, read from its header where possible."""
+    path = Path(path)
+    if not path.is_file():
+        raise NMEDFormatError(f"audio file {path} does not exist")
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(path))
+        if info.frames > 0 and info.samplerate > 0:
+            return info.frames / float(info.samplerate)
+    except Exception:
+        pass
+    try:
+        import librosa
+
+        with warnings.catch_warnings():  # librosa warns when it falls back to audioread
+            warnings.simplefilter("ignore")
+            return float(librosa.get_duration(path=str(path)))
+    except Exception as e:
+        raise NMEDFormatError(
+            f"{path}: cannot read this audio file ({type(e).__name__}: {e}); convert it to WAV or FLAC"
+        ) from e
+
+
+def read_audio(audio_root: str | Path, stimulus: int, target_sr: int | None = None
+               ) -> tuple[np.ndarray, int]:
+    """Mono float32 audio of stimulus ``songNN`` from sample 0 (= EEG sample 0), and its rate.
+
+    Multi-channel files are averaged to mono; ``target_sr`` resamples (:func:`datamodules.resample.resample`).
+    """
+    path = audio_path(audio_root, stimulus)
+    audio: np.ndarray | None = None
+    sr = 0
+    try:
+        import soundfile as sf
+
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        audio = data.mean(axis=1)
+    except Exception:
+        audio = None
+    if audio is None:
+        try:
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                audio, sr = librosa.load(str(path), sr=None, mono=True)
+        except Exception as e:
+            raise NMEDFormatError(
+                f"{path}: cannot decode this audio file ({type(e).__name__}: {e}); convert it to WAV or FLAC"
+            ) from e
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size == 0:
+        raise NMEDFormatError(f"{path}: the audio file holds no samples")
+    if not np.isfinite(audio).all():
+        raise NMEDFormatError(f"{path}: the audio holds {int((~np.isfinite(audio)).sum())} NaN/Inf samples")
+    sr = int(sr)
+    if target_sr is not None and int(target_sr) != sr:
+        audio = resample(audio, sr, int(target_sr))
+        sr = int(target_sr)
+    return audio, sr
+
+
+def check_audio_covers(recording: Recording, audio_len_s: float | None = None, *,
+                       audio_root: str | Path | None = None, tolerance_s: float = 0.0) -> float:
+    """Raise unless the stimulus audio lasts at least as long as ``recording``'s EEG; return its length.
+
+    Give the audio length directly (``audio_len_s``) or let it be read from ``audio_root``
+    (``audio_path`` + :func:`audio_duration`). Audio sample 0 is aligned to EEG sample 0, so audio
+    shorter than the EEG would leave EEG without a stimulus; ``tolerance_s`` accepts a known shortfall.
+    """
+    path: Path | None = None
+    if audio_len_s is None:
+        if audio_root is None:
+            raise TypeError("check_audio_covers needs audio_len_s or audio_root")
+        path = audio_path(audio_root, recording.stimulus)
+        audio_len_s = audio_duration(path)
+    eeg_s = recording.duration_s
+    if audio_len_s + float(tolerance_s) < eeg_s:
+        where = f"audio {path}" if path is not None else f"the audio of stimulus {recording.stimulus}"
+        raise NMEDFormatError(
+            f"{where} lasts {audio_len_s:.3f} s but the EEG it must explain ({recording.source}, "
+            f"participant {recording.subject}) lasts {eeg_s:.3f} s; audio sample 0 is aligned to EEG "
+            "sample 0, so use the full-length track (not a preview or trimmed copy)"
+        )
+    return float(audio_len_s)
+

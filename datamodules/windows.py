@@ -1,0 +1,96 @@
+"""The torch ``Dataset`` of prepared windows: EEG windows sliced from the memmapped cache with their CLAP
+targets, mels and ids, a whole batch gathered in one read (:class:`WindowDataset`, :func:`collate_batch`)."""
+from __future__ import annotations
+
+from collections.abc import Sequence as SequenceABC
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.cache import PreparedCache
+from datamodules.songs import genre_index
+
+
+class WindowDataset(Dataset):
+    """EEG windows sliced from the memmapped cache; one dict per window (DESIGN.md batch contract)."""
+
+    def __init__(self, cache: PreparedCache, rows: np.ndarray, music_of_row: np.ndarray, clap: np.ndarray):
+        self.path = cache.path
+        self.shape = tuple(cache.manifest["eeg_shape"])
+        self.rows = np.asarray(rows, dtype=np.int64)
+        seg = cache.segments[self.rows]
+        offsets = np.array([r["offset"] for r in cache.recordings], dtype=np.int64)
+        self.begin = offsets[seg[:, 0]] + seg[:, 3]
+        self.length = int(seg[0, 4]) if len(seg) else 0
+        self.subject, self.song = seg[:, 1], seg[:, 2]
+        self.music = music_of_row[self.rows]
+        self.music_table = cache.music
+        self.clap = clap
+        self.mel = cache.mel
+        self.genre = np.array([genre_index(int(s)) for s in self.song], dtype=np.int64)
+        self._eeg: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> "PrebatchedItems":
+        """A whole batch in one gather from the memmap (the DataLoader's fetcher calls this with a batch's
+        indices). Returns the items (views into the batch), carrying the batch dict itself for
+        :func:`collate_batch`; any other collate function sees ordinary per-item dicts."""
+        return PrebatchedItems(self._batch(indices))
+
+    def _batch(self, indices: Sequence[int]) -> dict[str, Any]:
+        """DESIGN.md's batch dict for ``indices``."""
+        if self._eeg is None:  # opened lazily: one memmap handle per worker process
+            self._eeg = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=self.shape)
+        idx = np.asarray(indices, dtype=np.int64)
+        # [B, L, C] in one fancy-indexed read, then channel-major [B, C, L]
+        eeg = self._eeg[self.begin[idx, None] + np.arange(self.length)[None, :]]
+        eeg = torch.from_numpy(np.ascontiguousarray(eeg.transpose(0, 2, 1)))
+        m = self.music[idx]
+        order = np.argsort(m, kind="stable")  # memmapped mel: read in ascending order
+        mel = np.empty((len(m),) + self.mel.shape[1:], dtype=np.float32)
+        mel[order] = self.mel[m[order]]
+        long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+        return {
+            "eeg": eeg,
+            "clap": torch.from_numpy(np.ascontiguousarray(self.clap[m], dtype=np.float32)),
+            "mel": torch.from_numpy(mel),
+            "song": long(self.song[idx]),
+            "genre": long(self.genre[idx]),
+            "subject": long(self.subject[idx]),
+            "segment": long(self.rows[idx]),
+            "music": long(m),
+            "stimulus": long(self.music_table[m, 0]),
+            "start": long(self.music_table[m, 1]),
+            "length": long(self.music_table[m, 2]),
+            "channel_mask": torch.ones(eeg.shape[0], eeg.shape[1], dtype=torch.bool),
+        }
+
+
+class PrebatchedItems(SequenceABC):
+    """A batch's items as a sequence of per-item dicts (views, built only when asked for) that also
+    carries the batch dict itself, so :func:`collate_batch` has nothing to do."""
+
+    def __init__(self, batch: dict[str, Any]):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch["eeg"])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return {k: v[i] for k, v in self.batch.items()}
+
+
+def collate_batch(items: Any) -> dict[str, Any]:
+    """The batch dict of :class:`PrebatchedItems`; ``default_collate`` for anything else."""
+    if isinstance(items, PrebatchedItems):
+        return items.batch
+    return torch.utils.data.default_collate(items)
