@@ -59,7 +59,7 @@ class ClapEmbedder:
       ``music_audioset_epoch_15_esc_90.14.pt``, HTSAT-base). Only unfused checkpoints are supported. The
       architecture is read from the checkpoint (audio width 768 -> HTSAT-tiny, 1024 -> HTSAT-base) unless
       ``amodel`` is given. Only the audio weights are loaded; any missing or unexpected audio key is an error.
-      See :func:`chanmusic.audio.clap_laion._load_trusted_checkpoint` for the ``weights_only`` fallback.
+      Read with :func:`encoders.weights.safe_load` (allow-listed unpickling: no code from the file runs).
     * a local directory or hub id of a transformers CLAP (``ClapModel`` or ``ClapAudioModelWithProjection``
       weights, e.g. ``laion/clap-htsat-unfused`` or ``laion/larger_clap_music``). A local folder without
       ``preprocessor_config.json`` gets the default ``ClapFeatureExtractor`` (48 kHz, 64 mels, 10 s), with a warning.
