@@ -24,6 +24,8 @@ import os
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 DASH = "—"
+#: a missing or unreadable path the user gave: bad input, its message names the path
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 class ChanmusicError(Exception):
@@ -102,8 +104,18 @@ def exit_code(exc: BaseException) -> int:
 
 def format_error(exc: BaseException) -> str:
     """The one line printed for ``exc``: ``chanmusic: error: <file/field>: <what> — <fix>``."""
-    text = exc.line() if isinstance(exc, ChanmusicError) else one_line(str(exc) or type(exc).__name__)
+    text = exc.line() if isinstance(exc, ChanmusicError) else with_dash(one_line(str(exc) or type(exc).__name__))
     return f"chanmusic: error: {text}"
+
+
+def with_dash(text: str) -> str:
+    """Older messages say ``<what>. <Fix>`` or ``<what>: <fix>``: the first sentence break becomes `` — ``."""
+    import re
+
+    if DASH in text:
+        return text
+    return re.sub(r"\.\s+(?=[A-Z(`])|;\s+(?=(?:use|set|pass|run|put|delete|point|check|re-)\b)", f" {DASH} ",
+                  text, count=1)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -136,6 +148,20 @@ def _parse_error_line(exc: BaseException) -> str:
     return f"{where}: {what} {DASH} see `chanmusic <command> --help` for the accepted options and types"
 
 
+def _project_value_error(exc: BaseException) -> bool:
+    """A ``ValueError`` raised by the project's own code (its messages name the setting: the convention before
+    :class:`ChanmusicError`), not by a library."""
+    import traceback
+    from pathlib import Path
+
+    if not isinstance(exc, ValueError) or exc.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    root = Path(__file__).resolve().parents[1]
+    last = Path(frames[-1].filename).resolve() if frames else None
+    return bool(last and root in last.parents and "site-packages" not in last.parts and ".venv" not in last.parts)
+
+
 def error_line(exc: BaseException) -> str:
     """The one line ``chanmusic`` prints for any exception: the project's own error when one is in the chain
     (a stage may wrap it), a parse error's key, else the exception's type and first words."""
@@ -149,6 +175,12 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "chanmusic: error: interrupted"
     text = one_line(str(exc))
+    if isinstance(exc, _PATH_ERRORS):
+        text = with_dash(text)
+        return f"chanmusic: error: {text}" + ("" if DASH in text else f" {DASH} check the path")
+    if _project_value_error(exc):
+        text = with_dash(text)
+        return f"chanmusic: error: {text}" + ("" if DASH in text else f" {DASH} check the setting it names")
     return (f"chanmusic: error: {type(exc).__name__}: {text[:500] or 'no message'} {DASH} unexpected; rerun with "
             f"--debug (or CHANMUSIC_DEBUG=1) for the traceback")
 
@@ -160,7 +192,7 @@ def error_exit_code(exc: BaseException) -> int:
     for e in chain:
         if known_error(e):
             return exit_code(e)
-    if any(_argument_error(e) for e in chain):
+    if any(_argument_error(e) for e in chain) or isinstance(exc, _PATH_ERRORS) or _project_value_error(exc):
         return EXIT_BAD_INPUT
     return 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
 

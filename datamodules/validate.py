@@ -72,10 +72,6 @@ def validate_settings(args: dict[str, Any]) -> None:
     for d in datasets or [None]:
         if d not in ("nmed-t", "nmed-h"):
             raise SettingError("dataset", f"{d!r} is not nmed-t or nmed-h", "pass --data.dataset nmed-t or nmed-h")
-    root = a.get("root")
-    if root is not None and not Path(str(root)).expanduser().is_dir():
-        raise SettingError("root", f"{root} is not a folder",
-                           "point it at the NMED-T / NMED-H release folder (or run `make demo` for demo data)")
     cache_dir = a.get("cache_dir")
     if cache_dir and Path(str(cache_dir)).expanduser().exists() and not Path(str(cache_dir)).expanduser().is_dir():
         raise SettingError("cache_dir", f"{cache_dir} exists and is not a folder", "choose a folder path")

@@ -102,8 +102,9 @@ def _iter_recordings(dataset, sources, wanted_subjects, expected_sfreq, root) ->
         fs = parse_fs(src.label, mat["fs"])
         if expected_sfreq is not None and not np.isclose(fs, float(expected_sfreq)):
             raise NMEDFormatError(
-                f"{src.label}: fs = {fs:g} Hz but {float(expected_sfreq):g} Hz is expected; the release's "
-                "cleaned EEG is at 125 Hz — resample the file or change the expected rate"
+                f"{src.label}: fs = {fs:g} Hz but {float(expected_sfreq):g} Hz is expected (the release's "
+                f"cleaned EEG is at 125 Hz) — resample the file, or pass --data.expected_sfreq {fs:g} if every "
+                "file is at that rate"
             )
         if first_fs is None:
             first_fs = (fs, src.label)
