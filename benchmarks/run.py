@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_cache_integrity import cache_integrity  # noqa: E402
 from benchmarks.bench_encoder_speed import encoder_speed  # noqa: E402
 from benchmarks.bench_loader import loader_throughput  # noqa: E402
 from benchmarks.bench_memory import memory_vs_data_size  # noqa: E402
@@ -38,7 +39,8 @@ from benchmarks.common import DURATION_S, SONGS, SUBJECTS, Benchmark, Context, R
 from benchmarks.results import print_table, results_json, write_results  # noqa: E402
 
 #: run in this order after ``make_sets``; later ones may read ``ctx.facts`` of earlier ones.
-BENCHMARKS: list[Benchmark] = [loader_throughput, train_step_consumption, encoder_speed, memory_vs_data_size]
+BENCHMARKS: list[Benchmark] = [loader_throughput, train_step_consumption, encoder_speed, memory_vs_data_size,
+                               cache_integrity]
 
 
 def _safe(fn: Benchmark, ctx: Context) -> tuple[list[Row], float]:
