@@ -130,6 +130,8 @@ class ChanMusicCLI(LightningCLI):
         cfg = self.config_init[self.subcommand]
         cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
 
+    before_predict = before_test  # predictions of an untrained model are refused the same way
+
 
 def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None:
     """The checkpoint ``test`` loads: a file, ``last`` / ``best`` resolved like ``fit`` does; ``None`` only for a

@@ -417,3 +417,22 @@ def test_report_and_robustness_bad_paths_are_one_line(capsys, tmp_path):
     assert_refused(code, err, "spec.json")
     code, err = run(["robustness", "--ckpt", tmp_path / "nope"], capsys)
     assert_refused(code, err, "nope")
+
+
+def test_missing_nmedh_member_is_counted_not_silent(capsys, tmp_path):
+    import zipfile
+
+    root = write_demo(tmp_path / "h", dataset="nmed-h", seed=0, n_subjects=2, duration_s=8.0, songs=[10])
+    z = root / "CleanEEG_aggregatedByStimulus_rev.zip"
+    with zipfile.ZipFile(z) as src:
+        members = {n: src.read(n) for n in src.namelist()}
+    with zipfile.ZipFile(z, "w") as dst:
+        for n, data in members.items():
+            if not n.endswith("song25_b_Imputed.mat"):
+                dst.writestr(n, data)
+    code, err = run(["prepare", *STAGE, "--data.root", root, "--data.dataset", "nmed-h", "--data.songs", "[10]",
+                     "--data.cache_dir", tmp_path / "cache"], capsys)
+    assert code == 0, err
+    manifest = json.loads(next((tmp_path / "cache").rglob("manifest.json")).read_text())
+    assert manifest["warnings"]["missing_release_files"] == 1
+    assert "CleanEEG_aggregatedByStimulus_rev.zip::song25_b" in err
