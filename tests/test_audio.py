@@ -5,6 +5,7 @@ HTSAT-tiny audio tower (random weights, ~33 M parameters) three times, which is 
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import numpy as np
@@ -253,6 +254,9 @@ def _laion_reference_input(w: np.ndarray, clip_samples: int = 480000) -> dict:
     return {"waveform": t, "longer": torch.tensor([False])}
 
 
+@pytest.mark.laion
+@pytest.mark.skipif(importlib.util.find_spec("laion_clap") is None,
+                    reason="laion-clap not installed: the [laion] extra; `make test-laion` runs this")
 def test_laion_checkpoint(tmp_path, caplog):
     torch.manual_seed(11)
     src, _ = build_laion_clap("HTSAT-tiny")
