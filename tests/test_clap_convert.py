@@ -13,6 +13,7 @@ import chanmusic.audio as A
 import chanmusic.audio.clap as clap_mod
 from chanmusic.audio.clap_convert import LAION_AUDIO_CFG, convert, feature_extractor, laion_to_transformers
 from chanmusic.audio.clap_convert import main as clap_convert_main
+from encoders.weights import safe_load
 
 HAS_LAION = clap_mod.laion_clap_installed()
 
@@ -84,7 +85,7 @@ def tiny_laion(tmp_path_factory):
         model.audio_model.audio_encoder.batch_norm.running_mean.normal_()
         model.audio_model.audio_encoder.batch_norm.running_var.uniform_(0.5, 2.0)
     path = tmp_path_factory.mktemp("laion") / "tiny_laion.pt"
-    torch.save({"state_dict": {"module." + k: v for k, v in _laion_layout(model).items()}, "epoch": 3}, path)
+    torch.save({"state_dict": {"module." + k: v for k, v in _laion_layout(model).items()}, "epoch": np.float64(3.0)}, path)  # a numpy scalar, as in official files
     return path, model
 
 
@@ -101,7 +102,7 @@ def _reference(model, clips: np.ndarray) -> torch.Tensor:
 
 def test_architecture_read_from_shapes(tiny_laion):
     path, model = tiny_laion
-    sd = {k[len("module."):]: v for k, v in torch.load(path, weights_only=True)["state_dict"].items()}
+    sd = {k[len("module."):]: v for k, v in safe_load(path)["state_dict"].items()}
     cfg, mapped = laion_to_transformers(sd)
     assert cfg["depths"] == [1, 2, 1, 1] and cfg["num_attention_heads"] == [1, 2, 2, 4]
     assert (cfg["hidden_size"], cfg["patch_embeds_hidden_size"], cfg["window_size"]) == (128, 16, 8)
@@ -127,7 +128,7 @@ def test_pt_file_without_laion_clap(tiny_laion, monkeypatch, tmp_path):
 
 def test_conversion_is_strict(tiny_laion, tmp_path, capsys):
     path, _ = tiny_laion
-    sd = {k[len("module."):]: v for k, v in torch.load(path, weights_only=True)["state_dict"].items()}
+    sd = {k[len("module."):]: v for k, v in safe_load(path)["state_dict"].items()}
 
     def write(d, name):
         torch.save({"state_dict": d}, tmp_path / name)

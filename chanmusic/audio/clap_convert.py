@@ -171,9 +171,10 @@ def build_transformers_clap(sd: Mapping[str, torch.Tensor], source: str = "check
 
 def read_laion_audio(path: Path) -> dict[str, torch.Tensor]:
     """The CLAP audio weights of the laion-clap file ``path`` (the same reading as the laion-clap backend)."""
-    from chanmusic.audio.clap_laion import _load_trusted_checkpoint, laion_audio_state_dict
+    from chanmusic.audio.clap_laion import laion_audio_state_dict
+    from encoders.weights import safe_load
 
-    return laion_audio_state_dict(_load_trusted_checkpoint(path))
+    return laion_audio_state_dict(safe_load(path))
 
 
 def load_laion_as_transformers(path: Path):
