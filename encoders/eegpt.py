@@ -115,6 +115,10 @@ class EEGPTEncoder(FoundationAdapter):
             raise CheckpointError(f"{src.where}: no '{EEGPT_ENCODER_PREFIX}*' keys — not EEGPT weights")
         if src.layout == "braindecode":  # a braindecode EEGPT: drop its head, channel projection and channel ids
             sd = drop_prefixed(sd, (), BRAINDECODE_HEADS + ("chan_proj.", "chans_id"))
+            table = sd.get(EEGPT_ENCODER_PREFIX + "chan_embed.weight")
+            rows = self.model.target_encoder.chan_embed.num_embeddings
+            if table is not None and table.shape[0] > rows:  # braindecode grows it to max(62, C) rows; rows
+                sd[EEGPT_ENCODER_PREFIX + "chan_embed.weight"] = table[:rows]  # past 62 serve no named channel
         mapped, origin = eegpt_official_to_braindecode(sd)
         load_mapped(self.model.target_encoder, mapped, origin, src.where, lambda k: EEGPT_ENCODER_PREFIX + k)
 

@@ -130,6 +130,21 @@ def test_eegpt_braindecode_folder(tmp_path):
         assert torch.equal(v, file["target_encoder." + k]), k
 
 
+def test_eegpt_braindecode_folder_without_channel_projection(tmp_path):
+    """A braindecode EEGPT on all 125 channels (no projection) grows its channel table to 125 rows; the 62 named
+    rows load, and the encoder's output equals braindecode's own forward."""
+    enc = build("eegpt")
+    saved = braindecode_model("eegpt", enc, chan_proj_type="none", patch_stride=None)
+    assert saved.target_encoder.chan_embed.num_embeddings == enc.n_model_channels > 62
+    loaded = build("eegpt", pretrained=str(save_folder(saved, tmp_path / "bd"))).eval()
+    eeg = torch.randn(2, C, N_TIMES)
+    with torch.no_grad():
+        x, _ = loaded.prepare(eeg)
+        ours = loaded(eeg).tokens
+        theirs = saved(x, return_features=True)["features"]
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
 def test_labram_longer_saved_window_is_sliced(tmp_path):
     enc = build("labram")  # 2 patches
     saved = braindecode_model("labram", enc, n_times=1600)  # a braindecode Labram for 8-s windows: 9 time rows
@@ -246,3 +261,52 @@ def test_hub_id_from_the_hf_cache_offline(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("OK")
     assert "REFUSED pretrained: 'someone/not-cached'" in r.stdout and "offline" in r.stdout
+
+
+class _Payload:
+    """Unpickling this runs code (creates ``marker``), as a hostile or merely careless pickle could."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_eegpt_full_lightning_save_loads_its_weights_and_runs_nothing(tmp_path):
+    """The official EEGPT release is a whole Lightning save written by torch 2.0: optimizer state and an LR scheduler
+    whose state pickles a bound method (so the scheduler and its optimizer objects). weights_only=True refuses such a
+    file; the allow-listed reader takes the weights and builds none of those objects."""
+    import pickle
+
+    from torch.optim.lr_scheduler import OneCycleLR
+
+    enc = build("eegpt")
+    ref = braindecode_model("eegpt", enc, chan_proj_type="none", patch_stride=None)
+    target = {k: v for k, v in ref.target_encoder.state_dict().items()}
+    target["chan_embed.weight"] = target["chan_embed.weight"][:62]  # the official table: 62 names
+    sd = {"target_encoder." + k: v for k, v in target.items()}
+    sd.update({"encoder." + k: v + 1 for k, v in target.items()})  # LitEEGPT's online encoder etc.: dropped
+    sd["predictor.mask_token"] = torch.randn(1, 1, 32)
+    params = [nn.Parameter(torch.randn(4))]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    sched = OneCycleLR(opt, max_lr=1e-3, total_steps=100)
+    sched_state = sched.state_dict()
+    sched_state["anneal_func"] = sched.get_lr  # torch 2.0 kept a bound method here: pickles the scheduler object
+    marker = tmp_path / "ran_code"
+    sched_state["payload"] = _Payload(marker)
+    ckpt = {"epoch": 199, "global_step": 40000, "pytorch-lightning_version": "1.9.5", "state_dict": sd,
+            "optimizer_states": [opt.state_dict()], "lr_schedulers": [sched_state],
+            "loops": {"fit_loop": {"state_dict": {}}}, "callbacks": {"ModelCheckpoint": {"best_model_score": None}}}
+    path = tmp_path / "eegpt_mcae_58chs_4s_large4E.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+
+    loaded = build("eegpt", pretrained=str(path))
+    for k, v in loaded.model.target_encoder.state_dict().items():
+        assert torch.equal(v, target[k]), k
+    assert not marker.exists(), "loading ran code from the checkpoint"
+    # control: the payload is live, so the check above means something
+    torch.load(path, weights_only=False)
+    assert marker.exists()
