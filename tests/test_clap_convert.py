@@ -174,9 +174,7 @@ def test_conversion_matches_laion_clap(tmp_path, monkeypatch):
     by_hf = A.load_clap(str(path))
     got = by_hf.embed(x, 48000)
     assert by_hf.identity.startswith("clap:laion-hf:")
-    cos = (ref * got).sum(-1)
-    assert cos.min() > 0.9999, cos
-    torch.testing.assert_close(got, ref, atol=2e-4, rtol=0)
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)  # measured: 7e-8
     # the mel front ends agree (laion computes it inside its model)
     w = torch.stack([torch.nn.functional.pad(c.repeat(480000 // c.numel()), (0, 480000 % c.numel()))
                      for c in torch.from_numpy(np.round(np.clip(_clips(), -1, 1) * 32767) / 32767).float()])

@@ -67,7 +67,7 @@ class ClapEmbedder:
       ``amodel`` is given. Only the audio weights are loaded; any missing or unexpected audio key is an error.
       With laion-clap installed (``pip install 'chanmusic[laion]'``) laion-clap's own model reads it; without it
       (the default install) transformers' CLAP does, through :mod:`chanmusic.audio.clap_convert` (same weights
-      and mel settings; embeddings agree to cosine 1.0000). The two get different cache identities.
+      and mel settings; embeddings agree to 1e-7). The two get different cache identities.
       Read with :func:`encoders.weights.safe_load` (allow-listed unpickling: no code from the file runs).
     * a local directory or hub id of a transformers CLAP (``ClapModel`` or ``ClapAudioModelWithProjection``
       weights, e.g. ``laion/clap-htsat-unfused`` or ``laion/larger_clap_music``). A local folder without
