@@ -40,7 +40,8 @@ def _import_clap_module():
     """
     spec = importlib.util.find_spec("laion_clap")
     if spec is None or spec.origin is None:
-        raise ImportError("laion-clap is not installed: pip install laion-clap==1.1.7")
+        raise ImportError("laion-clap is not installed: pip install 'chanmusic[laion]' (or read the file without it: "
+                          "chanmusic.audio.clap_convert)")
     pkg_dir = os.path.dirname(spec.origin)
     if pkg_dir not in sys.path:
         sys.path.append(pkg_dir)
