@@ -10,12 +10,15 @@ on its own (a non-finite loss). The traceback is shown only with ``--debug`` or 
 
 ``encoders``, ``datamodules`` and ``callbacks`` import nothing of ``chanmusic``; their errors
 (:class:`encoders.weights.CheckpointError`, :class:`datamodules.nmed.recording.NMEDFormatError`,
-:class:`datamodules.cache.CacheError`, :class:`callbacks.finite.NonFiniteLossError`) are recognised here by
-:func:`known_error` and formatted the same way.
+:class:`datamodules.cache.CacheError`, :class:`datamodules.validate.SettingError`,
+:class:`callbacks.finite.NonFiniteLossError`) are recognised here by :func:`known_error` and formatted the same
+way; so are parse errors (the key they name), missing paths, and ``ValueError`` raised by the project's own code
+(its older convention). Anything else is one line too, marked "unexpected", with the hint to rerun with
+``--debug``. :func:`error_line` finds a project error anywhere in the exception's chain (a stage may wrap it).
 
 Raise, e.g.::
 
-    raise InputError("--data.clip", "must be > 0 (got 0)", "pass a positive clip in robust-SD units, e.g. 20")
+    raise InputError("--config x.yaml", "no such file", "check the path (relative to the current folder)")
 """
 from __future__ import annotations
 
@@ -53,16 +56,6 @@ class DataError(ChanmusicError, ValueError):
 
 class ProvenanceError(ChanmusicError):
     """A run would mix things that do not belong together (another split, no trained weights, an overwrite)."""
-
-
-class UnsafeFileError(ChanmusicError):
-    """A file would need arbitrary code to load (a pickle with objects outside the allow-list)."""
-
-
-class TrainingFailed(ChanmusicError):
-    """A run stopped because its numbers went wrong (NaN/Inf loss)."""
-
-    exit_code = EXIT_FAILED
 
 
 def one_line(text: str) -> str:

@@ -129,13 +129,14 @@ def verify_checksums(path: Path, manifest: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def cache_lock(path: str | Path):
-    """Hold ``<path>.lock`` (``flock``) while building the cache at ``path``: a second prepare of the same cache
-    waits, then finds the cache complete. The lock goes with the process (no stale locks after a crash)."""
+    """Hold ``<cache_dir>/.locks/<key>.lock`` (``flock``) while building the cache at ``path``: a second prepare of
+    the same cache waits, then finds the cache complete. The lock goes with the process (no stale locks after a
+    crash)."""
     import fcntl
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
+    lock = path.parent / ".locks" / f"{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -305,7 +305,7 @@ TAMPER = {
 def test_edited_cache_is_refused(world, capsys, tmp_path, case):
     edit, name = TAMPER[case]
     shutil.copytree(world.cache, tmp_path / "cache")
-    edit(next((tmp_path / "cache").glob("nmed-t-*")))
+    edit(next(p for p in (tmp_path / "cache").glob("nmed-t-*") if p.is_dir()))
     code, err = run(["fit", *world.args(runs=tmp_path / "runs", cache=tmp_path / "cache")], capsys)
     assert_refused(code, err, name)
     assert not list((tmp_path / "runs").rglob("*.ckpt"))
@@ -362,7 +362,7 @@ def test_test_with_the_fits_split_records_provenance(world, capsys):
     ck = Path(prov["checkpoint"]["path"])
     assert prov["checkpoint"]["sha256"] == hashlib.sha256(ck.read_bytes()).hexdigest()
     assert prov["split_check"] == "same as the checkpoint's" and prov["trained_split_hash"] == prov["split"]["hash"]
-    assert prov["cache"]["key"] == next(world.cache.glob("nmed-t-*")).name
+    assert prov["cache"]["key"] == next(p for p in world.cache.glob("nmed-t-*") if p.is_dir()).name
     assert prov["data"]["split"]["test_fraction"] == 0.25 and prov["package"]["chanmusic"]
     assert prov["split"]["n_test"] > 0 and Path(prov["data"]["root"]).is_absolute()
 
@@ -436,3 +436,17 @@ def test_missing_nmedh_member_is_counted_not_silent(capsys, tmp_path):
     manifest = json.loads(next((tmp_path / "cache").rglob("manifest.json")).read_text())
     assert manifest["warnings"]["missing_release_files"] == 1
     assert "CleanEEG_aggregatedByStimulus_rev.zip::song25_b" in err
+
+
+def test_error_line_finds_the_project_error_in_a_chain():
+    from chanmusic.errors import InputError, error_exit_code, error_line
+
+    try:
+        try:
+            raise InputError("--data.x", "is bad", "fix it")
+        except InputError as inner:
+            raise RuntimeError("a library wrapped it") from inner
+    except RuntimeError as e:
+        assert error_line(e) == "chanmusic: error: --data.x: is bad — fix it" and error_exit_code(e) == 2
+    line = error_line(KeyError("surprise"))
+    assert line.startswith("chanmusic: error: KeyError:") and "--debug" in line and error_exit_code(KeyError()) == 1
