@@ -18,8 +18,8 @@ Everything is loaded with ``allow_pickle=False``; a truncated or tampered file f
 naming it.
 
 Integrity: the manifest records the size and a CRC-32 (of 64 MiB blocks, hashed in threads; :data:`CHECKSUM`,
-stdlib zlib; the cost is in ``make bench``) of every other file, checked whenever a cache is opened (once per process while the files are
-unchanged), so a same-size edit (NaN EEG, shifted segments, zeroed CLAP) is refused. :func:`cache_lock`
+stdlib zlib; the cost is in ``make bench``) of every other file, checked whenever a cache is opened (once per
+process while the files are unchanged), so a same-size edit (NaN EEG, shifted segments, zeroed CLAP) is refused. :func:`cache_lock`
 serialises two ``prepare`` runs of one cache; the writer checks free space before each large write (a clear
 error, never SIGBUS on a memmap) and writes into ``<key>.partial``, renamed into place when complete.
 """
