@@ -101,6 +101,13 @@ def test_bad_settings_say_what_and_how_to_fix(tmp_path):
         write_alt(tmp_path, n_songs=11)
     with pytest.raises(ValueError, match=r"synthetic_alt: snr_db: .* — "):
         write_alt(tmp_path, snr_db=float("inf"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=r"synthetic_alt: root: .* is a file — give a folder"):
+        write_alt(tmp_path / "afile", **TINY)
+    (tmp_path / "release").mkdir()
+    (tmp_path / "release" / "song21_Imputed.mat").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"not written by this generator — choose an empty or new folder"):
+        write_alt(tmp_path / "release", **TINY)
 
 
 def _ridge_r(recs, targets, lags: int, lam: float = 1.0) -> float:
@@ -157,3 +164,10 @@ def test_learnable_at_minus_9_db(tmp_path):
         assert real > swapped + 0.1, results
         assert results["none", sid][0] < 0.15, results
     assert np.mean([results["music", s][0] for s in (2, 3)]) > 0.3, results
+
+
+def test_rewrite_leaves_no_stale_songs(tmp_path):
+    write_alt(tmp_path, seed=1, n_subjects=1, n_songs=3, duration_s=3.0)
+    write_alt(tmp_path, seed=1, n_subjects=1, n_songs=2, duration_s=3.0)
+    assert sorted(r.stimulus for r in read_recordings(tmp_path, "nmed-t")) == [21, 22]
+    assert sorted(p.name for p in (tmp_path / "stimuli").iterdir()) == ["song21.wav", "song22.wav"]

@@ -41,6 +41,7 @@ def write_alt(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects:
     cfg = AltConfig(seed=int(seed), snr_db=float(snr_db), n_subjects=int(n_subjects), n_songs=int(n_songs),
                     duration_s=float(duration_s), music=bool(music), **options)
     root = Path(root).expanduser()
+    _clear_previous(root)
     (root / "stimuli").mkdir(parents=True, exist_ok=True)
     T = cfg.n_samples
     subjects = {sid: make_subject(cfg.seed, sid, cfg.n_sources) for sid in cfg.subjects}
@@ -78,3 +79,18 @@ def write_alt(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects:
              "subjects": [subjects[s].meta for s in cfg.subjects], "recordings": recordings}
     (root / TRUTH_FILE).write_text(json.dumps(truth, indent=1))
     return root
+
+
+def _clear_previous(root: Path) -> None:
+    """Remove this generator's earlier output in ``root`` (the readers would read stale song files); refuse a
+    folder holding NMED files that it did not write."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"synthetic_alt: root: {root} is a file — give a folder (it is created if missing)")
+    if not root.is_dir():
+        return
+    old = sorted(root.glob("song*_Imputed.mat"))
+    if old and not (root / TRUTH_FILE).is_file():
+        raise ValueError(f"synthetic_alt: root: {root} already holds NMED files ({old[0].name}, …) not written by "
+                         "this generator — choose an empty or new folder")
+    for p in old + sorted((root / "stimuli").glob("song*.wav")) + [root / TRUTH_FILE]:
+        p.unlink(missing_ok=True)
