@@ -30,19 +30,20 @@ def rng(seed: int, kind: int, *ids: int) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class AltConfig:
-    """What :func:`~datamodules.synthetic_alt.write_alt` writes (defaults: 6 subjects × 10 songs × 60 s)."""
+    """What :func:`~datamodules.synthetic_alt.write_alt` writes (defaults: 6 subjects × 10 songs × 180 s)."""
 
     seed: int = 0
     snr_db: float = -9.0          #: music-driven / noise power on responding channels (see snr.py)
     n_subjects: int = 6
     n_songs: int = 10
-    duration_s: float = 60.0      #: EEG length of every recording
+    duration_s: float = 180.0     #: EEG length of every recording (the real songs last 4:30-5:00)
     music: bool = True            #: False: the same files without any music-driven signal (a control set)
     n_sources: int = 3            #: phase-locked music-driven dipoles per subject (+ 1 induced alpha source)
     responding_fraction: float = 0.25  #: a channel responds if its music power >= this × the maximum
     noise_rms_uv: float = 20.0    #: target RMS of the background (1/f) field, µV
     blink_uv: tuple[float, float] = (40.0, 120.0)  #: blink amplitude range at the nearest electrode, µV
     line_uv: tuple[float, float] = (0.1, 1.0)      #: residual 60 Hz amplitude range per channel, µV
+    highpass_hz: float | None = 0.3  #: the release's high-pass on everything but the line residual; None = off
     first_subject: int = 2        #: subject ids first_subject, first_subject + 1, … (the release has no S01)
 
     def __post_init__(self) -> None:
@@ -61,6 +62,8 @@ class AltConfig:
             bad("n_sources", f"{self.n_sources} < 1", "use at least one phase-locked source")
         if not (0.0 < self.responding_fraction < 1.0):
             bad("responding_fraction", f"{self.responding_fraction} is outside (0, 1)", "use e.g. 0.25")
+        if self.highpass_hz is not None and not (0.0 < float(self.highpass_hz) < SFREQ / 2):
+            bad("highpass_hz", f"{self.highpass_hz} is outside (0, {SFREQ / 2:g}) Hz", "use 0.3 (the release) or None")
         if self.noise_rms_uv <= 0:
             bad("noise_rms_uv", f"{self.noise_rms_uv} <= 0", "use a positive µV value, e.g. 20")
 

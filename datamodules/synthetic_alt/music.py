@@ -1,8 +1,9 @@
 """Song audio: a small additive synthesiser (melody, bass, drums, loudness sections), one song per stimulus.
 
 Each song takes its tempo from :data:`datamodules.songs.SONGS` (the NMED-T song's BPM) and draws from its own
-stream a key, a mode, a timbre (harmonic roll-off, note decay), a note density, a drum pattern and a loudness
-per 4-bar section, so songs differ in rhythm, pitch range, brightness and dynamics. Returned beside the audio
+stream a key, a mode, a timbre (harmonic roll-off, note decay), a note density, a drum pattern, and per 4-bar
+section a loudness and which layers play (melody 85 %, bass 75 %, drums 70 %; at least one), so songs differ in
+rhythm, pitch range, brightness and dynamics, and a song changes from section to section as real songs do. Returned beside the audio
 is the melody's pitch (MIDI number) per EEG frame — the score, used as the pitch-height feature.
 """
 from __future__ import annotations
@@ -74,18 +75,22 @@ def synth_song(seed: int, stimulus: int, seconds: float) -> tuple[np.ndarray, np
     pattern = {"kick": g.random(8) < 0.5, "snare": g.random(8) < 0.3, "hat": g.random(8) < 0.7}
     pattern["kick"][0] = True
     n_beats = int(np.ceil(seconds / beat)) + 1
-    section_gain = 10.0 ** (g.uniform(-12.0, 0.0, size=n_beats // 16 + 2) / 20.0)
+    n_sections = n_beats // 16 + 2
+    section_gain = 10.0 ** (g.uniform(-12.0, 0.0, size=n_sections) / 20.0)
+    layers = g.random((n_sections, 3)) < np.array([0.85, 0.75, 0.7])  # melody, bass, drums on in a section
+    layers[~layers.any(1), 0] = True
     pitch_track = np.full(n, float(degrees[len(degrees) // 2]))
     step = len(degrees) // 2
     for b in range(n_beats):
         t0 = b * beat
         gain = section_gain[b // 16]
+        play_mel, play_bass, play_drums = layers[b // 16]
         # melody: one or two notes per beat on a random walk over the scale
         subs = 2 if g.random() < p_eighth else 1
         for s in range(subs):
             start = int((t0 + s * beat / subs) * AUDIO_SR)
             step = int(np.clip(step + g.integers(-2, 3), 0, len(degrees) - 1))
-            if g.random() < p_rest:
+            if g.random() < p_rest or not play_mel:
                 continue
             midi = float(degrees[step])
             dur = int(beat / subs * AUDIO_SR)
@@ -94,8 +99,9 @@ def synth_song(seed: int, stimulus: int, seconds: float) -> tuple[np.ndarray, np
                 pitch_track[start:] = midi
         # bass: the root or the fifth on each beat
         bass = root - 12 + (7 if (b % 4) == 2 else 0)
-        _add(acc, int(t0 * AUDIO_SR), _tone(float(_hz(bass)), int(beat * AUDIO_SR), 4, 1.5, 0.25), 0.3 * gain)
-        for e in range(2):  # drums on an 8-step (two-beat) pattern of eighths
+        if play_bass:
+            _add(acc, int(t0 * AUDIO_SR), _tone(float(_hz(bass)), int(beat * AUDIO_SR), 4, 1.5, 0.25), 0.3 * gain)
+        for e in range(2 if play_drums else 0):  # drums on an 8-step (two-beat) pattern of eighths
             idx = (2 * b + e) % 8
             start = int((t0 + e * beat / 2) * AUDIO_SR)
             for kind in ("kick", "snare", "hat"):

@@ -13,9 +13,15 @@ Parts, summed:
 * **eye blinks** — Poisson times at the subject's rate (0.1–0.4 /s), half-cosine bumps of 0.2–0.4 s, amplitude
   ``blink_uv`` at the electrode nearest the eyes, decaying as exp(-distance / 4 cm) from two points below the
   most frontal electrodes.
-* **line noise** — a residual 60 Hz sinusoid (the release was notched at 59–61 Hz), amplitude U(``line_uv``)
+* **drift** — per channel, three slow sinusoids (0.05–0.5 Hz, 2–6 µV each, random phases): electrode
+  potentials wandering; the release's high-pass (below) removes most of what lies under 0.3 Hz.
+
+All of the above then goes through the release's high-pass (:func:`release_highpass`: zero-phase Butterworth at
+``highpass_hz`` = 0.3 Hz, order 4 forward + backward = 8; ``shared/reference/nmed.md``), as the music-driven
+signal does in the writer. Added after it:
+
+* **line noise** — a residual 60 Hz sinusoid (what the release's 59–61 Hz notch leaves), amplitude U(``line_uv``)
   per channel, slowly waxing and waning (±30 % at 0.05 Hz).
-* **drift** — per channel, three slow sinusoids (0.01–0.15 Hz, 1–4 µV each, random phases).
 
 The per-channel gain (U(0.85, 1.15), the recording's signature) and DC offsets (U(-25, 25) µV) are applied by
 the writer to signal and noise together.
@@ -23,12 +29,22 @@ the writer to signal and noise together.
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import butter, sosfiltfilt
 
 from .config import NOISE, SFREQ, SUBJECT, AltConfig, rng
 from .head import lead_field, near, positions, random_dipole
 from .response import Subject
 
 N_BACKGROUND = 24
+
+
+def release_highpass(x: np.ndarray, hz: float | None) -> np.ndarray:
+    """``x`` ``[..., T]`` high-passed at ``hz`` (0.3: as the release was; zero-phase, 8th order in effect);
+    ``None`` returns ``x`` unfiltered."""
+    if hz is None:
+        return x
+    sos = butter(4, float(hz), btype="highpass", fs=SFREQ, output="sos")
+    return sosfiltfilt(sos, x, axis=-1)
 
 
 def _pink(g: np.random.Generator, n_series: int, T: int, exponent: float) -> np.ndarray:
@@ -86,12 +102,13 @@ def recording_noise(cfg: AltConfig, subj: Subject, stimulus: int, bg_topo: np.nd
         bump = np.sin(np.pi * np.arange(n) / (n - 1)) * g.uniform(*cfg.blink_uv)
         blinks[i0:i0 + n] += bump[: max(0, min(n, T - i0))]
     noise += eye_topography()[:, None] * blinks[None, :]
+    # slow drift
+    for _ in range(3):
+        f = g.uniform(0.05, 0.5, size=(C, 1))
+        noise += g.uniform(2.0, 6.0, size=(C, 1)) * np.sin(2 * np.pi * f * t[None, :] + g.uniform(0, 6.3, (C, 1)))
+    noise = release_highpass(noise, cfg.highpass_hz)
     # residual line noise
     amp = g.uniform(*cfg.line_uv, size=C)[:, None] * (1.0 + 0.3 * np.sin(2 * np.pi * 0.05 * t + g.uniform(0, 6.3)))
     noise += amp * np.sin(2 * np.pi * 60.0 * t[None, :] + g.uniform(0, 2 * np.pi, size=(C, 1)))
-    # slow drift
-    for _ in range(3):
-        f = g.uniform(0.01, 0.15, size=(C, 1))
-        noise += g.uniform(1.0, 4.0, size=(C, 1)) * np.sin(2 * np.pi * f * t[None, :] + g.uniform(0, 6.3, (C, 1)))
     facts = {"background_rms_uv": round(rms, 3), "alpha_uv": round(b, 3), "blinks": n_blinks}
     return noise, carrier, facts

@@ -16,7 +16,7 @@ from encoders.montage import NMED_CH_NAMES
 from .config import AUDIO_SR, NOISE, AltConfig, rng
 from .features import song_features
 from .music import synth_song
-from .noise import background_topographies, recording_noise
+from .noise import background_topographies, recording_noise, release_highpass
 from .response import make_subject, music_signal
 from .snr import measure_snr_db, responding, scale_for
 
@@ -25,7 +25,7 @@ AUDIO_EXTRA_S = 1.0  #: the audio runs this much longer than the EEG
 
 
 def write_alt(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects: int = 6, n_songs: int = 10,
-              duration_s: float = 60.0, music: bool = True, **options: Any) -> Path:
+              duration_s: float = 180.0, music: bool = True, **options: Any) -> Path:
     """Write the alternative synthetic set in the NMED-T layout under ``root`` and return ``root``.
 
     Args:
@@ -36,7 +36,7 @@ def write_alt(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects:
         snr_db: music-driven / noise power on responding channels (:mod:`.snr`), exact per recording.
         n_subjects, n_songs, duration_s: size (songs are NMED-T's 21, 22, …).
         music: False writes the same noise without any music-driven signal (a control set).
-        options: further :class:`AltConfig` fields (``n_sources``, ``noise_rms_uv``, ``blink_uv``, …).
+        options: further :class:`AltConfig` fields (``highpass_hz``, ``n_sources``, ``noise_rms_uv``, …).
     """
     cfg = AltConfig(seed=int(seed), snr_db=float(snr_db), n_subjects=int(n_subjects), n_songs=int(n_songs),
                     duration_s=float(duration_s), music=bool(music), **options)
@@ -60,7 +60,7 @@ def write_alt(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects:
             gain = g.uniform(0.85, 1.15, size=(len(NMED_CH_NAMES), 1))
             offset = g.uniform(-25.0, 25.0, size=(len(NMED_CH_NAMES), 1))
             noise *= gain
-            signal = gain * music_signal(subj, feats, carrier)
+            signal = release_highpass(gain * music_signal(subj, feats, carrier), cfg.highpass_hz)
             a = scale_for(signal, noise, cfg.snr_db, cfg.responding_fraction)
             signal *= a
             data[:, :, j] = noise + (signal if cfg.music else 0.0) + offset
