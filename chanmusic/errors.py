@@ -83,7 +83,8 @@ def _known_types() -> tuple[type, ...]:
     try:
         from datamodules.cache import CacheError
         from datamodules.nmed.recording import NMEDFormatError
-        types += [CacheError, NMEDFormatError]
+        from datamodules.validate import SettingError
+        types += [CacheError, NMEDFormatError, SettingError]
     except ImportError:  # pragma: no cover
         pass
     try:
@@ -103,6 +104,85 @@ def format_error(exc: BaseException) -> str:
     """The one line printed for ``exc``: ``chanmusic: error: <file/field>: <what> — <fix>``."""
     text = exc.line() if isinstance(exc, ChanmusicError) else one_line(str(exc) or type(exc).__name__)
     return f"chanmusic: error: {text}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from / during, outermost first."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _argument_error(exc: BaseException) -> bool:
+    import argparse
+
+    return isinstance(exc, argparse.ArgumentError) or type(exc).__name__ == "ArgumentError"
+
+
+def _parse_error_line(exc: BaseException) -> str:
+    """jsonargparse's (multi-line) parse error as ``<--key>: <what> — <fix>``."""
+    import re
+
+    text = one_line(str(exc))
+    m = re.search(r'(?:Parser key|Key) "([^"]+)":\s*(.*)', text)
+    if m:
+        where, what = f"--{m.group(1)}", m.group(2)
+    else:
+        m = re.search(r"[Uu]nrecognized arguments: (.*)", text)
+        where, what = ("command line", f"unrecognized arguments: {m.group(1)}") if m else ("command line", text)
+    what = what.replace("<class '", "").replace("'>", "")
+    return f"{where}: {what} {DASH} see `chanmusic <command> --help` for the accepted options and types"
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line ``chanmusic`` prints for any exception: the project's own error when one is in the chain
+    (a stage may wrap it), a parse error's key, else the exception's type and first words."""
+    chain = _chain(exc)
+    for e in chain:
+        if known_error(e):
+            return format_error(e)
+    for e in chain:
+        if _argument_error(e):
+            return f"chanmusic: error: {_parse_error_line(e)}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "chanmusic: error: interrupted"
+    text = one_line(str(exc))
+    return (f"chanmusic: error: {type(exc).__name__}: {text[:500] or 'no message'} {DASH} unexpected; rerun with "
+            f"--debug (or CHANMUSIC_DEBUG=1) for the traceback")
+
+
+def error_exit_code(exc: BaseException) -> int:
+    """Exit code for ``exc``: the project's error's own (2 bad input, 1 failed run), 2 for a parse error,
+    130 for Ctrl-C, 1 otherwise."""
+    chain = _chain(exc)
+    for e in chain:
+        if known_error(e):
+            return exit_code(e)
+    if any(_argument_error(e) for e in chain):
+        return EXIT_BAD_INPUT
+    return 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
+
+
+def yaml_config_error(path) -> "InputError | None":
+    """``InputError`` naming ``path``, line and column when it is not valid YAML (or not a mapping), else None."""
+    import yaml
+    from pathlib import Path
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except UnicodeDecodeError:
+        return InputError(str(path), "not a text file", "pass a YAML config file")
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        return InputError(where, f"invalid YAML ({one_line(problem)})", "fix the YAML syntax at that line")
+    if data is not None and not isinstance(data, dict):
+        return InputError(str(path), f"a config must be a mapping of sections, not a {type(data).__name__}",
+                          "write it as `data:` / `model:` / `trainer:` sections")
+    return None
 
 
 def debug_enabled(argv: list[str] | None = None) -> bool:
