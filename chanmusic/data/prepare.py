@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS
-from datamodules.nmed import NMEDFormatError, audio_path, read_audio, read_recordings
+from datamodules.nmed import NMEDFormatError, Recording, audio_path, read_audio, read_recordings
+from datamodules.selection import parse_subject_refs, songs_by_dataset, subject_id
 
 log = logging.getLogger("chanmusic")
 
@@ -33,8 +34,7 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         print(f"[prepare] cache up to date, reusing {path}")
         return path
     print(f"[prepare] building cache {path}")
-    root, dataset = Path(settings["root"]), settings["dataset"]
-    audio_root = Path(settings["audio_root"])
+    audio_roots = {src["dataset"]: Path(src["audio_root"]) for src in settings["sources"]}
     writer = CacheWriter(path)
     recordings: list[dict[str, Any]] = []
     segments: list[tuple[int, ...]] = []
@@ -42,25 +42,25 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
     stimuli: list[str] = []
     warnings: dict[str, int] = {"clipped_values": 0, "flat_channels": 0, "tail_samples_unused": 0}
     window_s, stride_s = settings["window_s"], settings["stride_s"]
-    audio_len_s: dict[int, float] = {}
+    audio_len_s: dict[tuple[str, int], float] = {}
     sfreq_out = None
     ch_names = None
 
-    recs = read_recordings(root, dataset, subjects=settings.get("subjects"), songs=settings.get("songs"),
-                           conditions=settings.get("conditions"))
-    for rec in tqdm(recs, desc="prepare: recordings", unit="rec"):
+    for rec in tqdm(selected_recordings(settings), desc="prepare: recordings", unit="rec"):
         from chanmusic.data.preprocess import preprocess_recording
 
+        audio_root = audio_roots[rec.dataset]
         if ch_names is None:
             ch_names = list(rec.ch_names)
         elif list(rec.ch_names) != ch_names:
             raise NMEDFormatError(f"{rec.source}: channel names differ from the first recording's")
-        if rec.stimulus not in audio_len_s:
-            audio_len_s[rec.stimulus] = _audio_seconds(audio_root, rec.stimulus)
+        akey = (rec.dataset, rec.stimulus)
+        if akey not in audio_len_s:
+            audio_len_s[akey] = _audio_seconds(audio_root, rec.stimulus)
         eeg_s = rec.eeg.shape[1] / rec.sfreq
-        if audio_len_s[rec.stimulus] + 1e-6 < eeg_s:
+        if audio_len_s[akey] + 1e-6 < eeg_s:
             raise NMEDFormatError(
-                f"{audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[rec.stimulus]:.2f} s but the EEG "
+                f"{audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[akey]:.2f} s but the EEG "
                 f"recording {rec.source} (subject {rec.subject}) is {eeg_s:.2f} s. Use the full-length song "
                 f"file (audio sample 0 must be EEG sample 0)")
         x, sfreq, counts = preprocess_recording(
@@ -82,15 +82,16 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         sk = stimuli.index(key)
         starts = np.arange(0, T - L + 1, hop)
         warnings["tail_samples_unused"] += int(T - (starts[-1] + L))
+        sid = subject_id(rec.dataset, rec.subject)  # namespaced by dataset (datamodules.selection)
         for s in starts:
             m = music_index.setdefault((sk, int(s), L), len(music_index))
-            segments.append((r, rec.subject, rec.song, int(s), L, m))
-        recordings.append({"dataset": rec.dataset, "subject": rec.subject, "song": rec.song,
+            segments.append((r, sid, rec.song, int(s), L, m))
+        recordings.append({"dataset": rec.dataset, "subject": rec.subject, "subject_id": sid, "song": rec.song,
                            "stimulus": rec.stimulus, "condition": rec.condition, "hearing": rec.hearing,
                            "offset": offset, "n_samples": T, "source": rec.source})
     if not recordings:
-        raise NMEDFormatError(f"{root}: no recordings matched the selection (subjects={settings.get('subjects')}, "
-                              f"songs={settings.get('songs')}, conditions={settings.get('conditions')})")
+        raise NMEDFormatError(f"data.subjects: no recordings matched the selection (subjects={settings.get('subjects')}, "
+                              f"songs={settings.get('songs')}, conditions={settings.get('conditions')}) — widen it")
 
     music = np.array(list(music_index.keys()), dtype=np.int64).reshape(-1, len(MUSIC_COLUMNS))
     clap = load_clap(settings["clap_spec"], seed=settings["clap_seed"])
@@ -98,8 +99,8 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
     clap_out = None
     mel_out = None
     for sk, key in enumerate(tqdm(stimuli, desc="prepare: music segments", unit="song")):
-        stim = int(key.split(":")[1])
-        audio, sr = read_audio(audio_root, stim, target_sr=MEL_SR)
+        dataset, stim = key.split(":")[0], int(key.split(":")[1])
+        audio, sr = read_audio(audio_roots[dataset], stim, target_sr=MEL_SR)
         rows = np.flatnonzero(music[:, 0] == sk)
         for b in range(0, len(rows), batch_size):
             chunk = rows[b:b + batch_size]
@@ -131,6 +132,31 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         if v:
             print(f"[prepare] warning: {k} = {v}")
     return path
+
+
+def selected_recordings(settings: dict[str, Any]) -> Iterator[Recording]:
+    """The recordings of every selected dataset (``settings["sources"]``), one at a time, with the selection's
+    songs, conditions, NMED-H hearings and subjects (ids namespaced as in ``datamodules.selection``: a bare id
+    found in two datasets is ambiguous and an error; any requested id found nowhere is an error)."""
+    datasets = [src["dataset"] for src in settings["sources"]]
+    songs = songs_by_dataset(settings.get("songs"), datasets)
+    refs = parse_subject_refs(settings.get("subjects"), datasets, "subjects")
+    found: dict[str, set[int]] = {d: set() for d in datasets}
+    for src in settings["sources"]:
+        d = src["dataset"]
+        wanted = None if refs is None else sorted(refs[0][d] | refs[1])
+        if wanted == []:
+            continue
+        hearings = settings.get("hearings") if d == "nmed-h" else None
+        conditions = settings.get("conditions") if d == "nmed-h" else None
+        for rec in read_recordings(Path(src["root"]), d, subjects=wanted, songs=songs[d], conditions=conditions,
+                                   hearings=hearings, require_subjects=False):
+            found[d].add(rec.subject)
+            yield rec
+    if refs is not None:
+        from datamodules.selection import resolve_subjects
+
+        resolve_subjects(refs, found, "subjects")  # raises on a missing or colliding id
 
 
 def _audio_seconds(audio_root: Path, stimulus: int) -> float:
