@@ -60,8 +60,8 @@ class NMEDDataModule(L.LightningDataModule):
         subjects: keep only these subjects: release ids, or ``"nmed-h:3"`` where an id is in both datasets
             (``None`` = all). songs: global song ids (``None`` = all).
         conditions: NMED-H conditions to read. hearings: NMED-H hearings: ``[a]`` (first hearing, the
-            authors' choice and the default), ``[b]`` or ``[a, b]`` (then a subject's two hearings of a stimulus
-            share their split spans, so a song-time is on one side for both).
+            authors' choice), ``[b]`` or ``[a, b]`` (then a subject's two hearings of a stimulus share their split
+            spans, so a song-time is on one side for both); ``None`` = ``[a]``, or ``[a, b]`` for the hearing split.
         bandpass: ``[low, high]`` Hz or ``None`` (the releases are already 0.3–50 Hz).
         average_reference: re-reference each recording to the channel average.
         resample: target rate in Hz, or ``None`` to keep 125 Hz.
@@ -101,7 +101,7 @@ class NMEDDataModule(L.LightningDataModule):
         subjects: Sequence[int | str] | None = None,
         songs: Sequence[int] | None = None,
         conditions: Sequence[str] = ("orig", "rev"),
-        hearings: Sequence[str] = ("a",),
+        hearings: Sequence[str] | None = None,
         bandpass: Sequence[float] | None = None,
         average_reference: bool = False,
         resample: float | None = None,

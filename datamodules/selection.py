@@ -142,8 +142,14 @@ def input_files(src: DatasetSource) -> list[Path]:
     return eeg + audio
 
 
-def check_hearings(hearings: Sequence[str], datasets: list[str], split: str) -> list[str]:
-    """The NMED-H hearings to read (``a`` first, ``b`` second hearing); NMED-T has one (``a``)."""
+def check_hearings(hearings: Sequence[str] | None, datasets: list[str], split: str) -> list[str]:
+    """The NMED-H hearings to read (``a`` first, ``b`` second hearing); NMED-T has one (``a``).
+    ``None``: ``[a]`` (the authors' choice), or ``[a, b]`` for the hearing split, which needs both."""
+    if split == "hearing" and "nmed-h" not in datasets:
+        raise SelectionError("data.split: hearing tests on second hearings, which only NMED-H has — add nmed-h to "
+                             "data.dataset or choose another data.split")
+    if hearings is None:
+        hearings = list(HEARINGS) if split == "hearing" else ["a"]
     hearings = [hearings] if isinstance(hearings, str) else list(hearings)
     bad = [h for h in hearings if h not in HEARINGS]
     if bad or not hearings:

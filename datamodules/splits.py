@@ -10,7 +10,7 @@ window closer than ``gap_s`` to a test span, is dropped too. Every drop is count
 Modes (``SplitConfig.mode``):
 
 - ``random`` (the paper's 95/5, in time): each recording's time axis is cut into ``span_s`` spans (from sample
-  0); a seeded ``test_fraction`` of them is test and a ``val_fraction`` of the rest validation (counts rounded at
+  0; a tail shorter than a span joins the last one); a seeded ``test_fraction`` of them is test and a ``val_fraction`` of the rest validation (counts rounded at
   random, so fractions hold on average; at least one train span stays). The draw is seeded by ``seed`` and the
   recording's identity (``seed_key``: dataset, subject, stimulus), not by what else is selected. Recordings
   that share a ``group`` (NMED-H's two hearings of one stimulus by one subject) share their spans, so a song-time
@@ -124,24 +124,37 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
     span = max(1, int(round(cfg.span_s * sfreq)))
     rng_key = lambda g: [int(cfg.seed), *[int(x) for x in (seed_key or {}).get(g, (g,))]]  # noqa: E731
 
-    def random_spans(g: int, test_fraction: float, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        total = max(n_samples[r] for r in recs if group[int(r)] == g)
-        k = max(1, math.ceil(total / span))
-        edges = np.minimum(np.arange(k + 1) * span, total)
-        rng = np.random.default_rng(rng_key(g))
-        order = rng.permutation(k)
-        n_test = int(math.floor(test_fraction * k + rng.random())) if test_fraction > 0 else 0
-        n_test = min(n_test, k - 1)
-        n_val = int(math.floor(val_fraction * (k - n_test) + rng.random())) if val_fraction > 0 else 0
-        n_val = min(n_val, k - 1 - n_test)
-        lab = np.full(k, TRAIN, dtype=np.int8)
-        lab[order[:n_test]] = TEST
-        lab[order[n_test:n_test + n_val]] = VAL
-        return edges, lab
+    def group_spans(groups: list[int], test_fraction: float) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Spans of every group (one subject's recordings): counts by systematic rounding over the subject (so its
+        total is its fraction, to one span, and each recording gets the floor or ceiling of its share), which
+        spans by each group's own seeded draw."""
+        size = {g: max(n_samples[r] for r in recs if group[int(r)] == g) for g in groups}
+        k = {g: max(1, size[g] // span) for g in groups}  # a tail shorter than a span joins the last span
+        subj_of = {g: rec_subject[next(int(r) for r in recs if group[int(r)] == g)] for g in groups}
+        n_test: dict[int, int] = {}
+        n_val: dict[int, int] = {}
+        for sub in sorted(set(subj_of.values())):
+            gs = sorted((g for g in groups if subj_of[g] == sub), key=lambda g: tuple(rng_key(g)))
+            u = np.random.default_rng([int(cfg.seed), 1, sub]).random(2)
+            n_test.update(_systematic({g: test_fraction * k[g] for g in gs}, u[0], {g: k[g] - 1 for g in gs}))
+            if test_fraction > 0 and not any(n_test[g] for g in gs):  # within-subject: every subject is tested
+                big = max(gs, key=lambda g: k[g])
+                n_test[big] = min(1, k[big] - 1)
+            n_val.update(_systematic({g: cfg.val_fraction * (k[g] - n_test[g]) for g in gs}, u[1],
+                                     {g: k[g] - 1 - n_test[g] for g in gs}))
+        out = {}
+        for g in groups:
+            edges = np.append(np.arange(k[g]) * span, size[g])
+            order = np.random.default_rng(rng_key(g)).permutation(k[g])
+            lab = np.full(k[g], TRAIN, dtype=np.int8)
+            lab[order[:n_test[g]]] = TEST
+            lab[order[n_test[g]:n_test[g] + n_val[g]]] = VAL
+            out[g] = (edges, lab)
+        return out
 
     spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if cfg.mode == "random":
-        by_group = {g: random_spans(g, cfg.test_fraction, cfg.val_fraction) for g in sorted(set(group.values()))}
+        by_group = group_spans(sorted(set(group.values())), cfg.test_fraction)
         spans = {r: by_group[group[r]] for r in group}
     elif cfg.mode == "block":
         for r, T in n_samples.items():
@@ -154,11 +167,11 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
         if not set(rec_hearing.values()) >= {"a", "b"}:
             raise ValueError("data.split: hearing needs NMED-H data with both hearings — set data.dataset to "
                              "include nmed-h and data.hearings [a,b]")
-        for r in n_samples:
-            if rec_hearing[r] == "b":
-                spans[r] = (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
-            else:
-                spans[r] = random_spans_single(r, n_samples[r], span, cfg.val_fraction, rng_key(group[r]))
+        first = [r for r in n_samples if rec_hearing[r] != "b"]
+        by_group = group_spans(sorted({group[r] for r in first}), 0.0)
+        spans = {r: by_group[group[r]] for r in first}
+        spans.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
+                      for r in n_samples if rec_hearing[r] == "b"})
     elif cfg.mode == "subjects":
         subs = np.unique(np.asarray(subject))
         if cfg.test_subjects:
@@ -172,11 +185,12 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
             test_subs = np.random.default_rng(cfg.seed).choice(subs, size=k, replace=False)
         if len(set(test_subs.tolist())) >= len(subs):
             raise ValueError("data.test_subjects: leaves no training subject — hold out fewer subjects")
-        for r in n_samples:
-            if rec_subject[r] in set(test_subs.tolist()):
-                spans[r] = (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
-            else:
-                spans[r] = random_spans_single(r, n_samples[r], span, cfg.val_fraction, rng_key(group[r]))
+        held = set(test_subs.tolist())
+        kept = [r for r in n_samples if rec_subject[r] not in held]
+        by_group = group_spans(sorted({group[r] for r in kept}), 0.0)
+        spans = {r: by_group[group[r]] for r in kept}
+        spans.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
+                      for r in n_samples if rec_subject[r] in held})
         notes.append(f"test subjects: {sorted(np.asarray(test_subs).tolist())}")
 
     part, straddle, in_gap = assign(rec, start, length, spans, gap)
@@ -189,16 +203,13 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
     return split
 
 
-def random_spans_single(r: int, total: int, span: int, val_fraction: float, key: list[int]
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Validation spans only (no test) over one recording: hearing and subjects modes."""
-    k = max(1, math.ceil(total / span))
-    edges = np.minimum(np.arange(k + 1) * span, total)
-    rng = np.random.default_rng(key)
-    n_val = min(int(math.floor(val_fraction * k + rng.random())) if val_fraction > 0 else 0, k - 1)
-    lab = np.full(k, TRAIN, dtype=np.int8)
-    lab[rng.permutation(k)[:n_val]] = VAL
-    return edges, lab
+def _systematic(expected: dict[int, float], u: float, cap: dict[int, int]) -> dict[int, int]:
+    """Integer counts whose running sums follow the expected ones (systematic rounding with offset ``u``)."""
+    out, acc = {}, 0.0
+    for g, e in expected.items():
+        out[g] = max(0, min(cap[g], int(math.floor(acc + e + u) - math.floor(acc + u))))
+        acc += e
+    return out
 
 
 def assign(rec: np.ndarray, start: np.ndarray, length: np.ndarray,

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from chanmusic.evaluation.intervals import metric_entry
 from chanmusic.stages.align import AlignModule
 from chanmusic.modules.losses import clip_loss
 from chanmusic.evaluation.metrics import Identification, summarize
@@ -162,8 +163,7 @@ class EEG2MelModule(AlignModule):
         if len(mse):
             results["mel_mse"] = summarize(mse)
         try:
-            r = {k: v.item() for k, v in self.mel_id.compute().items()}
-            r["n"] = int(r["n"])
+            r = metric_entry(self.mel_id.compute())
             results["mel_id50"] = r
             self.log("test/mel_id50", r["mean"], rank_zero_only=True)
         except ValueError as e:  # too few distinct test segments

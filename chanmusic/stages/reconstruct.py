@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -71,6 +70,7 @@ from torch.nn import functional as F
 
 from chanmusic.data.true_audio import TrueAudio
 from chanmusic.evaluation.genre_classifier import AudioClassifier
+from chanmusic.evaluation.intervals import metric_entry
 from chanmusic.evaluation.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM
 from chanmusic.evaluation.runs import encoder_from_config, read_checkpoint, run_config_of
 from chanmusic.stages.align import AlignModule
@@ -338,8 +338,7 @@ class ReconstructModule(ReconstructSetup, AlignModule):
                 metric.reset()
                 continue
             metric.reset()
-            results[name] = {"mean": float(r["mean"]), "std": float(r["std"]), "n": int(r["n"]),
-                             "chance": None if r["chance"] is None or math.isnan(r["chance"]) else float(r["chance"])}
+            results[name] = metric_entry(r)  # mean, n, n_way, chance, ci95 (bootstrap over items)
             self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
         self.write_metrics(results)
         self._write_info(results)
