@@ -59,7 +59,8 @@ class NMEDDataModule(L.LightningDataModule):
         cache_dir: where prepared caches live; default ``$CHANMUSIC_CACHE`` or ``~/.cache/chanmusic``.
         subjects: keep only these subjects: release ids, or ``"nmed-h:3"`` where an id is in both datasets
             (``None`` = all). songs: global song ids (``None`` = all).
-        conditions: NMED-H conditions to read. hearings: NMED-H hearings: ``[a]`` (first hearing, the
+        conditions: NMED-H conditions to read (``None``: every condition archive present — all four in the
+            release, so all 48 listeners, each having heard one version of each song). hearings: NMED-H hearings: ``[a]`` (first hearing, the
             authors' choice), ``[b]`` or ``[a, b]`` (then a subject's two hearings of a stimulus share their split
             spans, so a song-time is on one side for both); ``None`` = ``[a]``, or ``[a, b]`` for the hearing split.
         bandpass: ``[low, high]`` Hz or ``None`` (the releases are already 0.3–50 Hz).
@@ -100,7 +101,7 @@ class NMEDDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         subjects: Sequence[int | str] | None = None,
         songs: Sequence[int] | None = None,
-        conditions: Sequence[str] = ("orig", "rev"),
+        conditions: Sequence[str] | None = None,
         hearings: Sequence[str] | None = None,
         bandpass: Sequence[float] | None = None,
         average_reference: bool = False,
@@ -142,7 +143,7 @@ class NMEDDataModule(L.LightningDataModule):
         self.subjects = [str(s) for s in subjects] if subjects is not None else None
         self.songs = list(songs) if songs is not None else None
         songs_by_dataset(self.songs, self.datasets)  # every selected dataset keeps a song
-        self.conditions = list(conditions)
+        self.conditions = list(conditions) if conditions is not None else None
         self.hearings = check_hearings(hearings, self.datasets, split)
         self.bandpass = list(bandpass) if bandpass is not None else None
         self.average_reference = average_reference
@@ -273,8 +274,9 @@ class NMEDDataModule(L.LightningDataModule):
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         ds = self.dataset_for(part)
         if len(ds) == 0:
-            raise ValueError(f"the {part} split is empty ({self.split.summary()}): raise data.val_fraction "
-                             f"or use more data")
+            raise ValueError(f"data.{'val' if part == 'val' else 'test'}_fraction: the {part} split is empty "
+                             f"({self.split.summary()}) — raise it, use more data, or make data.span_s a few "
+                             f"windows long (a held-out window must fit inside held-out spans)")
         drop_last = shuffle and len(ds) > self.batch_size
         if shuffle:  # seeded per epoch, resumable mid-epoch, same windows on 1 or N processes: datamodules.sampling
             world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
