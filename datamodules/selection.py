@@ -13,7 +13,8 @@ list in ``dataset`` order, or one folder holding ``nmed-t/`` and ``nmed-h/`` (th
 dataset (a mapping), never one shared folder.
 
 **Subject references** (``subjects``, ``test_subjects``): an int is a release id (``subsNN``); in a pool an int
-found in both datasets is ambiguous — write ``"nmed-t:3"`` / ``"nmed-h:3"``.
+found in both datasets is ambiguous — write ``"nmed-t:3"`` / ``"nmed-h:3"``. ``test_subjects`` also accepts global
+ids as batches carry them (NMED-H ids + 1000), e.g. listed from a prepared cache.
 """
 from __future__ import annotations
 
@@ -204,6 +205,10 @@ def resolve_subjects(refs: tuple[dict[str, set[int]], set[int]], present: dict[s
             raise SelectionError(f"data.{field}: subject {i} is in both {' and '.join(where)} (two different "
                                  f"people) — write {' or '.join(repr(f'{d}:{i}') for d in where)}")
         if not where:
+            glob = [d for d, ids in present.items() for j in ids if subject_id(d, j) == i and i >= 1000]
+            if glob:  # a global id as batches carry it (NMED-H: release id + 1000)
+                out.add(i)
+                continue
             have = {d: sorted(ids) for d, ids in present.items()}
             raise SelectionError(f"data.{field}: subject {i} is in no selected dataset (present: {have}) — "
                                  f"use ids from the release's subsNN lists")

@@ -28,7 +28,7 @@ import ddp_align  # noqa: E402
 
 B = 8  # per rank; the 1-process run uses 2B
 STEPS = 3
-ID_METRICS = ("id50", "song14", "genre10", "within_song")
+ID_METRICS = ("id50", "song_id", "genre_id", "within_song")
 
 
 @pytest.fixture(scope="module")
