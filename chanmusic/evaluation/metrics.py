@@ -38,6 +38,14 @@ class MetricUnavailable(ValueError):
     """A metric that cannot be formed on this data (its message is the reason written beside ``null``)."""
 
 
+def reset_metric(metric: Metric) -> None:
+    """``metric.reset()``, also after a ``compute()`` that raised: torchmetrics then leaves the states synced
+    (concatenated across processes), and a plain reset fails under DDP."""
+    if getattr(metric, "_is_synced", False):
+        metric.unsync()
+    metric.reset()
+
+
 class Identification(Metric):
     """N-way identification of the heard music segment from a predicted embedding.
 

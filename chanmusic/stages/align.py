@@ -16,7 +16,7 @@ from chanmusic.stages.encoder_init import load_encoder_weights
 from chanmusic.modules.heads import build_head
 from chanmusic.modules.losses import clip_loss
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
-from chanmusic.evaluation.metrics import Identification, MetricUnavailable
+from chanmusic.evaluation.metrics import Identification, MetricUnavailable, reset_metric
 from chanmusic.evaluation.intervals import metric_entry
 
 log = logging.getLogger("chanmusic")
@@ -173,7 +173,7 @@ class AlignModule(L.LightningModule):
             except MetricUnavailable as e:  # cannot be formed on this data: null with its reason, never a crash
                 results[name], reasons[name] = None, str(e)
                 log.warning("%s not computed: %s", name, e)
-            m.reset()
+            reset_metric(m)
         for paper, (name, n_way) in PAPER_NAMES.items():
             r = results.get(name)
             if r is not None and r["n_way"] == n_way:
