@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from datamodules.selection import SelectionError
+
 log = logging.getLogger("chanmusic")
 
 
@@ -72,7 +74,7 @@ def control_music(rec: np.ndarray, start: np.ndarray, music: np.ndarray, stimulu
                 break
             except ValueError:
                 if m == 1:
-                    raise ValueError(f"data.control: {len(recs)} recordings of stimulus {key} cannot each get "
+                    raise SelectionError(f"--data.control: {len(recs)} recordings of stimulus {key} cannot each get "
                                      f"their own shift in {k} windows — use shorter windows (data.window_s) or "
                                      f"fewer recordings per stimulus") from None
                 m -= 1

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from datamodules.validate import SettingError
+
 DATASETS = ("nmed-t", "nmed-h")
 SUBJECT_OFFSET = {"nmed-t": 0, "nmed-h": 1000}
 DATASET_CODE = {"nmed-t": 1, "nmed-h": 2}  # seeds of per-recording draws (split spans, control shifts)
@@ -30,8 +32,14 @@ HEARINGS = ("a", "b")
 EEG_PATTERNS = {"nmed-t": "song*_Imputed.mat", "nmed-h": "CleanEEG_aggregatedByStimulus_*"}
 
 
-class SelectionError(ValueError):
-    """A data-selection setting (``data.*``) that cannot be honoured; the message names the field and the fix."""
+class SelectionError(SettingError):
+    """A data setting (``--data.*``) that cannot be honoured on this data: ``--data.<field>: <what> — <fix>``
+    (a :class:`datamodules.validate.SettingError`: one line, exit code 2)."""
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.where, _, rest = message.partition(": ")
+        self.what, _, self.fix = rest.partition(" — ")
 
 
 def normalize(name: Any) -> str:
@@ -40,14 +48,14 @@ def normalize(name: Any) -> str:
         return "nmed-t"
     if key in ("nmedh", "h"):
         return "nmed-h"
-    raise SelectionError(f"data.dataset: {name!r} is not a dataset — use nmed-t, nmed-h or [nmed-t, nmed-h]")
+    raise SelectionError(f"--data.dataset: {name!r} is not a dataset — use nmed-t, nmed-h or [nmed-t, nmed-h]")
 
 
 def parse_datasets(dataset: str | Sequence[str]) -> list[str]:
     """The selected datasets in canonical order (``nmed-t`` before ``nmed-h``), each once."""
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     if not names:
-        raise SelectionError("data.dataset: empty list — use nmed-t, nmed-h or [nmed-t, nmed-h]")
+        raise SelectionError("--data.dataset: empty list — use nmed-t, nmed-h or [nmed-t, nmed-h]")
     chosen = {normalize(n) for n in names}
     return [d for d in DATASETS if d in chosen]
 
@@ -83,12 +91,12 @@ def _per_dataset(value: Any, datasets: list[str], field: str) -> dict[str, Any] 
         missing = [d for d in datasets if d not in out]
         if missing:
             given = ", ".join(f"{d}: DIR" for d in datasets)
-            raise SelectionError(f"data.{field}: no folder for {', '.join(missing)} — give one per dataset: "
+            raise SelectionError(f"--data.{field}: no folder for {', '.join(missing)} — give one per dataset: "
                                  f"--data.{field} '{{{given}}}'")
         return {d: out[d] for d in datasets}
     if isinstance(value, (list, tuple)):
         if len(value) != len(datasets):
-            raise SelectionError(f"data.{field}: {len(value)} folder(s) for {len(datasets)} dataset(s) {datasets} — "
+            raise SelectionError(f"--data.{field}: {len(value)} folder(s) for {len(datasets)} dataset(s) {datasets} — "
                                  f"give one per dataset, in that order, or a mapping {{nmed-t: DIR, nmed-h: DIR}}")
         return dict(zip(datasets, value))
     return None
@@ -106,14 +114,14 @@ def resolve_sources(datasets: list[str], root: Any, audio_root: Any = None) -> l
             absent = [d for d in datasets if not roots[d].is_dir()]
             if absent:
                 raise SelectionError(
-                    f"data.root: {base} is one folder for {len(datasets)} datasets and has no "
+                    f"--data.root: {base} is one folder for {len(datasets)} datasets and has no "
                     f"{', '.join(d + '/' for d in absent)} subfolder — give a root per dataset: "
                     f"--data.root '{{nmed-t: DIR, nmed-h: DIR}}' (or put the releases in {base}/nmed-t and {base}/nmed-h)")
     audio = _per_dataset(audio_root, datasets, "audio_root") if audio_root else None
     if audio_root and audio is None:
         if len(datasets) > 1:
             raise SelectionError(
-                "data.audio_root: one audio folder for both datasets, but NMED-T and NMED-H both number their songs "
+                "--data.audio_root: one audio folder for both datasets, but NMED-T and NMED-H both number their songs "
                 "from 21 (song21.wav is a different song in each) — give one per dataset: "
                 "--data.audio_root '{nmed-t: DIR, nmed-h: DIR}', or leave it out (default <root>/stimuli)")
         audio = {datasets[0]: audio_root}
@@ -128,12 +136,12 @@ def resolve_sources(datasets: list[str], root: Any, audio_root: Any = None) -> l
 def input_files(src: DatasetSource) -> list[Path]:
     """The release files (and song audio) of one dataset; errors name ``data.root`` and the fix."""
     if not src.root.is_dir():
-        raise FileNotFoundError(f"data.root: {src.root} is not a folder — point --data.root at the "
+        raise SelectionError(f"--data.root: {src.root} is not a folder — point --data.root at the "
                                 f"{src.dataset.upper()} release folder (or run `make demo` for demo data)")
     eeg = sorted(src.root.glob(EEG_PATTERNS[src.dataset]))
     if not eeg:
-        raise FileNotFoundError(f"data.root: no {EEG_PATTERNS[src.dataset]} files in {src.root} for "
-                                f"data.dataset={src.dataset} — is this the right folder / dataset?")
+        raise SelectionError(f"--data.root: no {EEG_PATTERNS[src.dataset]} files in {src.root} for "
+                             f"--data.dataset {src.dataset} — is this the right folder / dataset?")
     if src.dataset == "nmed-h":  # extracted archives are folders: fingerprint the .mat files inside
         eeg = [q for p in eeg for q in ([p] if p.is_file() else sorted(p.rglob("*.mat")))]
     from datamodules.nmed import AUDIO_EXTENSIONS
@@ -147,18 +155,18 @@ def check_hearings(hearings: Sequence[str] | None, datasets: list[str], split: s
     """The NMED-H hearings to read (``a`` first, ``b`` second hearing); NMED-T has one (``a``).
     ``None``: ``[a]`` (the authors' choice), or ``[a, b]`` for the hearing split, which needs both."""
     if split == "hearing" and "nmed-h" not in datasets:
-        raise SelectionError("data.split: hearing tests on second hearings, which only NMED-H has — add nmed-h to "
+        raise SelectionError("--data.split: hearing tests on second hearings, which only NMED-H has — add nmed-h to "
                              "data.dataset or choose another data.split")
     if hearings is None:
         hearings = list(HEARINGS) if split == "hearing" else ["a"]
     hearings = [hearings] if isinstance(hearings, str) else list(hearings)
     bad = [h for h in hearings if h not in HEARINGS]
     if bad or not hearings:
-        raise SelectionError(f"data.hearings: {bad or '[]'} — use [a] (first hearing, the default), [b] or [a, b]")
+        raise SelectionError(f"--data.hearings: {bad or '[]'} — use [a] (first hearing, the default), [b] or [a, b]")
     if "nmed-h" not in datasets and hearings != ["a"]:
-        raise SelectionError(f"data.hearings: {hearings} but NMED-T has one hearing — leave data.hearings at [a]")
+        raise SelectionError(f"--data.hearings: {hearings} but NMED-T has one hearing — leave data.hearings at [a]")
     if split == "hearing" and set(hearings) != set(HEARINGS):
-        raise SelectionError("data.hearings: the hearing split trains on first and tests on second hearings — "
+        raise SelectionError("--data.hearings: the hearing split trains on first and tests on second hearings — "
                              "set --data.hearings [a,b]")
     return sorted(set(hearings))
 
@@ -176,12 +184,12 @@ def parse_subject_refs(refs: Iterable[int | str] | None, datasets: list[str], fi
         if m:
             d = normalize(m.group(1))
             if d not in datasets:
-                raise SelectionError(f"data.{field}: {s!r} names {d}, which is not in data.dataset {datasets}")
+                raise SelectionError(f"--data.{field}: {s!r} names {d}, which is not in data.dataset {datasets}")
             named[d].add(int(m.group(2)))
         elif re.fullmatch(r"\d+", s):
             bare.add(int(s))
         else:
-            raise SelectionError(f"data.{field}: {r!r} is not a subject — use a release id (3) or "
+            raise SelectionError(f"--data.{field}: {r!r} is not a subject — use a release id (3) or "
                                  f"dataset:id (nmed-h:3)")
     return named, bare
 
@@ -196,13 +204,13 @@ def resolve_subjects(refs: tuple[dict[str, set[int]], set[int]], present: dict[s
     for d, ids in named.items():
         missing = sorted(ids - present.get(d, set()))
         if missing:
-            raise SelectionError(f"data.{field}: {d} has no subject(s) {missing} (present: "
+            raise SelectionError(f"--data.{field}: {d} has no subject(s) {missing} (present: "
                                  f"{sorted(present.get(d, set()))}) — use ids from its subsNN lists")
         out |= {subject_id(d, i) for i in ids}
     for i in sorted(bare):
         where = [d for d, ids in present.items() if i in ids]
         if len(where) > 1:
-            raise SelectionError(f"data.{field}: subject {i} is in both {' and '.join(where)} (two different "
+            raise SelectionError(f"--data.{field}: subject {i} is in both {' and '.join(where)} (two different "
                                  f"people) — write {' or '.join(repr(f'{d}:{i}') for d in where)}")
         if not where:
             glob = [d for d, ids in present.items() for j in ids if subject_id(d, j) == i and i >= 1000]
@@ -210,7 +218,7 @@ def resolve_subjects(refs: tuple[dict[str, set[int]], set[int]], present: dict[s
                 out.add(i)
                 continue
             have = {d: sorted(ids) for d, ids in present.items()}
-            raise SelectionError(f"data.{field}: subject {i} is in no selected dataset (present: {have}) — "
+            raise SelectionError(f"--data.{field}: subject {i} is in no selected dataset (present: {have}) — "
                                  f"use ids from the release's subsNN lists")
         out.add(subject_id(where[0], i))
     return out
@@ -226,11 +234,11 @@ def songs_by_dataset(songs: Iterable[int] | None, datasets: list[str]) -> dict[s
     valid = {d: [s.index for s in SONGS if s.dataset == d] for d in datasets}
     stray = [s for s in songs if not any(s in v for v in valid.values())]
     if stray:
-        raise SelectionError(f"data.songs: {stray} are not songs of {datasets} — use global song ids "
+        raise SelectionError(f"--data.songs: {stray} are not songs of {datasets} — use global song ids "
                              f"{', '.join(f'{d}: {v[0]}-{v[-1]}' for d, v in valid.items())}")
     out = {d: [s for s in songs if s in valid[d]] for d in datasets}
     empty = [d for d, v in out.items() if not v]
     if empty:
-        raise SelectionError(f"data.songs: selects no song of {', '.join(empty)} — add one of "
+        raise SelectionError(f"--data.songs: selects no song of {', '.join(empty)} — add one of "
                              f"{[s for d in empty for s in valid[d]]} or drop {', '.join(empty)} from data.dataset")
     return out

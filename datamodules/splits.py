@@ -33,6 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
+from datamodules.selection import SelectionError
+
 TRAIN, VAL, TEST, DROPPED = 0, 1, 2, -1
 MODES = ("random", "block", "hearing", "subjects")
 
@@ -93,14 +95,14 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
         :class:`Split` of sorted row indices, with the spans per recording.
     """
     if cfg.mode not in MODES:
-        raise ValueError(f"data.split: unknown mode {cfg.mode!r} — choose one of {MODES}")
+        raise SelectionError(f"--data.split: unknown mode {cfg.mode!r} — choose one of {MODES}")
     if not 0 < cfg.test_fraction < 1 or not 0 <= cfg.val_fraction < 1:
-        raise ValueError("data.test_fraction / data.val_fraction: must be in (0, 1) and [0, 1) — fix the value")
+        raise SelectionError("--data.test_fraction / data.val_fraction: must be in (0, 1) and [0, 1) — fix the value")
     if cfg.span_s <= 0:
-        raise ValueError(f"data.span_s: {cfg.span_s} — must be a positive number of seconds")
+        raise SelectionError(f"--data.span_s: {cfg.span_s} — must be a positive number of seconds")
     n = len(rec)
     if n == 0:
-        raise ValueError("data.window_s: no windows to split (the recordings are shorter than one window) — "
+        raise SelectionError("--data.window_s: no windows to split (the recordings are shorter than one window) — "
                          "use shorter windows")
     rec, start, length = (np.asarray(x, dtype=np.int64) for x in (rec, start, length))
     recs = np.unique(rec)
@@ -109,11 +111,11 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
     group = {int(r): int((group or {}).get(int(r), int(r))) for r in recs}
     gap_s = gap_default_s if cfg.gap_s is None else cfg.gap_s
     if gap_s < 0:
-        raise ValueError(f"data.gap_s: {gap_s} — must be >= 0 seconds")
+        raise SelectionError(f"--data.gap_s: {gap_s} — must be >= 0 seconds")
     gap = int(round(gap_s * sfreq))
     shortest = min(n_samples.values())
     if gap >= shortest:
-        raise ValueError(f"data.gap_s: {gap_s:g} s is not shorter than the shortest recording "
+        raise SelectionError(f"--data.gap_s: {gap_s:g} s is not shorter than the shortest recording "
                          f"({shortest / sfreq:.1f} s) — lower data.gap_s")
     rec_hearing = {}
     if hearing is not None:
@@ -165,7 +167,7 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
             spans[r] = (edges, lab)
     elif cfg.mode == "hearing":
         if not set(rec_hearing.values()) >= {"a", "b"}:
-            raise ValueError("data.split: hearing needs NMED-H data with both hearings — set data.dataset to "
+            raise SelectionError("--data.split: hearing needs NMED-H data with both hearings — set data.dataset to "
                              "include nmed-h and data.hearings [a,b]")
         first = [r for r in n_samples if rec_hearing[r] != "b"]
         by_group = group_spans(sorted({group[r] for r in first}), 0.0)
@@ -178,13 +180,13 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
             test_subs = np.asarray(list(cfg.test_subjects))
             missing = set(test_subs.tolist()) - set(subs.tolist())
             if missing:
-                raise ValueError(f"data.test_subjects: subjects {sorted(missing)} not in the data "
+                raise SelectionError(f"--data.test_subjects: subjects {sorted(missing)} not in the data "
                                  f"(present: {subs.tolist()}) — use ids of the selected subjects")
         else:
             k = max(1, int(round(cfg.test_fraction * len(subs))))
             test_subs = np.random.default_rng(cfg.seed).choice(subs, size=k, replace=False)
         if len(set(test_subs.tolist())) >= len(subs):
-            raise ValueError("data.test_subjects: leaves no training subject — hold out fewer subjects")
+            raise SelectionError("--data.test_subjects: leaves no training subject — hold out fewer subjects")
         held = set(test_subs.tolist())
         kept = [r for r in n_samples if rec_subject[r] not in held]
         by_group = group_spans(sorted({group[r] for r in kept}), 0.0)
@@ -197,7 +199,7 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
     split = Split(np.flatnonzero(part == TRAIN), np.flatnonzero(part == VAL), np.flatnonzero(part == TEST),
                   int(straddle), int(in_gap), notes, spans)
     if len(split.train) == 0:  # an empty val / test part is reported by the loader that needs it
-        raise ValueError(f"data.test_fraction: the train split is empty ({split.summary()}) — use more data, "
+        raise SelectionError(f"--data.test_fraction: the train split is empty ({split.summary()}) — use more data, "
                          f"smaller data.test_fraction / data.val_fraction, or a smaller data.gap_s")
     return split
 

@@ -17,19 +17,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS
+from chanmusic.data.audio_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
+from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS, cache_lock
 from datamodules.nmed import NMEDFormatError, Recording, audio_path, read_audio, read_recordings
 from datamodules.selection import parse_subject_refs, songs_by_dataset, subject_id
 
 log = logging.getLogger("chanmusic")
+NATIVE_SFREQ = 125.0  # the releases' rate, expected unless the settings say otherwise
 
 
 def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
-    """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``."""
+    """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``; a second
+    prepare of the same cache waits for the first (``cache_lock``) and then reuses its result."""
+    with cache_lock(path):
+        return _prepare(settings, Path(path), batch_size)
+
+
+def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
     from chanmusic.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
 
     t0 = time.time()
-    path = Path(path)
     if (path / "manifest.json").exists():
         print(f"[prepare] cache up to date, reusing {path}")
         return path
@@ -54,9 +61,11 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
             ch_names = list(rec.ch_names)
         elif list(rec.ch_names) != ch_names:
             raise NMEDFormatError(f"{rec.source}: channel names differ from the first recording's")
-        akey = (rec.dataset, rec.stimulus)
+        check_recording(rec.eeg, rec.source, rec.subject)
+        akey = (rec.dataset, rec.stimulus)  # both releases number their songs from 21
         if akey not in audio_len_s:
             audio_len_s[akey] = _audio_seconds(audio_root, rec.stimulus)
+            check_song_audio(audio_path(audio_root, rec.stimulus), warnings)
         eeg_s = rec.eeg.shape[1] / rec.sfreq
         if audio_len_s[akey] + 1e-6 < eeg_s:
             raise NMEDFormatError(
@@ -89,6 +98,12 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         recordings.append({"dataset": rec.dataset, "subject": rec.subject, "subject_id": sid, "song": rec.song,
                            "stimulus": rec.stimulus, "condition": rec.condition, "hearing": rec.hearing,
                            "offset": offset, "n_samples": T, "source": rec.source})
+    for src in settings["sources"]:
+        missing = missing_release_files(Path(src["root"]), src["dataset"], settings)
+        if missing:
+            warnings["missing_release_files"] = warnings.get("missing_release_files", 0) + len(missing)
+            log.warning("%s: %d release file(s) not found and left out: %s", src["root"], len(missing),
+                        ", ".join(missing[:6]) + (" …" if len(missing) > 6 else ""))
     if not recordings:
         raise NMEDFormatError(f"data.subjects: no recordings matched the selection (subjects={settings.get('subjects')}, "
                               f"songs={settings.get('songs')}, conditions={settings.get('conditions')}) — widen it")
@@ -105,6 +120,7 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         for b in range(0, len(rows), batch_size):
             chunk = rows[b:b + batch_size]
             clips = np.stack([_cut(audio, sr, music[i, 1], music[i, 2], sfreq_out) for i in chunk])
+            warnings["silent_windows"] = warnings.get("silent_windows", 0) + count_silent_windows(clips)
             wav = torch.from_numpy(clips)
             emb = clap.embed(wav, sr).float().numpy()
             mel = log_mel(wav, sr).float().numpy()
@@ -115,6 +131,7 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
             mel_out[chunk] = mel
     clap_out.flush()
     mel_out.flush()
+    check_embeddings(clap_out, music, stimuli, ", ".join(str(a) for a in audio_roots.values()))
     del clap_out, mel_out
     writer.save_array("segments", np.array(segments, dtype=np.int64).reshape(-1, len(SEGMENT_COLUMNS)))
     writer.save_array("music", music)
@@ -150,13 +167,37 @@ def selected_recordings(settings: dict[str, Any]) -> Iterator[Recording]:
         hearings = settings.get("hearings") if d == "nmed-h" else None
         conditions = settings.get("conditions") if d == "nmed-h" else None
         for rec in read_recordings(Path(src["root"]), d, subjects=wanted, songs=songs[d], conditions=conditions,
-                                   hearings=hearings, require_subjects=False):
+                                   hearings=hearings, require_subjects=False,
+                                   expected_sfreq=settings.get("expected_sfreq", NATIVE_SFREQ)):
             found[d].add(rec.subject)
             yield rec
     if refs is not None:
         from datamodules.selection import resolve_subjects
 
         resolve_subjects(refs, found, "subjects")  # raises on a missing or colliding id
+
+
+def missing_release_files(root: Path, dataset: str, settings: dict[str, Any]) -> list[str]:
+    """Release files (NMED-T ``songNN_Imputed.mat``) or archive members (NMED-H ``<cond>.zip::songNN_h``) that the
+    selection asks for (all songs, or ``settings["songs"]``) but are not under ``root``."""
+    from datamodules.nmed.sources import nmedh_sources, nmedt_sources
+    from datamodules.songs import NMEDH_CONDITIONS, SONGS
+
+    conds = settings.get("conditions") or list(NMEDH_CONDITIONS)
+    sources = nmedt_sources(root) if dataset == "nmed-t" else nmedh_sources(root, conds)
+    seen = {(s.stimulus, s.hearing) for s in sources}
+
+    songs = settings.get("songs")
+    base = [s.number for s in SONGS if s.dataset == dataset and (songs is None or s.index in songs)]
+    if dataset == "nmed-t":
+        return [f"song{n}_Imputed.mat" for n in base if not any(st == n for st, _ in seen)]
+    out = []
+    for c in conds:
+        for n in base:
+            stim = NMEDH_CONDITIONS[c] + n - 21
+            out += [f"CleanEEG_aggregatedByStimulus_{c}.zip::song{stim}_{h}" for h in (settings.get("hearings") or "ab")
+                    if (stim, h) not in seen]
+    return out
 
 
 def _audio_seconds(audio_root: Path, stimulus: int) -> float:

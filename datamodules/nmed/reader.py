@@ -59,7 +59,7 @@ def read_recordings(
             present = sorted({s.hearing for s in sources})
             sources = [s for s in sources if s.hearing in hearings]
             if not sources:
-                raise NMEDFormatError(f"data.hearings: no NMED-H member under {root} has hearing {hearings} "
+                raise NMEDFormatError(f"--data.hearings: no NMED-H member under {root} has hearing {hearings} "
                                       f"(the files hold {present}) — choose from {present}")
 
     if songs is not None:
