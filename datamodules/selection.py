@@ -182,7 +182,10 @@ def parse_subject_refs(refs: Iterable[int | str] | None, datasets: list[str], fi
         s = str(r).strip()
         m = re.fullmatch(r"([A-Za-z_-]+)\s*:\s*(\d+)", s)
         if m:
-            d = normalize(m.group(1))
+            try:
+                d = normalize(m.group(1))
+            except SelectionError:
+                raise SelectionError(f"--data.{field}: {s!r} names no dataset — write nmed-t:ID or nmed-h:ID") from None
             if d not in datasets:
                 raise SelectionError(f"--data.{field}: {s!r} names {d}, which is not in data.dataset {datasets}")
             named[d].add(int(m.group(2)))

@@ -71,7 +71,8 @@ def validate_settings(args: dict[str, Any]) -> None:
     datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
     for d in datasets or [None]:
         if d not in ("nmed-t", "nmed-h"):
-            raise SettingError("dataset", f"{d!r} is not nmed-t or nmed-h", "pass --data.dataset nmed-t or nmed-h")
+            raise SettingError("dataset", f"{d!r} is not nmed-t or nmed-h",
+                               "pass --data.dataset nmed-t, nmed-h or [nmed-t, nmed-h] (both pooled)")
     root = a.get("root")
     roots = list(root.values()) if isinstance(root, dict) else list(root) if isinstance(root, (list, tuple)) else [root]
     for r in roots:  # one folder, or one per dataset (datamodules.selection)

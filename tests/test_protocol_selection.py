@@ -54,11 +54,11 @@ def test_bad_selections_are_one_clear_error(pool_root, cache, tmp_path):
         (dict(root=[str(pool_root / "nmed-t")], dataset=pool), r"data\.root: 1 folder\(s\) for 2 dataset"),
         (dict(root=str(pool_root), dataset=pool, audio_root=str(tmp_path)), r"data\.audio_root: one audio folder"),
         (dict(root=str(pool_root), dataset=pool, songs=[0, 1]), r"data\.songs: selects no song of nmed-h — add"),
-        (dict(root=str(pool_root), dataset=["nmed-x"]), r"data\.dataset: 'nmed-x' is not a dataset"),
+        (dict(root=str(pool_root), dataset=["nmed-x"]), r"data\.dataset: 'nmed-x' is not"),
         (dict(root=str(pool_root / "nmed-h"), dataset="nmed-h", hearings=["c"]), r"data\.hearings: \['c'\]"),
         (dict(root=str(pool_root / "nmed-t"), hearings=["a", "b"]), r"data\.hearings: .* NMED-T has one hearing"),
-        (dict(root=str(pool_root / "nmed-t"), split="hearing"), r"data\.split: hearing .* only NMED-H"),
-        (dict(root=str(pool_root), dataset=pool, subjects=["nmed-x:1"]), r"data\.dataset: 'nmed-x'"),
+        (dict(root=str(pool_root / "nmed-t"), split="hearing"), r"data\.split: hearing needs NMED-H"),
+        (dict(root=str(pool_root), dataset=pool, subjects=["nmed-x:1"]), r"data\.subjects: 'nmed-x:1' names no dataset"),
     ]
     for kw, pattern in cases:
         root = kw.pop("root")

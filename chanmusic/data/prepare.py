@@ -183,8 +183,10 @@ def missing_release_files(root: Path, dataset: str, settings: dict[str, Any]) ->
     from datamodules.nmed.sources import nmedh_sources, nmedt_sources
     from datamodules.songs import NMEDH_CONDITIONS, SONGS
 
-    conds = settings.get("conditions") or list(NMEDH_CONDITIONS)
+    conds = settings.get("conditions")  # None: every condition archive present (the data module's default)
     sources = nmedt_sources(root) if dataset == "nmed-t" else nmedh_sources(root, conds)
+    if conds is None:
+        conds = [c for c in NMEDH_CONDITIONS if any(s.condition == c for s in sources)]
     seen = {(s.stimulus, s.hearing) for s in sources}
 
     songs = settings.get("songs")
