@@ -30,7 +30,7 @@ PRETRAIN_ARGS = ["--trainer.max_epochs", "1", "--trainer.logger.init_args.name",
 RECONSTRUCT_ROW = "channel-oriented (pretrained)"
 RECONSTRUCT_ARGS = ["--model.init_args.max_generate", "24", "--trainer.logger.init_args.name", "reconstruct"]
 AUDIO_METRICS = ("clap_score", "ssim", "psnr")
-METRIC_ORDER = ("id50", "song14", "genre10", "within_song", "clap_score", "ssim", "psnr")
+METRIC_ORDER = ("id50", "song_id", "genre_id", "within_song", "clap_score", "ssim", "psnr")
 
 
 OUT = Path("demo_out")  # experiments/demo.yaml's folder; --out moves data, cache and runs together
@@ -83,7 +83,13 @@ def run_reconstruction(align_ckpt: str | None, control: bool = False) -> dict:
 
 
 def fmt(m: dict | None) -> str:
-    return "—" if m is None else f"{m['mean']:.3f}±{m['std']:.3f}"
+    """``mean [95% CI]``: the run's bootstrap interval over test windows (older files: ± the draw spread)."""
+    if m is None:
+        return "—"
+    ci = m.get("ci95")
+    if ci and None not in ci:
+        return f"{m['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{m['mean']:.3f}±{m.get('std') or 0:.3f}"
 
 
 def results_table(rows: list[tuple[str, dict, dict | None]]) -> str:
@@ -92,7 +98,7 @@ def results_table(rows: list[tuple[str, dict, dict | None]]) -> str:
     lines = [head, "|---|---|" + "---|" * len(METRIC_ORDER)]
     def chance_of(k: str) -> str:
         for _, res, _ in rows:
-            if k in res and res[k].get("chance") is not None:
+            if res.get(k) and res[k].get("chance") is not None:
                 return f"{res[k]['chance']:.3f}"
         return "—"
 
@@ -101,15 +107,16 @@ def results_table(rows: list[tuple[str, dict, dict | None]]) -> str:
         lines.append(f"| {name} | music | " + " | ".join(fmt(res.get(k)) for k in METRIC_ORDER) + " |")
         if ctrl is not None:
             lines.append(f"| {name} | no-music control | " + " | ".join(fmt(ctrl.get(k)) for k in METRIC_ORDER) + " |")
-            gains = [f"{res[k]['mean'] - ctrl[k]['mean']:+.3f}" if k in res and k in ctrl else "—" for k in METRIC_ORDER]
+            gains = [f"{res[k]['mean'] - ctrl[k]['mean']:+.3f}" if res.get(k) and ctrl.get(k) else "—" for k in METRIC_ORDER]
             lines.append(f"| {name} | **gain over control** | " + " | ".join(gains) + " |")
     return "\n".join(lines)
 
 
 NOTES = (
-    "mean ± std over repeated draws of distractors (n = test windows). within_song: distractors from the same\n"
-    "song only. no-music control: the same EEG with each window's audio target taken half a recording later in\n"
-    "the same song (recording fingerprints kept, music pairing broken): only the gain over it is evidence of music.\n"
+    "mean [95% bootstrap interval over test windows, seeded]; one training seed, so seed-to-seed variability is NOT\n"
+    "included. song_id / genre_id: every song / genre of the data (10 / 9 on NMED-T). within_song: distractors from\n"
+    "the same song only. no-music control: the same EEG with each recording's audio targets circularly shifted by\n"
+    "its own amount (recording fingerprints kept, music pairing broken): only the gain over it is evidence of music.\n"
     "clap_score / ssim / psnr: generated vs true audio after ridge -> AudioLDM (chance for clap_score = mismatched\n"
     "pairs); the audio oracle feeds the true CLAP embedding to the same generator."
 )

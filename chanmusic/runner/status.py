@@ -88,7 +88,7 @@ def merged_metrics(status: dict) -> dict:
 
 def progress_line(i: int, n: int, plan: RunPlan, st: dict, dt: float, total: float) -> str:
     m = st.get("metrics") or {}
-    what = " ".join(f"{k} {m[k]['mean']:.3f}" for k in ("id50", "song14", "within_song", "clap_score") if k in m)
+    what = " ".join(f"{k} {m[k]['mean']:.3f}" for k in ("id50", "song_id", "within_song", "clap_score") if k in m)
     if st.get("skipped"):
         state = "done earlier, skipped" + (f" ({st['note']})" if st.get("note") else "")
     elif st["status"] == "done":

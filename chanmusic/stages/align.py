@@ -16,15 +16,18 @@ from chanmusic.stages.encoder_init import load_encoder_weights
 from chanmusic.modules.heads import build_head
 from chanmusic.modules.losses import clip_loss
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
-from chanmusic.evaluation.metrics import Identification
+from chanmusic.evaluation.metrics import Identification, MetricUnavailable, reset_metric
+from chanmusic.evaluation.intervals import metric_entry
 from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
 from datamodules.cache import atomic_write_text
 
 log = logging.getLogger("chanmusic")
 
-# name -> (distractors, n_way)
-ID_METRICS = {"id50": ("segment", 50), "song14": ("song", 14), "genre10": ("genre", 10),
+# name -> (distractors, n_way); None = every class present (its count is recorded as the entry's n_way)
+ID_METRICS = {"id50": ("segment", 50), "song_id": ("song", None), "genre_id": ("genre", None),
               "within_song": ("within_song", 10)}
+# the paper's names: written as their metric where the count matches the paper (the NMED-T + NMED-H pool), else null
+PAPER_NAMES = {"song14": ("song_id", 14), "genre10": ("genre_id", 10)}
 
 
 class AlignModule(L.LightningModule):
@@ -100,14 +103,15 @@ class AlignModule(L.LightningModule):
             mask = self.channel_dropout(mask)
         emb = self.embed(batch["eeg"], mask)
         e, a = self._gather(emb), self._gather(batch["clap"])
-        loss = clip_loss(e, a, self.logit_scale)
+        music = self._gather(batch["music"], grads=False) if "music" in batch else None  # same music: no negative
+        loss = clip_loss(e, a, self.logit_scale, music)
         return loss, emb
 
-    def _gather(self, x: Tensor) -> Tensor:
+    def _gather(self, x: Tensor, grads: bool = True) -> Tensor:
         """All ranks' rows with gradients flowing back to this rank's (``[W*B, D]``; identity on one device)."""
-        if self.trainer is None or self.trainer.world_size == 1:
+        if self._trainer is None or self.trainer.world_size == 1:
             return x
-        g = self.all_gather(x, sync_grads=True)
+        g = self.all_gather(x, sync_grads=grads)
         return g.flatten(0, 1) if g.dim() == x.dim() + 1 else g
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -166,16 +170,30 @@ class AlignModule(L.LightningModule):
                      batch["start"], batch["length"], batch["segment"])
 
     def on_test_epoch_end(self) -> None:
-        results = {name: {k: v.item() for k, v in m.compute().items()} for name, m in self.test_metrics.items()}
-        for m in self.test_metrics.values():
-            m.reset()
-        for name, r in results.items():
-            r["n"] = int(r["n"])
-            self.log(f"test/{name}", r["mean"], rank_zero_only=True)
-        self.write_metrics(results)
+        results: dict[str, dict[str, Any] | None] = {}
+        reasons: dict[str, str] = {}
+        for name, m in self.test_metrics.items():
+            try:
+                results[name] = metric_entry(m.compute())
+                self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
+            except MetricUnavailable as e:  # cannot be formed on this data: null with its reason, never a crash
+                results[name], reasons[name] = None, str(e)
+                log.warning("%s not computed: %s", name, e)
+            reset_metric(m)
+        for paper, (name, n_way) in PAPER_NAMES.items():
+            r = results.get(name)
+            if r is not None and r["n_way"] == n_way:
+                results[paper] = dict(r)
+            else:
+                results[paper] = None
+                reasons[paper] = (f"{n_way}-way as in the paper needs NMED-T + NMED-H pooled; here {name} is "
+                                  + (f"{r['n_way']}-way (see {name})" if r else f"null ({reasons.get(name)})"))
+        self.write_metrics(results, reasons)
 
-    def write_metrics(self, results: dict[str, dict[str, Any]]) -> Path | None:
-        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only).
+    def write_metrics(self, results: dict[str, dict[str, Any] | None],
+                      reasons: dict[str, str] | None = None) -> Path | None:
+        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only); a ``None`` result is
+        written as ``null`` with its reason under ``"unavailable"``.
 
         Call it on every rank: ``trainer.log_dir`` is a broadcast under DDP, so asking for it on rank 0 only
         would pair with the next collective of the other ranks (and hang or crash them).
@@ -189,6 +207,10 @@ class AlignModule(L.LightningModule):
         path = out_dir / "metrics.json"
         existing = json.loads(path.read_text()) if path.exists() else {}
         existing.update(results)
+        unavailable = {k: v for k, v in (existing.get("unavailable") or {}).items() if existing.get(k) is None}
+        unavailable.update(reasons or {})
+        if unavailable:
+            existing["unavailable"] = unavailable
         prov = run_provenance(self.trainer)
         if prov is not None:  # a test run: what it was made from (evaluation.provenance)
             existing["provenance"] = prov
