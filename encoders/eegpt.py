@@ -71,6 +71,9 @@ class EEGPTEncoder(FoundationAdapter):
         average_reference: subtract the mean over present channels of each window (official: yes).
         embed_dim, embed_num, depth, num_heads, mlp_ratio: size (official large4E: 512, 4, 8, 8, 4).
         drop_path, dropout, attn_dropout: regularisation.
+        init_std: standard deviation of the random initialisation (braindecode/official: 0.02, tuned for width
+            512); a narrower demo model keeps the official per-layer gain with ``0.02 * sqrt(512 / embed_dim)``.
+            Irrelevant once weights are loaded.
         absent: ``"remove"`` (default) or ``"zero"``, see above.
     """
 
@@ -83,7 +86,7 @@ class EEGPTEncoder(FoundationAdapter):
                  channel_set: str = "all", max_angle: float | None = None, montage: str = "GSN-HydroCel-129",
                  patch_fit: str = "pad", average_reference: bool = True, embed_dim: int = 512, embed_num: int = 4,
                  depth: int = 8, num_heads: int = 8, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 dropout: float = 0.0, attn_dropout: float = 0.0, absent: str = "remove"):
+                 dropout: float = 0.0, attn_dropout: float = 0.0, init_std: float = 0.02, absent: str = "remove"):
         from braindecode.models import EEGPT
         from braindecode.models.eegpt import CHANNEL_DICT
 
@@ -101,11 +104,11 @@ class EEGPTEncoder(FoundationAdapter):
                 n_times=self.model_times, sfreq=self.model_sfreq, patch_size=self.patch_size, patch_stride=None,
                 embed_num=embed_num, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                 qkv_bias=True, drop_prob=dropout, attn_drop_rate=attn_dropout, drop_path_rate=drop_path,
-                return_encoder_output=True, chan_proj_type="none")
+                return_encoder_output=True, chan_proj_type="none", init_std=init_std)
         enc = self.model.target_encoder
         if enc.chan_embed.num_embeddings != len(CHANNEL_DICT):
             enc.chan_embed = nn.Embedding(len(CHANNEL_DICT), embed_dim)
-            nn.init.normal_(enc.chan_embed.weight, std=0.02)
+            nn.init.normal_(enc.chan_embed.weight, std=init_std)
         if int(self.model.chans_id.max()) >= len(CHANNEL_DICT):
             raise ValueError("an input channel fell back to a sequential EEGPT id; check the channel mapping")
         self.register_buffer("token_time", torch.arange(self.n_patches), persistent=False)
