@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.rows import Cell, RowResult
 
 
@@ -50,6 +51,10 @@ def status_text(r: RowResult) -> str:
          "incomplete": "incomplete (running or killed)"}.get(r.status, r.status)
     if r.status in ("failed", "partial") and r.error:
         s += f": {r.error}"
+    spread, rank = r.cells.get("embedding_spread"), r.cells.get("embedding_rank")
+    if spread is not None and spread.mean is not None and is_collapsed(spread.mean, rank.mean if rank and
+                                                                        rank.mean is not None else float("inf")):
+        s += f"; COLLAPSED embeddings (mean pairwise 1-cos {spread.mean:.1e})"
     return s
 
 

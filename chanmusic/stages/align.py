@@ -15,7 +15,8 @@ from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.stages.encoder_init import load_encoder_weights
 from chanmusic.modules.heads import build_head
 from chanmusic.modules.losses import clip_loss
-from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
+from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosine, total_steps
+from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
 from chanmusic.evaluation.metrics import Identification, MetricUnavailable, reset_metric
 from chanmusic.evaluation.intervals import metric_entry
 from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
@@ -47,6 +48,11 @@ class AlignModule(L.LightningModule):
         channel_dropout: fraction of channels removed per training sample (structured channel dropout).
         channel_dropout_mode: see ``chanmusic.modules.channel_dropout.ChannelDropout``.
         id_repeats, id_seed: repeats and seed of the identification metrics.
+        recipe: the encoder's own fine-tuning recipe as parameter groups (``chanmusic.modules.optim.OptimRecipe``:
+            encoder / head learning rates, layer-wise decay, warm-up fraction, ...); ``None``: one learning rate.
+
+    Test also measures the spread of the test embeddings (``chanmusic.evaluation.collapse``): ``embedding_spread``
+    and ``embedding_rank`` in ``metrics.json`` and TensorBoard, and a warning when they have collapsed.
     """
 
     def __init__(
@@ -66,9 +72,11 @@ class AlignModule(L.LightningModule):
         channel_dropout_mode: str = "random",
         id_repeats: int = 10,
         id_seed: int = 0,
+        recipe: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
+        self.recipe = OptimRecipe.from_dict(recipe) if recipe is not None else None
         self.encoder = encoder
         if init_encoder_from:
             load_encoder_weights(self.encoder, init_encoder_from)
@@ -83,6 +91,7 @@ class AlignModule(L.LightningModule):
             self.encoder.requires_grad_(False)
         self.test_metrics = nn.ModuleDict({
             name: Identification(n_way, kind, id_repeats, id_seed) for name, (kind, n_way) in ID_METRICS.items()})
+        self.test_spread = EmbeddingSpread()
 
     # ---- forward -------------------------------------------------------------------------------
     def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
@@ -168,6 +177,7 @@ class AlignModule(L.LightningModule):
         for m in self.test_metrics.values():
             m.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
                      batch["start"], batch["length"], batch["segment"])
+        self.test_spread.update(emb)
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, dict[str, Any] | None] = {}
@@ -188,6 +198,14 @@ class AlignModule(L.LightningModule):
                 results[paper] = None
                 reasons[paper] = (f"{n_way}-way as in the paper needs NMED-T + NMED-H pooled; here {name} is "
                                   + (f"{r['n_way']}-way (see {name})" if r else f"null ({reasons.get(name)})"))
+        spread = {k: v.item() for k, v in self.test_spread.compute().items()}
+        self.test_spread.reset()
+        results.update(metrics_entries(spread))
+        for name in ("embedding_spread", "embedding_rank"):
+            self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
+        if results["embedding_spread"]["collapsed"]:
+            log.warning("test embeddings have COLLAPSED: mean pairwise 1 - cos %.2g, effective rank %.2f "
+                        "(chanmusic.evaluation.collapse)", spread["spread"], spread["rank"])
         self.write_metrics(results, reasons)
 
     def write_metrics(self, results: dict[str, dict[str, Any] | None],
@@ -225,6 +243,10 @@ class AlignModule(L.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self):
-        """AdamW (no decay on 1-D parameters), linear warmup then cosine decay (``chanmusic.modules.optim``)."""
+        """AdamW (no decay on 1-D parameters), linear warmup then cosine decay (``chanmusic.modules.optim``); with a
+        ``recipe``, its parameter groups (per-group learning rates, layer-wise decay) under the same schedule."""
         hp = self.hparams
+        if self.recipe is not None:
+            return adamw_recipe(self.named_parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total_steps(self),
+                                self.recipe, self.encoder)
         return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total_steps(self))
