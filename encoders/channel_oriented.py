@@ -149,6 +149,31 @@ class ChannelOrientedEncoder(EEGEncoder):
             return patches
         return torch.cat([patches, self.band_power(patches)], dim=-1)
 
+    def token_channel_share(self, token_weights: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        """Token weights ``[B, C·P]`` (channel-major) -> per-electrode share ``[B, C]``, 0 at absent electrodes,
+        summing to 1 over present ones."""
+        B, N = token_weights.shape
+        C = channel_mask.shape[1] if channel_mask is not None else self.n_channels
+        w = token_weights.float().view(B, C, N // C).sum(-1)
+        if channel_mask is not None:
+            w = w * channel_mask.to(w.dtype)
+        return w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def rollout_channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None, include_cls: bool = False) -> Tensor:
+        """Attention rollout from the mean of the output tokens (plus the CLS with ``include_cls``) to the input
+        tokens, summed per electrode: ``eeg [B, C, T]`` (the full montage) -> ``[B, C]`` share over present
+        electrodes (:meth:`encoders.token_transformer.TokenTransformer.rollout`)."""
+        self.check_input(eeg, channel_mask)
+        B, C, T = eeg.shape
+        mask = channel_mask.bool() if channel_mask is not None else torch.ones(B, C, dtype=torch.bool, device=eeg.device)
+        x = torch.where(mask[..., None], eeg, torch.zeros((), dtype=eeg.dtype, device=eeg.device))
+        P = T // self.patch_size
+        rows = torch.arange(C, device=eeg.device).expand(B, -1)
+        tok = self.patch_embed(self.patch_features(x)) + self.channel_vectors(rows)[:, :, None, :] + self.time_embed[:P]
+        w = self.transformer.rollout(tok.flatten(1, 2), mask.repeat_interleave(P, dim=1), include_cls)
+        return self.token_channel_share(w, mask)
+
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None,
                 channel_index: Tensor | None = None, positions: Tensor | None = None) -> EncoderOutput:
         """eeg ``[B, C', T]``, channel_mask ``[B, C']``, channel_index ``[C']``/``[B, C']`` or (``"position"``
