@@ -63,6 +63,29 @@ def knn_accuracy(query: Tensor, q_labels: Tensor, q_groups: Tensor, bank: Tensor
     return float((pred == inv[len(b_labels):]).float().mean())
 
 
+def ridge_accuracy(query: Tensor, q_labels: Tensor, q_groups: Tensor, bank: Tensor, b_labels: Tensor,
+                   b_groups: Tensor, alpha: float = 1.0) -> float:
+    """Linear-probe top-1 accuracy, other groups only: for each query group (subject) ``g``, a ridge regression
+    from standardised features to one-hot labels is fitted on the bank rows of the other groups (closed form,
+    penalty ``alpha`` per row of the fit) and scores ``g``'s queries (``query [Q, D]``, ``bank [N, D]``)."""
+    classes, inv = torch.unique(torch.cat([b_labels, q_labels]), return_inverse=True)
+    b_lab, q_lab = inv[: len(b_labels)], inv[len(b_labels):]
+    correct = 0
+    for g in torch.unique(q_groups):
+        fit, use = b_groups != g, q_groups == g
+        if int(fit.sum()) < 2:
+            return float("nan")
+        X = bank[fit].double()
+        mu, sd = X.mean(0), X.std(0, unbiased=False).clamp_min(1e-6)
+        X = (X - mu) / sd
+        Y = torch.nn.functional.one_hot(b_lab[fit], len(classes)).double()
+        prior = Y.mean(0)  # the intercept (features are centred)
+        W = torch.linalg.solve(X.T @ X + alpha * len(X) * torch.eye(X.shape[1], dtype=X.dtype), X.T @ (Y - prior))
+        pred = (((query[use].double() - mu) / sd) @ W + prior).argmax(1)
+        correct += int((pred == q_lab[use]).sum())
+    return correct / len(query)
+
+
 class OnlineProbe(L.Callback):
     """kNN probe of frozen features on song and music-segment labels, other subjects only (see module doc).
 
@@ -75,11 +98,13 @@ class OnlineProbe(L.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, max_bank: int = 2000, max_queries: int = 500, k: int = 20,
-                 temperature: float = 0.1, encoder: str = "teacher_encoder", batch_size: int = 128):
+                 temperature: float = 0.1, encoder: str = "teacher_encoder", batch_size: int = 128,
+                 alpha: float = 0.1):
         super().__init__()
         self.every_n_epochs = max(1, int(every_n_epochs))
         self.max_bank, self.max_queries = int(max_bank), int(max_queries)
         self.k, self.temperature, self.encoder_name, self.batch_size = int(k), float(temperature), encoder, batch_size
+        self.alpha = float(alpha)
         self.history: list[tuple[int, dict[str, float]]] = []
 
     def _encoder(self, pl_module: L.LightningModule):
@@ -130,8 +155,10 @@ class OnlineProbe(L.Callback):
         res: dict[str, float] = {}
         for label in LABELS:
             for f in FEATURES:
-                res[f"probe/{label}_{f}"] = knn_accuracy(query[f], query[label], query["subject"], bank[f],
-                                                         bank[label], bank["subject"], self.k, self.temperature)
+                res[f"probe/{label}_{f}_knn"] = knn_accuracy(query[f], query[label], query["subject"], bank[f],
+                                                             bank[label], bank["subject"], self.k, self.temperature)
+                res[f"probe/{label}_{f}_linear"] = ridge_accuracy(query[f], query[label], query["subject"], bank[f],
+                                                                  bank[label], bank["subject"], self.alpha)
             res[f"probe/{label}_chance"] = 1.0 / max(1, len(torch.unique(query[label])))
         return res
 

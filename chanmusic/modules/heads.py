@@ -43,17 +43,21 @@ DEFAULT_READOUT = {"linear": "pooled", "mlp": "tokens", "temporal": "cls+tokens"
 
 
 def readout_tokens(out: EncoderOutput, source: str) -> tuple[Tensor, Tensor | None]:
-    """The head's input: ``(x [B, N', D], present [B, N'] bool | None)`` for ``source`` (see module doc)."""
+    """The head's input: ``(x [B, N', D], present [B, N'] bool | None)`` for ``source`` (see module doc).
+    Absent positions of ``x`` are set to 0 here (``torch.where``, so not even a NaN there can leak); every head
+    then leaves them out by ``present``."""
     if source == "pooled":
         return out.pooled.unsqueeze(1), None
-    if source == "tokens":
-        return out.tokens, out.token_mask
+    if source not in READOUTS:
+        raise ValueError(f"model.readout: {source!r} is not one of {READOUTS}")
+    x, present = out.tokens, out.token_mask
     if source == "cls+tokens":
-        x = torch.cat([out.pooled.unsqueeze(1), out.tokens], 1)
-        if out.token_mask is None:
-            return x, None
-        return x, torch.cat([out.token_mask.new_ones(len(x), 1), out.token_mask.bool()], 1)
-    raise ValueError(f"model.readout: {source!r} is not one of {READOUTS}")
+        x = torch.cat([out.pooled.unsqueeze(1), x], 1)
+        present = None if present is None else torch.cat([present.new_ones(len(x), 1), present.bool()], 1)
+    if present is not None:
+        present = present.bool()
+        x = torch.where(present[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return x, present
 
 
 def pack_present(x: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
