@@ -122,6 +122,19 @@ NOTES = (
 )
 
 
+def recipe_note() -> str:
+    """What the channel-oriented row runs, read from its YAMLs (so the table's note cannot drift from them)."""
+    import yaml
+
+    a = yaml.safe_load((EXPERIMENTS / "encoders/channel_oriented.yaml").read_text())["model"]["init_args"]
+    p = yaml.safe_load((EXPERIMENTS / "pretrain/channel_oriented.yaml").read_text())["model"]["init_args"]
+    return (f"channel-oriented row: readout = head '{a['head']}' on {a.get('readout') or 'its default source'} "
+            f"(present tokens only); encoder = the pretraining's {a.get('init_encoder_weights', 'teacher')}; "
+            f"pretraining crops {'resized' if p.get('crop_resize') else 'native-rate (not resampled)'}, student "
+            f"channel dropout {p['student_channel_drop']} as {p['channel_drop_mode']}; alignment channel dropout "
+            f"{a['channel_dropout']} as {a['channel_dropout_mode']} (docs/model.md).")
+
+
 def clap_is_random(out: Path) -> bool:
     mans = [json.loads(p.read_text()) for p in (out / "cache").glob("*/manifest.json")]
     return any(m.get("clap_is_random", True) for m in mans) or not mans
@@ -167,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n[demo] === audio oracle (ground-truth CLAP through AudioLDM: the upper bound) ===")
         rows.append(("audio oracle", run_reconstruction(None), None))
     table = results_table(rows)
-    note = NOTES
+    note = NOTES + "\n" + recipe_note()
     if clap_is_random(out):
         note += ("\nNOTE: the CLAP used is a tiny RANDOMLY INITIALISED model (no pretrained weights offline): the\n"
                  "numbers show the pipeline learning above chance on synthetic data, not real CLAP-space results.")

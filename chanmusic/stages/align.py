@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.stages.encoder_init import load_encoder_weights
-from chanmusic.modules.heads import build_head
+from chanmusic.modules.heads import build_head, readout_channel_map
 from chanmusic.modules.losses import clip_loss
 from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosine, total_steps
 from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
@@ -37,14 +37,16 @@ class AlignModule(L.LightningModule):
     Args:
         encoder: any ``encoders.base.EEGEncoder`` (YAML ``class_path``).
         clap_dim: CLAP embedding size (linked from the data module).
-        head: ``linear`` (on pooled), ``mlp`` (token mean), ``temporal`` (conv over tokens), ``tokens``
-            (channel-keeping readout; needs a fixed token grid).
-        head_hidden: hidden width of the head (per-token width for ``tokens``).
+        head: ``temporal`` (the authors' StatHead over present tokens), ``mlp`` (mean of present tokens),
+            ``linear`` (mean of the readout source -> Linear), ``attention`` (learned queries over present
+            tokens); see ``chanmusic.modules.heads``. No head ever reads a removed channel as zeros.
+        head_hidden: hidden width of the head.
         lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay over the run.
         temperature_init: initial softmax temperature (logit scale = log(1/T)), clamped to ≤ 100.
         learn_temperature: learn the logit scale.
-        freeze_encoder: keep the encoder fixed (eval mode, no gradients): the ablation "encoder fixed".
-        init_encoder_from: checkpoint (pretrain or align) whose ``encoder.*`` weights initialise the encoder.
+        freeze_encoder: keep the encoder fixed (eval mode, no gradients): the ablation "encoder fixed". An error
+            without weights to freeze (no ``init_encoder_from`` and no ``weights_source`` on the encoder).
+        init_encoder_from: checkpoint (pretrain or align) whose encoder weights initialise the encoder.
         channel_dropout: fraction of channels removed per training sample (structured channel dropout).
         channel_dropout_mode: see ``chanmusic.modules.channel_dropout.ChannelDropout``.
         id_repeats, id_seed: repeats and seed of the identification metrics.
@@ -53,6 +55,10 @@ class AlignModule(L.LightningModule):
 
     Test also measures the spread of the test embeddings (``chanmusic.evaluation.collapse``): ``embedding_spread``
     and ``embedding_rank`` in ``metrics.json`` and TensorBoard, and a warning when they have collapsed.
+        init_encoder_weights: which encoder of a pretraining checkpoint: ``teacher`` (default, the EMA
+            teacher DINO evaluates) or ``student`` (``chanmusic.stages.encoder_init``).
+        readout: what the head reads: ``pooled``, ``tokens`` or ``cls+tokens`` (``None``: the head's default).
+        head_queries: learned queries of the ``attention`` head.
     """
 
     def __init__(
@@ -69,19 +75,25 @@ class AlignModule(L.LightningModule):
         freeze_encoder: bool = False,
         init_encoder_from: str | None = None,
         channel_dropout: float = 0.0,
-        channel_dropout_mode: str = "random",
+        channel_dropout_mode: str = "cluster",
         id_repeats: int = 10,
         id_seed: int = 0,
         recipe: dict[str, Any] | None = None,
+        init_encoder_weights: str = "teacher",
+        readout: str | None = None,
+        head_queries: int = 8,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.recipe = OptimRecipe.from_dict(recipe) if recipe is not None else None
         self.encoder = encoder
+        # an encoder that loaded its own weights (an official checkpoint) says so with a ``weights_source`` attribute
+        if freeze_encoder and not init_encoder_from and not getattr(encoder, "weights_source", None):
+            raise ValueError("model.freeze_encoder: true with no weights to freeze (init_encoder_from is empty) — "
+                             "pass --model.init_args.init_encoder_from CKPT, or set freeze_encoder: false")
         if init_encoder_from:
-            load_encoder_weights(self.encoder, init_encoder_from)
-        n_tokens = getattr(encoder, "n_tokens", 0)
-        self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, n_tokens)
+            load_encoder_weights(self.encoder, init_encoder_from, init_encoder_weights)
+        self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, readout, head_queries)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)),
                                         requires_grad=learn_temperature)
         # cluster mode needs electrode positions: the encoder knows its channel names (linked from the data)
@@ -101,6 +113,13 @@ class AlignModule(L.LightningModule):
 
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
         return self.embed(eeg, channel_mask)
+
+    @torch.no_grad()
+    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
+        """Per-electrode share ``[B, C]`` of the readout this model uses, and its kind
+        (``chanmusic.modules.heads.readout_channel_map``): the scalp maps."""
+        out = self.encoder(eeg, channel_mask)
+        return readout_channel_map(self.head, self.encoder, out, eeg, channel_mask)
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_encoder:
