@@ -95,6 +95,7 @@ class CBraModEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(idx)), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official file, a braindecode folder or hub id (see class docstring)."""

@@ -120,6 +120,7 @@ class EEGPTEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""

@@ -149,6 +149,7 @@ class LaBraMEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(names)), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""
