@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	@touch $(STAMP)
 
-demo: install
-	$(PY) -m chanmusic.demo
+demo: install  # the runner's demo profile: demo data if absent, every stage once, the report (docs: README)
+	$(PY) -m chanmusic.cli compare --profile demo --out demo_out
 
 test: install
 	$(PY) -m pytest -q

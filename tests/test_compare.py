@@ -31,7 +31,7 @@ FAKE_WORKER = textwrap.dedent('''
     job = json.loads(Path(sys.argv[1]).read_text())
     d = Path(job["dir"])
     text = "\\n".join(Path(c).read_text() for c in job["configs"])
-    with open(d.parents[3] / "calls.jsonl" if "_pretrain" not in str(d) else d.parents[4] / "calls.jsonl", "a") as f:
+    with open(d.parents[4] / "calls.jsonl", "a") as f:
         f.write(json.dumps({"dir": str(d), "resume": job["resume"], "args": job["args"],
                             "commands": job["commands"]}) + "\\n")
     if "behaviour: crash" in text:
@@ -127,11 +127,11 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     lines = fake["run"]()
     out = fake["out"]
     assert len([l for l in lines if l.startswith("[compare] (")]) == 16  # 4 rows x 2 seeds x (music, control)
-    good = read_status(out / "runs" / "good" / "seed1")
+    good = read_status(out / "runs" / "good" / "seed1" / "music")
     assert good["status"] == "done" and good["metrics"]["id50"]["mean"] == pytest.approx(0.4)
-    crash = read_status(out / "runs" / "crash" / "seed0")
+    crash = read_status(out / "runs" / "crash" / "seed0" / "music")
     assert crash["status"] == "failed" and crash["error"] == "RuntimeError: boom in the model"
-    missing = read_status(out / "runs" / "missing" / "seed0-control")
+    missing = read_status(out / "runs" / "missing" / "seed0" / "control")
     assert missing["status"] == "failed" and missing["error"].startswith("config not found")
     # pretraining: one run per seed, shared by the music and control runs, its checkpoint passed on
     pre_calls = [c for c in fake["calls"]() if "_pretrain" in c["dir"]]
@@ -144,7 +144,7 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     for c in recon:
         i = c["args"].index("--model.init_args.align_checkpoint")
         assert c["args"][i + 1] == str(Path(c["dir"]).parent / "align" / "checkpoints" / "best.ckpt")
-    st = read_status(out / "runs" / "pre" / "seed0")
+    st = read_status(out / "runs" / "pre" / "seed0" / "music")
     assert set(st["steps"]) == {"pretrain", "align", "reconstruct"}
     # the table keeps every row; failed ones say why
     report.write_results(out)
@@ -164,7 +164,7 @@ def test_runner_skips_finished_runs_and_retries_failed(fake):
     fake["run"]()
     again = fake["calls"]()[n:]
     # only the crashing row is retried (the missing YAML fails before any subprocess); done runs are skipped
-    assert {Path(c["dir"]).parts[-3] for c in again} == {"crash"}
+    assert {Path(c["dir"]).parts[-4] for c in again} == {"crash"}
     fake["run"](rows=["good"], redo=["good"])
     redone = fake["calls"]()[n + len(again):]
     assert len(redone) == 4 and all("/runs/good/" in c["dir"] for c in redone)
@@ -175,7 +175,7 @@ def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
     out = fake["out"]
     n = len(fake["calls"]())
     # killed during fit with a checkpoint: status running, no result; resumed from last.ckpt
-    d = out / "runs" / "good" / "seed0"
+    d = out / "runs" / "good" / "seed0" / "music"
     st = read_status(d)
     st["status"] = "running"
     st["steps"] = {}
@@ -183,14 +183,14 @@ def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
     for f in ("fit_done.json", "result.json", "metrics.json"):
         (d / "align" / f).unlink(missing_ok=True)
     # killed before any status or checkpoint: redone from scratch, stale files removed
-    k = out / "runs" / "good" / "seed1-control"
+    k = out / "runs" / "good" / "seed1" / "control"
     (k / "status.json").unlink()
     import shutil
 
     shutil.rmtree(k / "align" / "checkpoints")
     (k / "align" / "stale.txt").write_text("from the killed run")
     # killed with a corrupt checkpoint: resume fails, the step is redone from scratch
-    c = out / "runs" / "good" / "seed1"
+    c = out / "runs" / "good" / "seed1" / "music"
     write_status(c, {"status": "running"})
     (c / "align" / "checkpoints" / "last.ckpt").write_text("corrupt")
     (c / "align" / "fit_done.json").unlink()
@@ -198,18 +198,18 @@ def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
     new = fake["calls"]()[n:]
     by_dir = {}
     for call in new:
-        by_dir.setdefault(Path(call["dir"]).parent.name, []).append(call["resume"])
-    assert by_dir["seed0"] == [str(d / "align" / "checkpoints" / "last.ckpt")]
-    assert by_dir["seed1-control"] == [None] and not (k / "align" / "stale.txt").exists()
-    assert by_dir["seed1"] == [str(c / "align" / "checkpoints" / "last.ckpt"), None]
-    assert "seed0-control" not in by_dir                      # finished: not redone
-    for name in ("seed0", "seed1", "seed1-control"):
+        by_dir.setdefault("/".join(Path(call["dir"]).parts[-3:-1]), []).append(call["resume"])
+    assert by_dir["seed0/music"] == [str(d / "align" / "checkpoints" / "last.ckpt")]
+    assert by_dir["seed1/control"] == [None] and not (k / "align" / "stale.txt").exists()
+    assert by_dir["seed1/music"] == [str(c / "align" / "checkpoints" / "last.ckpt"), None]
+    assert "seed0/control" not in by_dir                      # finished: not redone
+    for name in ("seed0/music", "seed1/music", "seed1/control"):
         assert read_status(out / "runs" / "good" / name)["status"] == "done"
 
 
 def test_half_written_status_counts_as_killed(fake):
     fake["run"](rows=["good"])
-    d = fake["out"] / "runs" / "good" / "seed0"
+    d = fake["out"] / "runs" / "good" / "seed0" / "music"
     (d / "status.json").write_text('{"status": "do')
     assert read_status(d) is None
 
@@ -260,9 +260,9 @@ def test_quick_end_to_end_linear_reference(tmp_path):
 
     main(["compare", "--config", str(spec), "--quick", "--rows", "linear_reference", "--seeds", "1", "--out", str(out),
           "--", "--data.test_fraction", "0.2", "--data.batch_size", "32"])
-    st = read_status(out / "runs" / "linear_reference" / "seed0")
+    st = read_status(out / "runs" / "linear_reference" / "seed0" / "music")
     assert st["status"] == "done", st.get("error")
-    assert read_status(out / "runs" / "linear_reference" / "seed0-control")["status"] == "done"
+    assert read_status(out / "runs" / "linear_reference" / "seed0" / "control")["status"] == "done"
     md = (out / "results.md").read_text()
     assert "Linear reference" in md and "gain over control" in md
     assert (out / "report" / "index.html").is_file()
