@@ -31,7 +31,7 @@ LAYERS: list[list[str]] = [
     ["chanmusic.stages"],                          # one LightningModule a file
     ["chanmusic.report"],                          # tables, plots, HTML
     ["chanmusic.evaluation.robustness", "chanmusic.evaluation.interpret",  # commands on finished runs
-     "chanmusic.runner"],
+     "chanmusic.runner", "chanmusic.demo"],
     ["benchmarks"],                                # make bench
 ]
 #: (importing unit, imported top-level package) -> the only modules of that package it may import

@@ -1,16 +1,13 @@
 """``chanmusic compare``: spec, resumable runner (with a fake worker, no training), aggregation math.
 
-The runner is driven with a stand-in worker script (``FAKE_WORKER``) that behaves like
+The runner is driven with a stand-in worker script (``tests/tooling/fake_runner.py``) that behaves like
 ``python -m chanmusic.runner.worker --worker JOB``: it reads the job, writes ``metrics.json`` / checkpoints /
 ``result.json`` the way the real worker does, and logs every call, so the tests take seconds. One real tiny
 end-to-end ``compare --quick --rows linear_reference --seeds 1`` is marked slow.
 """
 from __future__ import annotations
 
-import json
 import math
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,71 +17,15 @@ from chanmusic import report
 from chanmusic.runner import (DEFAULT_SPEC, EXPERIMENTS, Runner, acquire_lock, data_settings, load_spec, plan_runs,
                               read_status, save_spec, write_status)
 from chanmusic.runner.worker import reuse_ridge
+from tooling.fake_runner import read_calls, worker_cmd, write_fake_spec
 
 REPO = Path(__file__).resolve().parent.parent
-
-FAKE_WORKER = textwrap.dedent('''
-    """Stand-in for `python -m chanmusic.runner.worker --worker JOB` (see tests/test_compare.py)."""
-    import json, sys
-    from pathlib import Path
-
-    job = json.loads(Path(sys.argv[1]).read_text())
-    d = Path(job["dir"])
-    text = "\\n".join(Path(c).read_text() for c in job["configs"])
-    with open(d.parents[4] / "calls.jsonl", "a") as f:
-        f.write(json.dumps({"dir": str(d), "resume": job["resume"], "args": job["args"],
-                            "commands": job["commands"]}) + "\\n")
-    if "behaviour: crash" in text:
-        print("Traceback (most recent call last):")
-        print("RuntimeError: boom in the model")
-        sys.exit(1)
-    if job["resume"] and Path(job["resume"]).read_text() == "corrupt":
-        print("RuntimeError: cannot load corrupt checkpoint")
-        sys.exit(1)
-    ck = d / "checkpoints"
-    ck.mkdir(parents=True, exist_ok=True)
-    (ck / "last.ckpt").write_text("ok")
-    (ck / "best.ckpt").write_text("ok")
-    (d / "fit_done.json").write_text(json.dumps({"checkpoint": str(ck / "best.ckpt")}))
-    res = {"status": "done", "checkpoint": str(ck / "best.ckpt"), "commands": ["chanmusic fit ..."]}
-    if "test" in job["commands"]:
-        control = "control: shift" in text
-        seed = int(next(l.split(":")[1] for l in text.splitlines() if l.startswith("seed_everything")))
-        base = 0.05 if control else 0.30 + 0.1 * seed
-        m = {"id50": {"mean": base, "std": 0.02, "n": 100, "chance": 0.02},
-             "song14": {"mean": base + 0.1, "std": 0.03, "n": 100, "chance": 0.1}}
-        (d / "metrics.json").write_text(json.dumps(m))
-        res["metrics"] = str(d / "metrics.json")
-    (d / "result.json").write_text(json.dumps(res))
-''')
 
 
 @pytest.fixture()
 def fake(tmp_path):
     """A spec with a good row, a crashing row, a row whose YAML is missing and a pretrained row."""
-    cfg = tmp_path / "cfg"
-    cfg.mkdir()
-    (cfg / "good.yaml").write_text("behaviour: ok\n")
-    (cfg / "crash.yaml").write_text("behaviour: crash\n")
-    (cfg / "pre.yaml").write_text("behaviour: pretrain\n")
-    (cfg / "recon.yaml").write_text("behaviour: reconstruct\n")
-    spec = {
-        "title": "fake comparison", "config_root": str(cfg), "metrics": ["id50", "song14"],
-        "reconstruct": {"configs": ["recon.yaml"], "ckpt_arg": "model.init_args.align_checkpoint"},
-        "reference_row": "good",
-        "rows": [
-            {"name": "good", "label": "Good", "configs": ["good.yaml"], "paper": {"id50": 0.487}},
-            {"name": "crash", "label": "Crashes", "configs": ["crash.yaml"]},
-            {"name": "missing", "label": "Missing YAML", "configs": ["nope/missing.yaml"]},
-        ],
-        "ablations": [{"name": "pre", "label": "Pretrained", "pretrain": ["pre.yaml"], "configs": ["good.yaml"],
-                       "reconstruct": True}],
-        "profiles": {"quick": {"seeds": 2, "base": [], "reconstruct": False, "description": "fake"}},
-    }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    worker = tmp_path / "fake_worker.py"
-    worker.write_text(FAKE_WORKER)
+    path = write_fake_spec(tmp_path)
     out = tmp_path / "out"
 
     def run(rows=None, redo=(), jobs=1):
@@ -92,17 +33,12 @@ def fake(tmp_path):
         out.mkdir(exist_ok=True)
         save_spec(s, out)
         lines = []
-        runner = Runner(s, out, redo=set(redo), worker_cmd=[sys.executable, str(worker)], printer=lines.append,
-                        jobs=jobs)
+        runner = Runner(s, out, redo=set(redo), worker_cmd=worker_cmd(tmp_path), printer=lines.append, jobs=jobs)
         runner.prepare_caches = lambda plans: None   # the fake configs have no data to prepare
         runner.run_all(plan_runs(s, out))
         return lines
 
-    def calls():
-        p = out / "calls.jsonl"
-        return [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
-
-    return {"run": run, "calls": calls, "out": out, "spec": path}
+    return {"run": run, "calls": lambda: read_calls(out), "out": out, "spec": path}
 
 
 def test_paper_spec_has_the_papers_rows_and_numbers(tmp_path):

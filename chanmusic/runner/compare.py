@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     profile = args.profile or ("quick" if args.quick else "full")
     out = Path(args.out or f"compare_out/{profile}").resolve()
     rows = [r for r in args.rows.split(",") if r] if args.rows else None
-    spec = load_spec(args.config, profile, rows, args.seeds, out, extra, engine_flags(args), args.folds)
+    try:
+        spec = load_spec(args.config, profile, rows, args.seeds, out, extra, engine_flags(args), args.folds)
+    except (ValueError, OSError) as e:   # bad spec, profile, rows or flags: one line, exit 2
+        print(f"chanmusic: error: {e}", file=sys.stderr)
+        sys.exit(2)
     plans = plan_runs(spec, out)
     folds = f" x {spec.folds['k']} folds" if spec.folds else ""
     print(f"[compare] {spec.title}\n[compare] profile {profile}: {len(spec.rows)} rows x {len(spec.seeds)} seed(s)"
@@ -145,11 +149,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) -> None:
+    jobs = args.jobs if args.jobs is not None else int(spec.profile.get("jobs", 1) or 1)
+    try:
+        runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r}, jobs=jobs)
+    except ValueError as e:  # engine settings that cannot work (e.g. no time limit on SLURM)
+        print(f"chanmusic: error: {e}", file=sys.stderr)
+        sys.exit(2)
     save_spec(spec, out)
     t0 = time.time()
     ensure_demo_data(spec)
-    jobs = args.jobs if args.jobs is not None else int(spec.profile.get("jobs", 1) or 1)
-    runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r}, jobs=jobs)
     try:
         statuses = runner.run_all(plans)
     finally:
@@ -163,7 +171,7 @@ def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) 
     if args.no_report:
         report.write_results(out)
     else:
-        report.run_interpretation(out)
+        report.run_interpretation(out, spec.profile.get("interpret"))   # the profile may name the rows
         index = report.build_report(out)   # writes results.md/csv and the plots too
     spec_json, results = report.collect(out)
     print("\n" + summary(out, spec_json, results, index))

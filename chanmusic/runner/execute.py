@@ -119,6 +119,8 @@ def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: flo
             poll = 0.2 if engine.executor == "local" else 5.0   # submitit's own wait polls once a second
             while not job.done():
                 time.sleep(poll)
+            if engine.executor == "local" and not job.paths.result_pickle.exists():
+                raise RuntimeError("the job ended without a result (killed, or past its time limit)")
             out = job.result()
             return int(out["rc"]), float(out["cpu_s"]), None
         except Exception as e:  # noqa: BLE001 - submitit: the job was killed, timed out, or never ran

@@ -41,6 +41,9 @@ class Runner:
         self.jobs = max(1, int(jobs))
         self.engine = EngineSettings.from_dict(spec.engine)
         local = self.engine.executor == "local"
+        if not local and not (self.engine.time_min or self.timeout):
+            raise ValueError("executor: slurm jobs need a time limit (submitit's default is 5 minutes) — pass "
+                             "--time MINUTES or set time_min in the spec's executor section")
         # with parallel local runs each job gets its share of the cores (and, on a multi-GPU node, its own GPU)
         self.threads = max(1, (os.cpu_count() or 1) // self.jobs) if self.jobs > 1 and local else None
         self.gpus = GpuPool.for_settings(self.engine)
@@ -186,8 +189,7 @@ class Runner:
             progress.start(plans[i])
             return i, self.run_one(plans[i])
 
-        # the longest chains first: runs that need a pretraining, then the rest in plan order
-        order = sorted(range(len(plans)), key=lambda i: (not plans[i].row.pretrain, i))
+        order = start_order(plans)
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="compare") as ex:
             futures = [ex.submit(one, i) for i in order]
             try:
@@ -231,3 +233,18 @@ class Runner:
         self.print(f"[compare] {len(assigned)} folds by subjects: " +
                    "; ".join(f"fold{i} holds out {a}" for i, a in enumerate(assigned)))
         return assigned
+
+
+def start_order(plans: list[RunPlan]) -> list[int]:
+    """The order parallel runs start in: the first run of each shared pretraining (the longest chains), then the
+    runs that need none, then the other runs of each pretraining (which would only wait for it if started early)."""
+    seen: set[tuple] = set()
+    first, free, rest = [], [], []
+    for i, p in enumerate(plans):
+        if not p.row.pretrain:
+            free.append(i)
+            continue
+        key = (tuple(p.row.pretrain), p.seed, p.fold)
+        (rest if key in seen else first).append(i)
+        seen.add(key)
+    return first + free + rest
