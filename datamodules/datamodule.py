@@ -21,6 +21,7 @@ from datamodules.nmed import AUDIO_EXTENSIONS, nmed_montage
 from datamodules.sampling import ResumableLoader, ResumableSampler
 from datamodules.songs import GENRES, SONGS
 from datamodules.splits import Split, SplitConfig, split_windows
+from datamodules.validate import check_cache_facts, validate_settings
 from datamodules.windows import WindowDataset, collate_batch
 from encoders.montage import NMED_CH_NAMES
 
@@ -77,6 +78,10 @@ class NMEDDataModule(L.LightningDataModule):
             cosine identification only see what differs. Batches' ``clap`` is the centred target; the raw
             embeddings stay in ``cache.clap`` for the ridge adapter / AudioLDM.
         batch_size, num_workers: loader settings.
+        expected_sfreq: the sampling rate every EEG file must hold (the releases': 125 Hz); the encoder is told
+            this rate (or ``resample``).
+        allow_split_change: let ``test`` score a checkpoint on a split other than the one it was trained with
+            (recorded in ``metrics.json``); refused otherwise (``chanmusic.evaluation.provenance``).
     """
 
     preparer: ClassVar[Callable[[dict[str, Any], Path], Path] | None] = None
@@ -111,8 +116,11 @@ class NMEDDataModule(L.LightningDataModule):
         clap_center: bool = True,
         batch_size: int = 64,
         num_workers: int = 0,
+        expected_sfreq: float = NATIVE_SFREQ,
+        allow_split_change: bool = False,
     ):
         super().__init__()
+        validate_settings({k: v for k, v in locals().items() if k not in ("self", "__class__")})
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset: {dataset!r} is not one of {DATASETS}")
         if scaling not in ("zscore", "robust", "none"):
@@ -145,10 +153,12 @@ class NMEDDataModule(L.LightningDataModule):
         self.clap_mean: np.ndarray | None = None
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.expected_sfreq = float(expected_sfreq)
+        self.allow_split_change = allow_split_change
         # facts linked into encoders and stages by the CLI (known before any data is read)
         self.ch_names: list[str] = list(NMED_CH_NAMES)
         self.n_channels = len(self.ch_names)
-        self.sfreq = float(resample or NATIVE_SFREQ)
+        self.sfreq = float(resample or expected_sfreq)
         self.n_times = int(round(window_s * self.sfreq))
         self.song_names = [f"{s.title} – {s.artist}" for s in SONGS]
         self.genres = list(GENRES)
@@ -186,6 +196,7 @@ class NMEDDataModule(L.LightningDataModule):
             "resample": self.resample, "scaling": self.scaling, "clip": self.clip,
             "window_s": self.window_s, "stride_s": self.stride_s,
             "clap": clap_identity(self.clap, self.clap_seed), "clap_spec": self.clap, "clap_seed": self.clap_seed,
+            **({} if self.expected_sfreq == NATIVE_SFREQ else {"expected_sfreq": self.expected_sfreq}),
         }
 
     def cache_path(self, settings: dict[str, Any] | None = None) -> Path:
@@ -207,6 +218,7 @@ class NMEDDataModule(L.LightningDataModule):
         if self.cache is not None:
             return
         self.cache = PreparedCache.open(self.cache_path())
+        check_cache_facts(self, self.cache)
         dim = self.cache.clap.shape[1]
         if dim != self.clap_dim:
             raise ValueError(f"data.clap_dim={self.clap_dim} but the cached CLAP embeddings are {dim}-d: "

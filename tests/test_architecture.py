@@ -24,6 +24,7 @@ LAYERS: list[list[str]] = [
     ["encoders"],                                  # EEG encoders: one interface, many models
     ["datamodules"],                               # files -> batches (readers, demo data, cache, splits)
     ["callbacks"],                                 # Lightning callbacks
+    ["chanmusic.errors"],                          # the error types + the one-line format
     ["chanmusic", "chanmusic.audio", "chanmusic.modules"],  # package root (itself only); audio; nn pieces
     ["chanmusic.data"],                            # prepare: release files -> cache
     ["chanmusic.cli"],                             # the entry point; commands reached by name, not imported

@@ -17,18 +17,25 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS
+from chanmusic.data.audio_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
+from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS, cache_lock
 from datamodules.nmed import NMEDFormatError, audio_path, read_audio, read_recordings
 
 log = logging.getLogger("chanmusic")
+NATIVE_SFREQ = 125.0  # the releases' rate, expected unless the settings say otherwise
 
 
 def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
-    """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``."""
+    """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``; a second
+    prepare of the same cache waits for the first (``cache_lock``) and then reuses its result."""
+    with cache_lock(path):
+        return _prepare(settings, Path(path), batch_size)
+
+
+def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
     from chanmusic.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
 
     t0 = time.time()
-    path = Path(path)
     if (path / "manifest.json").exists():
         print(f"[prepare] cache up to date, reusing {path}")
         return path
@@ -47,7 +54,8 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
     ch_names = None
 
     recs = read_recordings(root, dataset, subjects=settings.get("subjects"), songs=settings.get("songs"),
-                           conditions=settings.get("conditions"))
+                           conditions=settings.get("conditions"),
+                           expected_sfreq=settings.get("expected_sfreq", NATIVE_SFREQ))
     for rec in tqdm(recs, desc="prepare: recordings", unit="rec"):
         from chanmusic.data.preprocess import preprocess_recording
 
@@ -55,8 +63,10 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
             ch_names = list(rec.ch_names)
         elif list(rec.ch_names) != ch_names:
             raise NMEDFormatError(f"{rec.source}: channel names differ from the first recording's")
+        check_recording(rec.eeg, rec.source, rec.subject)
         if rec.stimulus not in audio_len_s:
             audio_len_s[rec.stimulus] = _audio_seconds(audio_root, rec.stimulus)
+            check_song_audio(audio_path(audio_root, rec.stimulus), warnings)
         eeg_s = rec.eeg.shape[1] / rec.sfreq
         if audio_len_s[rec.stimulus] + 1e-6 < eeg_s:
             raise NMEDFormatError(
@@ -88,6 +98,11 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         recordings.append({"dataset": rec.dataset, "subject": rec.subject, "song": rec.song,
                            "stimulus": rec.stimulus, "condition": rec.condition, "hearing": rec.hearing,
                            "offset": offset, "n_samples": T, "source": rec.source})
+    missing = missing_release_files(root, dataset, settings)
+    if missing:
+        warnings["missing_release_files"] = len(missing)
+        log.warning("%s: %d release file(s) not found and left out: %s", root, len(missing),
+                    ", ".join(missing[:6]) + (" …" if len(missing) > 6 else ""))
     if not recordings:
         raise NMEDFormatError(f"{root}: no recordings matched the selection (subjects={settings.get('subjects')}, "
                               f"songs={settings.get('songs')}, conditions={settings.get('conditions')})")
@@ -104,6 +119,7 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         for b in range(0, len(rows), batch_size):
             chunk = rows[b:b + batch_size]
             clips = np.stack([_cut(audio, sr, music[i, 1], music[i, 2], sfreq_out) for i in chunk])
+            warnings["silent_windows"] = warnings.get("silent_windows", 0) + count_silent_windows(clips)
             wav = torch.from_numpy(clips)
             emb = clap.embed(wav, sr).float().numpy()
             mel = log_mel(wav, sr).float().numpy()
@@ -114,6 +130,7 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
             mel_out[chunk] = mel
     clap_out.flush()
     mel_out.flush()
+    check_embeddings(clap_out, music, stimuli, audio_root)
     del clap_out, mel_out
     writer.save_array("segments", np.array(segments, dtype=np.int64).reshape(-1, len(SEGMENT_COLUMNS)))
     writer.save_array("music", music)
@@ -131,6 +148,29 @@ def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
         if v:
             print(f"[prepare] warning: {k} = {v}")
     return path
+
+
+def missing_release_files(root: Path, dataset: str, settings: dict[str, Any]) -> list[str]:
+    """Release files (NMED-T ``songNN_Imputed.mat``) or archive members (NMED-H ``<cond>.zip::songNN_h``) that the
+    selection asks for (all songs, or ``settings["songs"]``) but are not under ``root``."""
+    from datamodules.nmed.sources import nmedh_sources, nmedt_sources
+    from datamodules.songs import NMEDH_CONDITIONS, SONGS
+
+    conds = settings.get("conditions") or list(NMEDH_CONDITIONS)
+    sources = nmedt_sources(root) if dataset == "nmed-t" else nmedh_sources(root, conds)
+    seen = {(s.stimulus, s.hearing) for s in sources}
+
+    songs = settings.get("songs")
+    base = [s.number for s in SONGS if s.dataset == dataset and (songs is None or s.index in songs)]
+    if dataset == "nmed-t":
+        return [f"song{n}_Imputed.mat" for n in base if not any(st == n for st, _ in seen)]
+    out = []
+    for c in conds:
+        for n in base:
+            stim = NMEDH_CONDITIONS[c] + n - 21
+            out += [f"CleanEEG_aggregatedByStimulus_{c}.zip::song{stim}_{h}" for h in ("a", "b")
+                    if (stim, h) not in seen]
+    return out
 
 
 def _audio_seconds(audio_root: Path, stimulus: int) -> float:

@@ -17,6 +17,8 @@ from chanmusic.modules.heads import build_head
 from chanmusic.modules.losses import clip_loss
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
 from chanmusic.evaluation.metrics import Identification
+from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
+from datamodules.cache import atomic_write_text
 
 log = logging.getLogger("chanmusic")
 
@@ -144,6 +146,10 @@ class AlignModule(L.LightningModule):
     def on_test_start(self) -> None:
         self._rng_to_restore = None  # a checkpoint loaded for testing leaves the RNG alone
 
+    def configure_callbacks(self):
+        """Provenance in every checkpoint; ``test`` refuses a split other than the checkpoint's (its module)."""
+        return [ProvenanceCallback()]
+
     def on_before_zero_grad(self, optimizer) -> None:
         with torch.no_grad():
             self.logit_scale.clamp_(0.0, math.log(100.0))
@@ -183,7 +189,10 @@ class AlignModule(L.LightningModule):
         path = out_dir / "metrics.json"
         existing = json.loads(path.read_text()) if path.exists() else {}
         existing.update(results)
-        path.write_text(json.dumps(existing, indent=2))
+        prov = run_provenance(self.trainer)
+        if prov is not None:  # a test run: what it was made from (evaluation.provenance)
+            existing["provenance"] = prov
+        atomic_write_text(path, json.dumps(existing, indent=2))
         log.info("wrote %s", path)
         self.metrics_path = path
         return path

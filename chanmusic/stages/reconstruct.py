@@ -234,6 +234,10 @@ class ReconstructModule(ReconstructSetup, AlignModule):
     def configure_optimizers(self):
         return None  # nothing is trained (Lightning runs fit without an optimizer)
 
+    def test_without_checkpoint(self) -> bool:
+        """``chanmusic test`` needs no ``--ckpt_path``: the weights come from ``align_checkpoint`` (the oracle has none)."""
+        return bool(self.hparams.oracle or self.hparams.align_checkpoint)
+
     # ---- setup at test / predict start (chanmusic.stages.reconstruct_setup) ----------------------------------
     def on_test_start(self) -> None:
         self._start("test")
