@@ -127,11 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     profile = args.profile or ("quick" if args.quick else "full")
     out = Path(args.out or f"compare_out/{profile}").resolve()
     rows = [r for r in args.rows.split(",") if r] if args.rows else None
-    try:
-        spec = load_spec(args.config, profile, rows, args.seeds, out, extra, engine_flags(args), args.folds)
-    except (ValueError, OSError) as e:   # bad spec, profile, rows or flags: one line, exit 2
-        print(f"chanmusic: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    spec = load_spec(args.config, profile, rows, args.seeds, out, extra, engine_flags(args), args.folds)
     plans = plan_runs(spec, out)
     folds = f" x {spec.folds['k']} folds" if spec.folds else ""
     print(f"[compare] {spec.title}\n[compare] profile {profile}: {len(spec.rows)} rows x {len(spec.seeds)} seed(s)"
@@ -150,11 +146,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) -> None:
     jobs = args.jobs if args.jobs is not None else int(spec.profile.get("jobs", 1) or 1)
-    try:
-        runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r}, jobs=jobs)
-    except ValueError as e:  # engine settings that cannot work (e.g. no time limit on SLURM)
-        print(f"chanmusic: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r}, jobs=jobs)  # checks the engine
     save_spec(spec, out)
     t0 = time.time()
     ensure_demo_data(spec)

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chanmusic.errors import InputError
+
 EXECUTORS = ("local", "slurm")
 LOCAL_NO_LIMIT_MIN = 60 * 24 * 30  # submitit's local executor always has a time limit: 30 days = none
 
@@ -52,10 +54,10 @@ class EngineSettings:
         d = dict(d or {})
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"spec: executor: unknown setting(s) {unknown} — use {sorted(cls.__dataclass_fields__)}")
+            raise InputError("spec: executor", f"unknown setting(s) {unknown}", f"use {sorted(cls.__dataclass_fields__)}")
         s = cls(**d)
         if s.executor not in EXECUTORS:
-            raise ValueError(f"spec: executor: {s.executor!r} is not one of {EXECUTORS} — pick local or slurm")
+            raise InputError("spec: executor", f"{s.executor!r} is not one of {EXECUTORS}", "pick local or slurm")
         return s
 
     def to_json(self) -> dict:
@@ -152,8 +154,8 @@ class GpuPool:
         if per_job <= 0:
             return None
         if len(gpus) < per_job:
-            raise ValueError(f"executor: gpus_per_job={per_job} but only {len(gpus)} GPU(s) visible "
-                             f"({','.join(gpus) or 'none'}) — lower --gpus-per-job or set CUDA_VISIBLE_DEVICES")
+            raise InputError("--gpus-per-job", f"{per_job} GPU(s) per job but only {len(gpus)} GPU(s) visible "
+                             f"({','.join(gpus) or 'none'})", "lower --gpus-per-job or set CUDA_VISIBLE_DEVICES")
         return cls(gpus, per_job)
 
     def take(self) -> list[str]:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from chanmusic.errors import InputError
 from chanmusic.runner.cache_pass import data_settings
 from chanmusic.runner.plan import Step
 
@@ -25,16 +26,16 @@ def subject_ids(step: Step, extra_args: list[str]) -> list[Any]:
     dm = NMEDDataModule(**{k: v for k, v in data.items() if k in accepted})
     path = dm.cache_path() / "recordings.json"
     if not path.is_file():
-        raise FileNotFoundError(f"folds: no prepared cache at {path.parent} (see OUT/prepare/*/log.txt) — "
-                                "fix the data settings or run `chanmusic prepare` with them")
+        raise InputError("folds", f"no prepared cache at {path.parent} to read the subjects from (see "
+                         "OUT/prepare/*/log.txt)", "fix the data settings or run `chanmusic prepare` with them")
     return sorted({r["subject"] for r in json.loads(path.read_text())}, key=lambda s: (str(type(s)), s))
 
 
 def assign(subjects: list[Any], k: int) -> list[list[Any]]:
     """Deal sorted ``subjects`` into ``k`` folds round-robin (fold ``i`` = ``subjects[i::k]``)."""
     if len(subjects) < 2 or k > len(subjects):
-        raise ValueError(f"folds: k={k} folds by subjects need at least max(k, 2) subjects, the data has "
-                         f"{len(subjects)} — use 2 <= k <= {len(subjects)}")
+        raise InputError("folds", f"k={k} folds by subjects need at least max(k, 2) subjects, the data has "
+                         f"{len(subjects)}", f"use 2 <= k <= {len(subjects)}")
     return [list(subjects[i::k]) for i in range(k)]
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chanmusic.errors import InputError
+
 import yaml
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -41,12 +43,13 @@ class Row:
     @classmethod
     def from_dict(cls, d: dict, section: str) -> "Row":
         if "name" not in d or "configs" not in d:
-            raise ValueError(f"spec: every row needs name and configs, got {d}")
+            raise InputError("spec: rows", f"every row needs name and configs, got {d}", "add the missing key")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", d["name"]):
-            raise ValueError(f"spec: row name {d['name']!r} must be a plain folder name")
+            raise InputError(f"spec: row {d['name']!r}", "the name must be a plain folder name",
+                             "use letters, digits, _ . -")
         kind = d.get("kind", "align")
         if kind not in STEP_COMMANDS or kind == "pretrain":
-            raise ValueError(f"spec: row {d['name']}: kind must be align or reconstruct, got {kind!r}")
+            raise InputError(f"spec: row {d['name']}: kind", f"{kind!r} is not a row kind", "use align or reconstruct")
         return cls(name=d["name"], label=d.get("label", d["name"]), configs=list(d["configs"]), section=section, kind=kind,
                    pretrain=list(d["pretrain"]) if d.get("pretrain") else None,
                    args=[str(a) for a in d.get("args", [])], reconstruct=d.get("reconstruct"),
@@ -108,26 +111,27 @@ def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list
     raw = yaml.safe_load(path.read_text())
     profiles = raw.get("profiles") or {}
     if profile not in profiles:
-        raise ValueError(f"{path}: no profile {profile!r} (has {sorted(profiles)})")
+        raise InputError(str(path), f"no profile {profile!r}", f"pick one of {sorted(profiles)}")
     prof = _substitute(copy.deepcopy(profiles[profile]), {"out": str(out.resolve()) if out else "OUT"})
     all_rows = [Row.from_dict(d, "main") for d in raw.get("rows", [])] + \
                [Row.from_dict(d, "ablation") for d in raw.get("ablations", [])]
     names = [r.name for r in all_rows]
     order = list(names)
     if len(set(names)) != len(names):
-        raise ValueError(f"{path}: duplicate row names {sorted({n for n in names if names.count(n) > 1})}")
+        raise InputError(str(path), f"duplicate row names {sorted({n for n in names if names.count(n) > 1})}",
+                         "give every row its own name")
     rows = rows or prof.get("rows")
     if rows:
         unknown = [r for r in rows if r not in names]
         if unknown:
-            raise ValueError(f"--rows: unknown {unknown} — the spec has {names}")
+            raise InputError("--rows", f"unknown {unknown}", f"the spec has {names}")
         all_rows = [r for r in all_rows if r.name in rows]
     for r in all_rows:  # the profile may leave out some rows' controls (e.g. the demo: the audio oracle's)
         if r.name in (prof.get("no_control") or []):
             r.control = False
     n_seeds = int(seeds if seeds is not None else prof.get("seeds", 1))
     if n_seeds < 1:
-        raise ValueError("--seeds must be at least 1")
+        raise InputError("--seeds", f"{n_seeds} seeds", "use at least 1")
     metrics = list(raw.get("metrics", ["id50", "song14", "genre10", "within_song"]))
     return Spec(
         path=str(path), title=raw.get("title", "comparison"),
@@ -149,10 +153,10 @@ def parse_folds(value: Any) -> dict[str, Any] | None:
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\w+)\s+k\s*=\s*(\d+)\s*", value)
         if not m:
-            raise ValueError(f"spec: folds: {value!r} — write it as `subjects k=5`")
+            raise InputError("folds", f"{value!r} is not a fold setting", "write it as `subjects k=5`")
         value = {"by": m.group(1), "k": int(m.group(2))}
     if not isinstance(value, dict) or value.get("by") != "subjects" or int(value.get("k", 0)) < 2:
-        raise ValueError(f"spec: folds: {value!r} — folds are by subjects with k >= 2, e.g. `subjects k=5`")
+        raise InputError("folds", f"{value!r}: folds are by subjects with k >= 2", "e.g. `subjects k=5`")
     return {"by": "subjects", "k": int(value["k"])}
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
+from chanmusic.errors import InputError
 from chanmusic.runner import cache_pass, folds
 from chanmusic.runner.engine import EngineSettings, GpuPool
 from chanmusic.runner.execute import default_worker_cmd, kill_live_workers, run_step, wipe
@@ -42,8 +44,11 @@ class Runner:
         self.engine = EngineSettings.from_dict(spec.engine)
         local = self.engine.executor == "local"
         if not local and not (self.engine.time_min or self.timeout):
-            raise ValueError("executor: slurm jobs need a time limit (submitit's default is 5 minutes) — pass "
-                             "--time MINUTES or set time_min in the spec's executor section")
+            raise InputError("--time", "SLURM jobs need a time limit (submitit's default is 5 minutes)",
+                             "pass --time MINUTES or set time_min in the spec's executor section")
+        if not local and not shutil.which("sbatch"):
+            raise InputError("--executor slurm", "no `sbatch` on PATH: this machine cannot submit SLURM jobs",
+                             "run on the cluster's login node, or use --executor local")
         # with parallel local runs each job gets its share of the cores (and, on a multi-GPU node, its own GPU)
         self.threads = max(1, (os.cpu_count() or 1) // self.jobs) if self.jobs > 1 and local else None
         self.gpus = GpuPool.for_settings(self.engine)
