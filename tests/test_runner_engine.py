@@ -171,8 +171,11 @@ def test_progress_estimates_what_remains_from_finished_runs(monkeypatch):
     assert line == "[compare] (1/3) a/seed0/music: done in 60 s (cpu 50 s) — id50 0.500  [60 s so far, ~2.0 min left]"
     p.start(plans[1])                                            # t=60
     assert p.remaining(80.0) == pytest.approx(40.0 + 60.0)       # 20 s into a 60-s run, then b
+    assert p.remaining(200.0) == pytest.approx(6.0 + 60.0)       # past its estimate: a tenth of it still to go
     p.jobs = 2
     assert p.remaining(80.0) == pytest.approx(50.0)              # two at a time
+    p.steps = {id(plans[0]): 1, id(plans[2]): 3}                 # b pretrains, aligns and reconstructs
+    assert p.estimate(plans[2]) == pytest.approx(180.0) and p.estimate(plans[1]) == pytest.approx(60.0)
 
 
 def test_summary_says_which_rows_beat_their_control(tmp_path):

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -47,13 +48,17 @@ def prepare_caches(steps: list[Step], extra_args: list[str], out: Path, printer:
               [x for c in list(configs) + [over] for x in ("--config", str(c))] + \
               [a for a in _data_args(extra_args)]
         printer(f"[compare] preparing the data cache {i + 1}/{len(groups)} (log: {d / 'log.txt'})")
+        t0, cpu = time.time(), None
         if submit is None:
             with (d / "log.txt").open("a") as log:
                 rc, error = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
                                            env=dict(os.environ, PYTHONUNBUFFERED="1")).returncode, None
         else:
-            rc, _, error = submit(cmd, d, f"prepare{i}")
-        if rc != 0:
+            rc, cpu, error = submit(cmd, d, f"prepare{i}")
+        if rc == 0:
+            printer(f"[compare]   data cache ready in {time.time() - t0:.0f} s"
+                    + (f" (cpu {cpu:.0f} s)" if cpu is not None else ""))
+        else:
             printer(f"[compare]   prepare failed ({error or error_from_log(d / 'log.txt', rc)}); the runs will "
                     "report it")
 

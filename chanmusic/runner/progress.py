@@ -1,8 +1,11 @@
 """One progress line per finished run: what it was, how it went, the time so far and an estimate of what remains.
 
 The estimate for a run not yet finished is the mean wall time of the finished runs of the same row (music and
-control of a row cost about the same), else of all finished runs; a running run counts only its part still to go.
-The sum is divided by the runs that can go at once (``jobs``). Runs skipped as done earlier count as nothing.
+control of a row cost about the same), else the mean time per step of all finished runs times its steps (a run
+that pretrains, aligns and reconstructs costs more than one that only aligns); a running run counts only its
+part still to go (at least a tenth of its estimate). The sum is divided by the runs that can go at once
+(``jobs``). Runs skipped as done earlier count as nothing. It is an estimate from the runs so far: early on,
+when only the cheap runs have finished, it is low.
 """
 from __future__ import annotations
 
@@ -22,8 +25,10 @@ def fmt_duration(s: float) -> str:
 class Progress:
     """Tracks the runs' start and end times (thread-safe) and writes the progress lines."""
 
-    def __init__(self, plans: list[RunPlan], jobs: int = 1, prefix: str = "[compare]"):
+    def __init__(self, plans: list[RunPlan], jobs: int = 1, prefix: str = "[compare]",
+                 steps: dict[int, int] | None = None):
         self.plans, self.jobs, self.prefix = list(plans), max(1, jobs), prefix
+        self.steps = steps or {}             # id(plan) -> its number of steps (default 1)
         self.t0 = time.time()
         self.started: dict[int, float] = {}
         self.took: dict[int, float] = {}     # wall seconds of runs that ran (not skipped)
@@ -59,9 +64,12 @@ class Progress:
     def estimate(self, plan: RunPlan) -> float | None:
         """Expected wall seconds of ``plan``: its row's mean, else every finished run's mean (None: no data)."""
         same = [self.took[id(p)] for p in self.plans if id(p) in self.took and p.row.name == plan.row.name]
-        every = list(self.took.values())
-        pool = same or every
-        return sum(pool) / len(pool) if pool else None
+        if same:
+            return sum(same) / len(same)
+        if not self.took:
+            return None
+        per_step = sum(self.took.values()) / sum(self.steps.get(k, 1) for k in self.took)
+        return per_step * self.steps.get(id(plan), 1)
 
     def remaining(self, now: float) -> float | None:
         """Estimated wall seconds until every run has finished (None before any run has taken time)."""
@@ -73,6 +81,6 @@ class Progress:
             if est is None:
                 return None
             if id(p) in self.started:
-                est = max(est - (now - self.started[id(p)]), 0.0)
+                est = max(est - (now - self.started[id(p)]), 0.1 * est)
             total += est
         return total / self.jobs

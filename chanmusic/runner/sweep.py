@@ -173,7 +173,7 @@ class Runner:
         for plan in plans:  # --redo: forget these rows' runs (their shared pretraining is kept)
             if plan.row.name in self.redo:
                 wipe(plan.dir)
-        progress = Progress(plans, self.jobs)
+        progress = Progress(plans, self.jobs, steps=self.step_counts(plans))
         if self.jobs > 1 or self.engine.executor != "local" or self.spec.folds:
             self.prepare_caches(plans)
         if self.spec.folds:
@@ -209,6 +209,17 @@ class Runner:
                 raise
         return [results[i] for i in range(len(plans))]
 
+    def step_counts(self, plans: list[RunPlan]) -> dict[int, int]:
+        """id(plan) -> its steps, the shared pretraining counted for the first run that needs it."""
+        seen: set[tuple] = set()
+        out = {}
+        for i in start_order(plans):
+            p = plans[i]
+            key = (tuple(p.row.pretrain or ()), p.seed, p.fold)
+            out[id(p)] = len(run_steps(self.spec, self.out, p, None)) + (1 if p.row.pretrain and key not in seen else 0)
+            seen.add(key)
+        return out
+
     def steps_of(self, plans: list[RunPlan]) -> list[Step]:
         """Every step the plans will run (pretraining included), before any has run."""
         steps: list[Step] = []
@@ -225,9 +236,10 @@ class Runner:
                                   lambda cmd, d, name: self._submit(cmd, d, name))
 
     def _submit(self, cmd: list[str], d: Path, name: str):
+        """A prepare job: it runs alone, so with every core (no thread limit)."""
         from chanmusic.runner.execute import submit_and_wait
 
-        return submit_and_wait(cmd, d, name, self.timeout, self.engine, self.threads, self.gpus)
+        return submit_and_wait(cmd, d, name, self.timeout, self.engine, None, self.gpus)
 
     def resolve_folds(self, plans: list[RunPlan]) -> list[list]:
         """The subjects each fold holds out, from the prepared cache of the first planned step; recorded in
