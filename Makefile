@@ -28,8 +28,8 @@ $(LAION_STAMP): pyproject.toml
 	$(LAION_VENV)/bin/python -m pip install --quiet -e ".[laion,test]"
 	@touch $(LAION_STAMP)
 
-demo: install
-	$(PY) -m chanmusic.demo
+demo: install  # the runner's demo profile: demo data if absent, every stage once, the report (docs: README)
+	$(PY) -m chanmusic.cli compare --profile demo --out demo_out
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q

@@ -32,7 +32,8 @@ LAYERS: list[list[str]] = [
     ["chanmusic.stages"],                          # one LightningModule a file
     ["chanmusic.report"],                          # tables, plots, HTML
     ["chanmusic.evaluation.robustness", "chanmusic.evaluation.interpret",  # commands on finished runs
-     "chanmusic.runner", "chanmusic.demo"],
+     "chanmusic.runner"],
+    ["chanmusic.demo"],                            # `python -m chanmusic.demo`: forwards to the runner
     ["benchmarks"],                                # make bench
 ]
 #: (importing unit, imported top-level package) -> the only modules of that package it may import

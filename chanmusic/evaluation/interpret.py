@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from chanmusic.report.rows import read_json
+from chanmusic.report.rows import read_json, run_folder, units
 from chanmusic.report.plots import attention_topomap, dissimilarity_figure
 
 
@@ -147,8 +147,8 @@ def interpret_comparison(out: str | Path, rows: Sequence[str] | None = None, max
         if not row.get("interpret", True) or (rows and row["name"] not in rows):
             continue
         stepdir = None
-        for seed in spec["seeds"]:
-            st = read_json(out / "runs" / row["name"] / f"seed{seed}" / "status.json") or {}
+        for _, fold, seed in units(spec):
+            st = read_json(run_folder(out, row["name"], seed, False, fold) / "status.json") or {}
             align = (st.get("steps") or {}).get("align") or {}
             if align.get("status") == "done" and align.get("dir"):
                 stepdir = Path(align["dir"])

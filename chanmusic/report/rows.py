@@ -113,6 +113,22 @@ def _r_for(metric: str, entry: dict, repeats: int) -> int:
     return repeats if REPEAT_METRIC.match(metric) else int(entry.get("n") or 0)
 
 
+def run_folder(out: Path, row: str, seed: int, control: bool, fold: int | None = None) -> Path:
+    """One run's folder: ``OUT/runs/<row>/[fold<f>/]seed<k>/music`` or ``.../control`` (the runner writes it)."""
+    d = Path(out) / "runs" / row
+    if fold is not None:
+        d = d / f"fold{fold}"
+    return d / f"seed{seed}" / ("control" if control else "music")
+
+
+def units(spec: dict) -> list[tuple[Any, int | None, int]]:
+    """(key, fold, seed) of every replicate of a row: its seeds, or folds × seeds when the spec has folds."""
+    folds = spec.get("folds")
+    if not folds:
+        return [(s, None, s) for s in spec["seeds"]]
+    return [(f"fold{f}-seed{s}", f, s) for f in range(int(folds["k"])) for s in spec["seeds"]]
+
+
 def load_spec_json(out: Path) -> dict:
     """The comparison's ``OUT/spec.json`` (FileNotFoundError when ``out`` is not a compare folder)."""
     spec = read_json(out / "spec.json")
@@ -129,19 +145,20 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
     results = []
     for row in spec["rows"]:
         res = RowResult(row["name"], row.get("label", row["name"]), row.get("section", "main"), "not run",
-                        paper=dict(row.get("paper") or {}), seeds_total=len(spec["seeds"]))
-        per: dict[bool, dict[str, dict[int, dict]]] = {False: {}, True: {}}
-        r_of: dict[int, int] = {}
+                        paper=dict(row.get("paper") or {}), seeds_total=len(units(spec)))
+        per: dict[bool, dict[str, dict[Any, dict]]] = {False: {}, True: {}}
+        r_of: dict[Any, int] = {}
         states, errors = [], []
-        for seed in spec["seeds"]:
+        for seed, fold, sd in units(spec):
             for control in ((False, True) if row.get("control", True) else (False,)):
-                d = out / "runs" / row["name"] / f"seed{seed}{'-control' if control else ''}"
+                d = run_folder(out, row["name"], sd, control, fold)
                 st = read_json(d / "status.json")
                 state = (st or {}).get("status", "not run" if not d.exists() else "running")
                 states.append(state)
                 if state == "failed":
                     step = (st or {}).get("failed_step")
-                    errors.append(f"{'control ' if control else ''}seed{seed}{' ' + step if step else ''}: "
+                    where = (f"fold{fold} " if fold is not None else "") + f"seed{sd}"
+                    errors.append(f"{'control ' if control else ''}{where}{' ' + step if step else ''}: "
                                   f"{(st or {}).get('error') or 'failed'}")
                 if state in ("running", "not run"):
                     continue
