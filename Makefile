@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# laion-clap's own loader lives in its own venv: laion-clap 1.1.7 pins numpy<2 for the whole environment
+LAION_VENV ?= .venv-laion
+LAION_STAMP := $(LAION_VENV)/.installed
 
-.PHONY: install demo test test-fast bench compare browser clean
+.PHONY: install demo test test-fast test-laion bench compare browser clean
 
 install: $(STAMP)
 
@@ -14,14 +18,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	@touch $(STAMP)
 
-demo: install
-	$(PY) -m chanmusic.demo
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(TEST_STAMP)
 
-test: install
+$(LAION_STAMP): pyproject.toml
+	@test -x $(LAION_VENV)/bin/python || $(PYTHON) -m venv $(LAION_VENV)
+	$(LAION_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LAION_VENV)/bin/python -m pip install --quiet -e ".[laion,test]"
+	@touch $(LAION_STAMP)
+
+demo: install  # the runner's demo profile: demo data if absent, every stage once, the report (docs: README)
+	$(PY) -m chanmusic.cli compare --profile demo --out demo_out
+
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+test-laion: $(LAION_STAMP)  # `pip install .[laion]` still reads laion-clap .pt files (numpy<2 there)
+	$(LAION_VENV)/bin/python -m pytest -q -m laion tests/test_audio.py tests/test_clap_convert.py
 
 bench: install
 	$(PY) benchmarks/run.py

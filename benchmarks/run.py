@@ -5,7 +5,8 @@
 
 Writes two demo sets (``datamodules.synthetic.write_demo``; the 4× set has 4× the subjects on the same songs),
 prepares them, runs every benchmark in ``BENCHMARKS``, prints a table and writes ``benchmarks/results.json``
-(git-ignored). About 3–4 minutes on 2 CPU cores (``encoder_speed`` alone is about a minute). See
+(git-ignored). About 8–9 minutes on 2 CPU cores (``demo_run``, the whole ``make demo``, about 5;
+``encoder_speed`` about a minute; ``--only demo_run`` runs the demo alone). See
 ``benchmarks/README.md`` for what each number means.
 
 Adding a benchmark: write ``fn(ctx: Context) -> list[Row]`` in its own ``benchmarks/bench_<name>.py`` and append
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_cache_integrity import cache_integrity  # noqa: E402
+from benchmarks.bench_demo import demo_run  # noqa: E402
 from benchmarks.bench_encoder_speed import encoder_speed  # noqa: E402
 from benchmarks.bench_loader import loader_throughput  # noqa: E402
 from benchmarks.bench_memory import memory_vs_data_size  # noqa: E402
@@ -37,8 +40,10 @@ from benchmarks.bench_train_step import train_step_consumption  # noqa: E402
 from benchmarks.common import DURATION_S, SONGS, SUBJECTS, Benchmark, Context, Row  # noqa: E402
 from benchmarks.results import print_table, results_json, write_results  # noqa: E402
 
-#: run in this order after ``make_sets``; later ones may read ``ctx.facts`` of earlier ones.
-BENCHMARKS: list[Benchmark] = [loader_throughput, train_step_consumption, encoder_speed, memory_vs_data_size]
+#: run in this order after ``make_sets``; later ones may read ``ctx.facts`` of earlier ones. ``demo_run`` first:
+#: its peak RSS is the largest of this process's finished children.
+BENCHMARKS: list[Benchmark] = [demo_run, loader_throughput, train_step_consumption, encoder_speed,
+                               memory_vs_data_size, cache_integrity]
 
 
 def _safe(fn: Benchmark, ctx: Context) -> tuple[list[Row], float]:

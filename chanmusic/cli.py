@@ -2,16 +2,23 @@
 
     chanmusic prepare --data.root DIR [--data.* ...]
     chanmusic fit|validate|test|predict --config experiments/....yaml
+
+Errors end in one line (``chanmusic: error: <file/field>: <what> — <fix>``, :mod:`chanmusic.errors`); ``--debug``
+or ``CHANMUSIC_DEBUG=1`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from callbacks.finite import FiniteLossCheck
+from chanmusic.errors import (InputError, ProvenanceError, debug_enabled, error_exit_code, error_line,
+                              yaml_config_error)
 from datamodules.datamodule import NMEDDataModule
 
 # extra subcommands: name -> "module:function" taking argv (kept lazy so `--help` is fast)
@@ -21,12 +28,72 @@ EXTRA_COMMANDS: dict[str, str] = {
     "report": "chanmusic.report.main:main",
     "robustness": "chanmusic.evaluation.robustness:main",
 }
+#: subcommands whose parse errors raise (one line from main) instead of printing argparse's usage block
+_RAISE_ON_PARSE_ERROR = {"exit_on_error": False}
+#: data settings that are paths: saved absolute in config.yaml, so a run can be reloaded from any folder
+_DATA_PATHS = ("root", "audio_root", "cache_dir")
 
 
 def _install_preparer() -> None:
     from chanmusic.data.prepare import prepare
 
     NMEDDataModule.preparer = staticmethod(prepare)
+
+
+class KeepRunConfig(SaveConfigCallback):
+    """Saves ``config.yaml`` in the run folder, but never replaces one of another run.
+
+    An identical config (the subcommand's own ``ckpt_path`` / ``verbose`` aside: a resumed fit, a test in the fit's
+    folder) is left as it is; a different one is a :class:`~chanmusic.errors.ProvenanceError`. A ``fit`` that is not
+    a resume into a folder that already holds checkpoints is refused too.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.already_saved or not self.save_to_log_dir:
+            return super().setup(trainer, pl_module, stage)
+        path = Path(trainer.log_dir) / self.config_filename  # log_dir broadcasts
+        verdict = _config_verdict(self, path, stage, trainer) if trainer.is_global_zero else None
+        verdict = trainer.strategy.broadcast(verdict)
+        if verdict is None:
+            return super().setup(trainer, pl_module, stage)
+        if verdict == "same":
+            self.already_saved = True
+            return None
+        raise ProvenanceError(str(path.parent), verdict,
+                              "give this run its own folder (drop --trainer.logger.init_args.version or choose a new "
+                              "one), or resume the earlier fit with --ckpt_path last")
+
+
+def _config_verdict(cb: SaveConfigCallback, path: Path, stage: str, trainer) -> str | None:
+    """``None`` (write it), ``"same"`` (keep the existing file) or why the folder is another run's."""
+    import yaml
+
+    ckpts = sorted((path.parent / "checkpoints").glob("*.ckpt"))
+    if stage == "fit" and not trainer.ckpt_path and ckpts:
+        return (f"holds checkpoints of an earlier fit ({ckpts[0].name}, {len(ckpts)} in all); a new fit there "
+                f"would overwrite them")
+    if not path.is_file():
+        return None
+    skip = ("ckpt_path", "verbose")
+    new = yaml.safe_load(cb.parser.dump(cb.config, skip_none=False)) or {}
+    try:
+        old = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        old = {}
+    diff = _diff({k: v for k, v in old.items() if k not in skip}, {k: v for k, v in new.items() if k not in skip})
+    if not diff:
+        return "same"
+    return (f"{path.name} holds another run's config (differs in {', '.join(diff[:4])}"
+            f"{' …' if len(diff) > 4 else ''}); it is never overwritten")
+
+
+def _diff(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 class ChanMusicCLI(LightningCLI):
@@ -36,6 +103,16 @@ class ChanMusicCLI(LightningCLI):
         for fact in ("n_channels", "sfreq", "n_times", "ch_names"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.encoder.init_args.{fact}", apply_on="instantiate")
         parser.link_arguments("data.clap_dim", "model.init_args.clap_dim", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Data paths absolute (the saved ``config.yaml`` then works from any folder)."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        data = cfg.get("data")
+        init = data.get("init_args", data) if data is not None else None
+        for key in _DATA_PATHS if init is not None else ():
+            value = init.get(key)
+            if value:
+                init[key] = str(Path(value).expanduser().absolute())
 
     def before_fit(self) -> None:
         """``--ckpt_path last`` resumes the newest ``last.ckpt`` of an earlier version of the run (see
@@ -47,6 +124,43 @@ class ChanMusicCLI(LightningCLI):
                 logging.getLogger("chanmusic").info("--ckpt_path last: resuming from %s", found)
                 cfg["ckpt_path"] = str(found)
 
+    def before_test(self) -> None:
+        """``test`` scores trained weights only: ``--ckpt_path FILE``, ``last`` or ``best`` (found in the logger's
+        earlier versions, as ``fit`` does), or a stage that brings its own (``test_without_checkpoint()``)."""
+        cfg = self.config_init[self.subcommand]
+        cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+
+    before_predict = before_test  # predictions of an untrained model are refused the same way
+
+
+def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None:
+    """The checkpoint ``test`` loads: a file, ``last`` / ``best`` resolved like ``fit`` does; ``None`` only for a
+    model whose ``test_without_checkpoint()`` says it holds its weights. Raises ``ProvenanceError`` otherwise."""
+    log = logging.getLogger("chanmusic")
+    if ckpt_path in ("last", "best"):
+        found = earlier_last_checkpoint(trainer) if ckpt_path == "last" else earlier_best_checkpoint(trainer)
+        if found is None:
+            root = getattr(trainer.logger, "root_dir", None) or trainer.default_root_dir
+            raise ProvenanceError("--ckpt_path", f"{ckpt_path}: no {ckpt_path} checkpoint of an earlier fit under "
+                                  f"{root}", "pass the checkpoint file (RUN/checkpoints/*.ckpt) or the fit's "
+                                  "logger settings (--config RUN/config.yaml)")
+        log.info("--ckpt_path %s: testing %s", ckpt_path, found)
+        ckpt_path = str(found)
+    if ckpt_path:
+        if not Path(ckpt_path).is_file():
+            raise ProvenanceError("--ckpt_path", f"{ckpt_path} does not exist",
+                                  "pass a checkpoint file, or last / best")
+        from encoders.weights import check_fits
+
+        check_fits(model, ckpt_path, f"--ckpt_path {ckpt_path}")
+        return ckpt_path
+    own = getattr(model, "test_without_checkpoint", None)
+    if callable(own) and own():
+        return None
+    raise ProvenanceError("--ckpt_path", "test needs trained weights, and none were given (it would score an "
+                          "untrained model)", "pass --ckpt_path RUN/checkpoints/<file>.ckpt, or last / best with the "
+                          "fit's config")
+
 
 def earlier_last_checkpoint(trainer) -> Path | None:
     """The newest ``last*.ckpt`` in ``<logger root>/<version>/checkpoints/`` over all versions, when the
@@ -56,21 +170,44 @@ def earlier_last_checkpoint(trainer) -> Path | None:
     versions (our YAMLs' TensorBoardLogger) has just made empty: ``--ckpt_path last`` after a crash would
     warn and train from scratch.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-    root = getattr(trainer.logger, "root_dir", None)
-    if not callbacks or any(c.dirpath for c in callbacks) or not root:
-        return None
-    found = list(Path(root).glob("*/checkpoints/last*.ckpt"))
+    found = _checkpoints(trainer, "last*.ckpt")
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def lightning_main(args: list[str] | None = None, run: bool = True) -> ChanMusicCLI:
+def earlier_best_checkpoint(trainer) -> Path | None:
+    """The best checkpoint of the newest earlier version: its ``fit_done.json`` choice, else its newest
+    ``*.ckpt`` not named ``last*`` (ModelCheckpoint's ``save_top_k=1`` keeps only the best), else ``None``."""
+    import json
+
+    found = [p for p in _checkpoints(trainer, "*.ckpt") if not p.name.startswith("last")]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    done = newest.parent.parent / "fit_done.json"
+    chosen = json.loads(done.read_text()).get("checkpoint") if done.is_file() else None
+    return Path(chosen) if chosen and Path(chosen).is_file() else newest
+
+
+def _checkpoints(trainer, pattern: str) -> list[Path]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    dirs = {c.dirpath for c in callbacks if c.dirpath}
+    if dirs:  # explicit folders (test and fit share the config, so they are the fit's)
+        return [p for d in dirs for p in Path(d).glob(pattern)]
+    root = getattr(trainer.logger, "root_dir", None)
+    if not callbacks or not root:
+        return []
+    return list(Path(root).glob(f"*/checkpoints/{pattern}"))
+
+
+def lightning_main(args: list[str] | None = None, run: bool = True, parser_kwargs: dict | None = None
+                   ) -> ChanMusicCLI:
     _install_preparer()
     return ChanMusicCLI(
         LightningModule, NMEDDataModule, subclass_mode_model=True, args=args, run=run,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=KeepRunConfig, trainer_defaults={"callbacks": [FiniteLossCheck()]},
+        parser_kwargs=parser_kwargs,
     )
 
 
@@ -78,7 +215,7 @@ def prepare_main(argv: list[str]) -> None:
     """``chanmusic prepare``: build (or reuse) the cache for the given ``--data.*`` settings."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog="chanmusic prepare",
+    parser = ArgumentParser(prog="chanmusic prepare", exit_on_error=False,
                             description="Build the prepared cache (EEG memmaps, windows, CLAP embeddings, mels) "
                                         "for the given data settings; a rerun with the same settings reuses it.")
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with a data: section (other sections ignored)")
@@ -94,11 +231,53 @@ def prepare_main(argv: list[str]) -> None:
     print(f"[prepare] cache: {dm.cache_path()}")
 
 
+def check_checkpoint_arg(argv: list[str]) -> None:
+    """``--ckpt_path FILE`` exists and opens with ``weights_only=True`` (else one line naming it, before Lightning's
+    own loading turns it into a traceback); ``last`` / ``best`` are resolved later."""
+    from encoders.weights import probe_checkpoint
+
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--ckpt_path=") else (argv[i + 1] if a == "--ckpt_path" and
+                                                                           i + 1 < len(argv) else None)
+        if value in (None, "last", "best", "null", "None", ""):
+            continue
+        if not Path(value).expanduser().is_file():
+            raise ProvenanceError("--ckpt_path", f"{value} does not exist", "pass a checkpoint file, or last / best")
+        probe_checkpoint(Path(value).expanduser())
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Every ``--config FILE`` exists and is valid YAML (else an error naming the file, line and column)."""
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--config=") else (argv[i + 1] if a == "--config" and
+                                                                        i + 1 < len(argv) else None)
+        if value is None or "\n" in value or value.lstrip().startswith(("{", "[")):
+            continue  # inline YAML (the runner and the run loader pass configs that way)
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise InputError(f"--config {value}", "no such file", "check the path (relative to the current folder)")
+        err = yaml_config_error(path)
+        if err:
+            raise err
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a redirected or captured stream included)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     """chanmusic's own messages to stderr (Lightning configures its own logger)."""
     log = logging.getLogger("chanmusic")
     if not log.handlers:
-        h = logging.StreamHandler()
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("[chanmusic] %(message)s"))
         log.addHandler(h)
         log.setLevel(logging.INFO)
@@ -106,15 +285,39 @@ def _setup_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The console script. Project errors (and any other failure) end in ONE line on stderr,
+    ``chanmusic: error: <file/field>: <what> — <fix>``, exit code 2 for bad input (1 for a failed run); the
+    traceback only with ``--debug`` or ``CHANMUSIC_DEBUG=1``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_enabled(argv)
+    argv = [a for a in argv if a != "--debug"]
     _setup_logging()
+    try:
+        _dispatch(argv)
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - every failure becomes one line (or the traceback with --debug)
+        if debug:
+            raise
+        print(error_line(e), file=sys.stderr)
+        sys.exit(error_exit_code(e))
+
+
+def _dispatch(argv: list[str]) -> None:
     if argv and argv[0] in EXTRA_COMMANDS:
         import importlib
 
+        if argv[0] == "prepare":
+            check_config_files(argv[1:])
         mod, fn = EXTRA_COMMANDS[argv[0]].split(":")
         getattr(importlib.import_module(mod), fn)(argv[1:])
         return
-    lightning_main(argv)
+    check_config_files(argv)
+    check_checkpoint_arg(argv)
+    with warnings.catch_warnings():
+        # main() hands LightningCLI its argv as `args`, which it warns about when sys.argv holds them too
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended to run.*")
+        lightning_main(argv, parser_kwargs=_RAISE_ON_PARSE_ERROR)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,24 @@ One cache directory per set of inputs + settings (its name is the settings' hash
 
 Everything is loaded with ``allow_pickle=False``; a truncated or tampered file fails with an error
 naming it.
+
+Integrity: the manifest records the size and a CRC-32 (of 64 MiB blocks, hashed in threads; :data:`CHECKSUM`,
+stdlib zlib; the cost is in ``make bench``) of every other file, checked whenever a cache is opened (once per
+process while the files are unchanged), so a same-size edit (NaN EEG, shifted segments, zeroed CLAP) is refused. :func:`cache_lock`
+serialises two ``prepare`` runs of one cache; the writer checks free space before each large write (a clear
+error, never SIGBUS on a memmap) and writes into ``<key>.partial``, renamed into place when complete.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
+import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +44,13 @@ CACHE_VERSION = 1
 SEGMENT_COLUMNS = ("rec", "subject", "song", "start", "length", "music")
 MUSIC_COLUMNS = ("stimulus_key", "start", "length")  # stimulus_key indexes manifest["stimuli"]
 MANIFEST = "manifest.json"
+CHECKSUM = "crc32-64MiB-blocks"
+#: free space kept on the cache's disk beyond what a write needs
+SPACE_MARGIN = 64 << 20
+log = logging.getLogger("chanmusic")
+_VERIFIED: dict[tuple, str] = {}  # (file, size, mtime_ns, inode) -> checksum, for this process
+#: seconds spent on checksums by the last PreparedCache.open (reported by `make bench`)
+last_verify_seconds = 0.0
 
 
 class CacheError(RuntimeError):
@@ -52,6 +70,117 @@ def file_fingerprint(paths: list[Path]) -> list[list[Any]]:
         st = Path(p).stat()
         out.append([str(Path(p).name), st.st_size, int(st.st_mtime)])
     return out
+
+
+def file_checksum(path: Path, block: int = 64 << 20) -> str:
+    """``"<size>:<crc32 hex>"`` of a file: the CRC-32 of the big-endian CRC-32s of its ``block``-byte blocks.
+
+    Blocks are hashed in threads (``zlib.crc32`` releases the GIL), so the cost scales down with cores; the
+    result does not depend on the number of threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = Path(path).stat().st_size
+    n = max(1, -(-size // block))
+
+    def one(i: int) -> int:
+        with open(path, "rb", buffering=0) as fh:
+            fh.seek(i * block)
+            crc, left = 0, min(block, size - i * block)
+            while left > 0:
+                data = fh.read(min(left, 16 << 20))
+                if not data:
+                    break
+                crc, left = zlib.crc32(data, crc), left - len(data)
+            return crc
+
+    workers = min(n, os.cpu_count() or 1, 16)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            crcs = list(pool.map(one, range(n)))
+    else:
+        crcs = [one(i) for i in range(n)]
+    return f"{size}:{zlib.crc32(b''.join(c.to_bytes(4, 'big') for c in crcs)):08x}"
+
+
+def verify_checksums(path: Path, manifest: dict[str, Any]) -> None:
+    """Raise :class:`CacheError` naming the first file whose size or CRC-32 differs from the manifest's."""
+    global last_verify_seconds
+    sums = manifest.get("checksums")
+    t0 = time.perf_counter()
+    if not sums:
+        log.warning("%s: the cache records no checksums (prepared by an older chanmusic); its files are not "
+                    "verified — delete it and prepare again to have them checked", path)
+        return
+    for name, want in sorted(sums.items()):
+        f = path / name
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            raise CacheError(f"cache file missing: {f} — delete {path} and run `chanmusic prepare` again") from None
+        key = (str(f), st.st_size, st.st_mtime_ns, st.st_ino)
+        got = _VERIFIED.get(key) or file_checksum(f)
+        if got != want:
+            raise CacheError(f"{f}: content changed since prepare ({CHECKSUM} {got} != {want}); the cache was "
+                             f"edited or damaged — delete {path} and run `chanmusic prepare` again")
+        _VERIFIED[key] = got
+    last_verify_seconds = time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def cache_lock(path: str | Path):
+    """Hold ``<cache_dir>/.locks/<key>.lock`` (``flock``) while building the cache at ``path``: a second prepare of
+    the same cache waits, then finds the cache complete. The lock goes with the process (no stale locks after a
+    crash)."""
+    import fcntl
+
+    path = Path(path)
+    lock = path.parent / ".locks" / f"{path.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            log.info("waiting for another prepare of %s (%s) to finish", path, fh.read().strip() or "pid ?")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_space(folder: Path, nbytes: int, what: str) -> None:
+    """Raise :class:`CacheError` unless ``folder``'s disk has ``nbytes`` (+ :data:`SPACE_MARGIN`) free."""
+    free = shutil.disk_usage(folder).free
+    if free < nbytes + SPACE_MARGIN:
+        raise CacheError(_no_space(folder, nbytes, what, free))
+
+
+def _no_space(folder: Path, nbytes: int, what: str, free: int | None = None) -> str:
+    free = shutil.disk_usage(folder).free if free is None else free
+    return (f"{folder}: not enough disk space for {what} ({nbytes / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB "
+            f"free) — free some space or put the cache elsewhere with --data.cache_dir")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``: readers see the
+    old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
@@ -87,6 +216,7 @@ class PreparedCache:
             recordings = json.loads((path / "recordings.json").read_text())
         except (json.JSONDecodeError, FileNotFoundError) as e:
             raise CacheError(f"cache metadata unreadable in {path}: {e}. Delete it and prepare again.") from e
+        verify_checksums(path, manifest)
         cache = cls(path, manifest, recordings, _load_npy(path / "segments.npy"), _load_npy(path / "music.npy"),
                     _load_npy(path / "clap.npy"), _load_npy(path / "mel.npy", mmap=True))
         cache.validate()
@@ -147,22 +277,63 @@ class CacheWriter:
         elif eeg_tc.shape[1] != self.n_channels:
             raise CacheError(f"recording has {eeg_tc.shape[1]} channels, earlier ones {self.n_channels}")
         offset = self.n_samples
-        eeg_tc.tofile(self._eeg)
+        ensure_space(self.tmp, eeg_tc.nbytes, "the EEG (eeg.f32)")
+        try:
+            eeg_tc.tofile(self._eeg)
+        except OSError as e:
+            raise self._write_error(e, eeg_tc.nbytes, "the EEG (eeg.f32)") from e
         self.n_samples += eeg_tc.shape[0]
         return offset
 
+    def _write_error(self, e: OSError, nbytes: int, what: str) -> CacheError:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return CacheError(_no_space(self.tmp, nbytes, what))
+        return CacheError(f"{self.tmp}: cannot write {what} ({e.strerror or e}) — check the folder's permissions "
+                          f"or choose another --data.cache_dir")
+
     def save_array(self, name: str, arr: np.ndarray) -> None:
-        np.save(self.tmp / f"{name}.npy", arr, allow_pickle=False)
+        ensure_space(self.tmp, arr.nbytes, f"{name}.npy")
+        try:
+            np.save(self.tmp / f"{name}.npy", arr, allow_pickle=False)
+        except OSError as e:
+            raise self._write_error(e, arr.nbytes, f"{name}.npy") from e
 
     def save_json(self, name: str, obj: Any) -> None:
-        (self.tmp / name).write_text(json.dumps(obj, indent=1, default=str))
+        text = json.dumps(obj, indent=1, default=str)
+        try:
+            atomic_write_text(self.tmp / name, text)
+        except OSError as e:
+            raise self._write_error(e, len(text), name) from e
 
     def open_array(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-        return np.lib.format.open_memmap(self.tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+        """A writable ``.npy`` memmap whose blocks are allocated up front (``posix_fallocate``): a full disk is a
+        :class:`CacheError` here, not a SIGBUS on a later write into a sparse page."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        what = f"{name}.npy"
+        ensure_space(self.tmp, nbytes, what)
+        path = self.tmp / f"{name}.npy"
+        try:
+            arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+            if hasattr(os, "posix_fallocate"):
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+                except OSError as e:
+                    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise self._write_error(e, nbytes, what) from e
+        return arr
 
     def finish(self, manifest: dict[str, Any]) -> Path:
+        self._eeg.flush()
+        os.fsync(self._eeg.fileno())
         self._eeg.close()
-        manifest = {**manifest, "eeg_shape": [self.n_samples, self.n_channels]}
+        names = sorted(p.name for p in self.tmp.iterdir() if p.is_file() and p.name != MANIFEST)
+        manifest = {**manifest, "eeg_shape": [self.n_samples, self.n_channels], "checksum": CHECKSUM,
+                    "checksums": {n: file_checksum(self.tmp / n) for n in names}}
         self.save_json(MANIFEST, manifest)
         if self.path.exists():
             shutil.rmtree(self.path)

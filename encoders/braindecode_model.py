@@ -25,6 +25,7 @@ from encoders.braindecode_features import reve_positions
 from encoders.braindecode_table import resolve
 from encoders.channel_mapping import default_ch_names
 from encoders.montage import electrode_positions
+from encoders.pretrained_sources import check_config, resolve_pretrained
 
 # keyword arguments the adapter sets itself (from the data and the table), never through model_kwargs
 SIGNAL_KWARGS = ("n_outputs", "n_chans", "n_times", "sfreq", "chs_info", "input_window_seconds")
@@ -79,10 +80,11 @@ class BraindecodeEncoder(FoundationAdapter):
             (``"braindecode.models.REVE"``).
         model_kwargs: size arguments of the braindecode class (class defaults = official sizes); the signal
             arguments (``n_chans``, ``n_times``, ``sfreq``, ``chs_info``, ``n_outputs``) are set here.
-        pretrained: local weights file (``.safetensors`` or a torch file holding a state dict, plain or under
-            ``pretrained_key``), loaded with ``weights_only=True``; braindecode's own renames (``Model.mapping``)
-            are applied, pretraining decoders / heads listed in the table are dropped by name, and any other
-            missing or unexpected key is an error naming it.
+        pretrained: weights file (``.safetensors`` or a torch file holding a state dict, plain or under
+            ``pretrained_key``), braindecode folder or hub id (``encoders.pretrained_sources``; a folder's
+            ``config.json`` must match this size), loaded with ``weights_only=True``; braindecode's own renames
+            (``Model.mapping``) are applied, pretraining decoders / heads listed in the table are dropped by name,
+            and any other missing or unexpected key is an error naming it.
         pretrained_key: entry holding the state dict (default ``"state_dict"`` if present, else the whole file).
         pretrained_prefix: prefix stripped from checkpoint keys (e.g. ``"model."``).
         input_units: ``"zscore"`` (data default), ``"uV"`` (``data.scaling: none``), ``"mV"``, ``"V"``.
@@ -187,11 +189,15 @@ class BraindecodeEncoder(FoundationAdapter):
         self.register_buffer("token_time", token_time, persistent=False)
         if pretrained:
             self.load_pretrained(pretrained, pretrained_key, pretrained_prefix)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     # ---- weights -----------------------------------------------------------------------------------------
     def load_pretrained(self, path: str, key: str | None = None, prefix: str | None = None) -> None:
-        """Strictly load a local weights file into the braindecode model (see class docstring)."""
-        sd = load_official(path, key or "state_dict")
+        """Strictly load weights (a file, a braindecode folder or hub id) into the braindecode model (see class
+        docstring)."""
+        src = resolve_pretrained(path)
+        check_config(src, self.model, ignore=tuple(self.spec.head_kwargs))
+        sd = load_official(str(src.file), key or "state_dict")
         own = self.model.state_dict()
         rename = getattr(self.model, "mapping", None) or {}
         mapped, origin = {}, {}
@@ -201,7 +207,7 @@ class BraindecodeEncoder(FoundationAdapter):
             if new not in own and new.startswith(self.spec.drop_keys):
                 continue
             mapped[new], origin[new] = v, k
-        load_mapped(self.model, mapped, origin, str(path))
+        load_mapped(self.model, mapped, origin, src.where)
 
     # ---- forward -----------------------------------------------------------------------------------------
     def prepare(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official
+from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
 
 # the pretraining patch-reconstruction head; the official fine-tuning code replaces it by nn.Identity()
 # (models/model_for_*.py), and so do we.
@@ -50,8 +51,9 @@ class CBraModEncoder(FoundationAdapter):
 
     Args:
         pretrained: path of the official ``pretrained_weights.pth`` (plain state dict, braindecode names),
-            loaded with ``weights_only=True``; ``proj_out.0.*`` is dropped by name, any other missing or
-            unexpected key is an error.
+            loaded with ``weights_only=True``, or a braindecode ``CBraMod`` folder / hub id
+            (``encoders.pretrained_sources``: ``config.json`` must match this size, its head is dropped);
+            ``proj_out.*`` is dropped by name, any other missing or unexpected key is an error.
         input_units, zscore_uv, montage, patch_fit: see ``LaBraMEncoder``.
         n_layer, nhead, dim_feedforward: size (official: 12, 8, 800; width is fixed at 200).
         dropout: braindecode ``drop_prob`` (official 0.1).
@@ -93,11 +95,17 @@ class CBraModEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(idx)), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
-        """Load the official pretrained weights (see class docstring)."""
-        mapped, origin = cbramod_official_to_braindecode(load_official(path))
-        load_mapped(self.model, mapped, origin, str(path))
+        """Load pretrained weights: the official file, a braindecode folder or hub id (see class docstring)."""
+        src = resolve_pretrained(path)
+        check_config(src, self.model)
+        sd = load_official(str(src.file))
+        if src.layout == "braindecode":  # a braindecode CBraMod: drop its head and reconstruction head
+            sd = drop_prefixed(sd, self.model.state_dict(), BRAINDECODE_HEADS + ("proj_out.",))
+        mapped, origin = cbramod_official_to_braindecode(sd)
+        load_mapped(self.model, mapped, origin, src.where)
 
     def encode(self, x: Tensor, present: Tensor | None):
         feats = self.model(x, return_features=True)["features"]  # [B, C', P, 200]

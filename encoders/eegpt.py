@@ -8,12 +8,16 @@ import torch
 from torch import Tensor, nn
 
 from encoders._foundation import FoundationAdapter, load_mapped, load_official, named_channels
+from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
 from encoders.weights import CheckpointError
 
 # submodules of the official pretraining LightningModule (LitEEGPT) that downstream use ignores: the online
 # encoder (downstream code loads the EMA ``target_encoder``), the feature predictor and the reconstructor.
 EEGPT_PRETRAIN_ONLY_PREFIXES = ("encoder.", "predictor.", "reconstructor.")
 EEGPT_ENCODER_PREFIX = "target_encoder."
+# braindecode EEGPT arguments this adapter sets its own way whatever a braindecode folder's config.json says:
+# non-overlapping patches (the official downstream code), real channels (no channel projection)
+EEGPT_OUR_CHOICES = ("patch_stride", "chan_proj_type")
 
 
 def eegpt_official_to_braindecode(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -66,7 +70,9 @@ class EEGPTEncoder(FoundationAdapter):
     Args:
         pretrained: path of the official ``eegpt_mcae_58chs_4s_large4E.ckpt`` (Lightning: ``state_dict``,
             encoder under ``target_encoder.*``), loaded with ``weights_only=True`` through
-            :func:`eegpt_official_to_braindecode`; any missing or unexpected key is an error.
+            :func:`eegpt_official_to_braindecode`, or a braindecode ``EEGPT`` folder / hub id
+            (``encoders.pretrained_sources``: ``config.json`` must match this size; head, channel projection and
+            channel ids are dropped); any missing or unexpected key is an error.
         input_units, zscore_uv, channel_set, max_angle, montage, patch_fit: see ``LaBraMEncoder``.
         average_reference: subtract the mean over present channels of each window (official: yes).
         embed_dim, embed_num, depth, num_heads, mlp_ratio: size (official large4E: 512, 4, 8, 8, 4).
@@ -114,14 +120,23 @@ class EEGPTEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
-        """Load the official pretraining checkpoint (see class docstring)."""
-        sd = load_official(path, "state_dict")
+        """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""
+        src = resolve_pretrained(path)
+        check_config(src, self.model, ignore=EEGPT_OUR_CHOICES)
+        sd = load_official(str(src.file), "state_dict")
         if not any(k.startswith(EEGPT_ENCODER_PREFIX) for k in sd):
-            raise CheckpointError(f"{path}: no '{EEGPT_ENCODER_PREFIX}*' keys — not an EEGPT pretraining checkpoint")
+            raise CheckpointError(f"{src.where}: no '{EEGPT_ENCODER_PREFIX}*' keys — not EEGPT weights")
+        if src.layout == "braindecode":  # a braindecode EEGPT: drop its head, channel projection and channel ids
+            sd = drop_prefixed(sd, (), BRAINDECODE_HEADS + ("chan_proj.", "chans_id"))
+            table = sd.get(EEGPT_ENCODER_PREFIX + "chan_embed.weight")
+            rows = self.model.target_encoder.chan_embed.num_embeddings
+            if table is not None and table.shape[0] > rows:  # braindecode grows it to max(62, C) rows; rows
+                sd[EEGPT_ENCODER_PREFIX + "chan_embed.weight"] = table[:rows]  # past 62 serve no named channel
         mapped, origin = eegpt_official_to_braindecode(sd)
-        load_mapped(self.model.target_encoder, mapped, origin, str(path), lambda k: EEGPT_ENCODER_PREFIX + k)
+        load_mapped(self.model.target_encoder, mapped, origin, src.where, lambda k: EEGPT_ENCODER_PREFIX + k)
 
     def prepare(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         x, present = super().prepare(eeg, channel_mask)

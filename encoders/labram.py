@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official, named_channels
+from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
 from encoders.weights import CheckpointError
 
 # keys of the official pretraining checkpoint (labram-base.pth, ckpt["model"]) that the encoder does not
@@ -95,8 +96,9 @@ class LaBraMEncoder(FoundationAdapter):
 
     Args:
         pretrained: path of the official ``labram-base.pth`` (``ckpt["model"]``, keys ``student.*``), loaded
-            with ``weights_only=True`` through our key mapping (:func:`labram_official_to_braindecode`);
-            any missing or unexpected key is an error.
+            with ``weights_only=True`` through our key mapping (:func:`labram_official_to_braindecode`), or a
+            braindecode ``Labram`` folder / hub id (``encoders.pretrained_sources``: its ``config.json`` must
+            match this size, its head is dropped); any missing or unexpected key is an error.
         input_units: ``"zscore"`` (data default), ``"uV"`` (``data.scaling: none``), ``"mV"``, ``"V"``.
         zscore_uv: µV per standard deviation for z-scored input.
         channel_set: ``"all"`` electrodes (names repeat) or ``"nearest"`` (one electrode per name).
@@ -147,12 +149,17 @@ class LaBraMEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(names)), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
-        """Load the official pretraining checkpoint (see class docstring)."""
-        sd = load_official(path, "model")
+        """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""
+        src = resolve_pretrained(path)
+        check_config(src, self.model)
+        sd = load_official(str(src.file), "model")
+        if src.layout == "braindecode":  # a braindecode Labram: drop its classification head
+            sd = drop_prefixed(sd, self.model.state_dict(), BRAINDECODE_HEADS)
         mapped, origin = labram_official_to_braindecode(sd, self.n_patches)
-        load_mapped(self.model, mapped, origin, str(path), labram_key_to_official)
+        load_mapped(self.model, mapped, origin, src.where, labram_key_to_official if src.layout == "file" else None)
 
     def encode(self, x: Tensor, present: Tensor | None):
         out = self.model(x, return_features=True, ch_names=self.model_ch_names)

@@ -1,7 +1,7 @@
 """Channel names and electrode positions: the NMED channel table, name aliases, the one position lookup
 (MNE standard montages) and neighbour groups.
 
-Lives in ``encoders`` so encoders (block tokens) and ``chanmusic.modules.augment`` (cluster channel dropout) can
+Lives in ``encoders`` so encoders (block tokens) and ``chanmusic.modules.channel_dropout`` (cluster dropout) can
 both reach it; it imports neither ``datamodules`` nor ``chanmusic``.
 
 NMED rows are ``E1``–``E124`` + ``Cz`` of the EGI ``GSN-HydroCel-129`` net (E125–E128, the face/cheek

@@ -4,6 +4,7 @@ Lives in ``encoders`` so adapters can load official checkpoints; ``chanmusic.sta
 """
 from __future__ import annotations
 
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -12,13 +13,21 @@ from typing import Any
 import torch
 from torch import nn
 
+log = logging.getLogger("chanmusic")
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unsafe, truncated, or its keys do not match the model."""
 
 
 def safe_load(path: str | Path) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` (or safetensors) with clear errors."""
+    """A checkpoint's contents without running code from it: safetensors, else ``torch.load(weights_only=True)``,
+    else (a file that names other Python objects: laion-clap ``.pt``, full Lightning saves such as the official
+    EEGPT ``.ckpt``) the allow-listed unpickler of :mod:`encoders.safe_pickle`.
+
+    In the last case every object outside the allow-list is skipped (``None`` in the result; nothing of it is
+    built); a state dict that would need one of them is refused with the one-off re-save command.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -32,11 +41,82 @@ def safe_load(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"{path}: refused to load — it contains Python objects beyond tensors and plain containers "
-            f"(weights_only=True). Only load files you trust; re-save the weights as a plain state_dict. ({e})") from e
+        first = str(e)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {e}") from e
+    return _load_allowlisted(path, first)
+
+
+def probe_checkpoint(path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` opens with ``torch.load(weights_only=True)`` (what Lightning's
+    own ``ckpt_path`` loading needs); memory-mapped where the format allows, so nothing large is copied."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - mmap's own errors say little (legacy format, truncation): load plainly
+            torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused to load — it names Python objects beyond tensors and plain data "
+                              f"({_first_line(e)}) — re-save its weights: {resave_command(path)}") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {_first_line(e)} — use a "
+                              f"complete copy (fit writes RUN/checkpoints/*.ckpt)") from e
+
+
+def check_fits(module: nn.Module, path: str | Path, where: str = "") -> None:
+    """Raise :class:`CheckpointError` unless the state dict in checkpoint ``path`` has exactly ``module``'s keys and
+    shapes (read memory-mapped with ``weights_only=True``)."""
+    try:
+        ck = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - probe_checkpoint reports unreadable files
+        return
+    state = state_dict_of(ck)
+    missing, unexpected, shape = key_diff(module, state)
+    if missing or unexpected or shape:
+        own = module.state_dict()
+        parts = ([f"shape {k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:2]]
+                 + [f"missing {k}" for k in missing[:2]] + [f"unexpected {k}" for k in unexpected[:2]])
+        raise CheckpointError(f"{where or path}: does not fit the configured {type(module).__name__} "
+                              f"({'; '.join(parts)}) — test with the settings it was trained with (--config "
+                              f"RUN/config.yaml: encoder, window_s, resample)")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x for x in str(e).splitlines() if x.strip()]
+    unsupported = [x.strip() for x in lines if "Unsupported global" in x]
+    return (unsupported or lines or [type(e).__name__])[0][:300]
+
+
+def resave_command(path: str | Path) -> str:
+    """The one-off command that re-saves a trusted checkpoint's weights as a plain state dict."""
+    out = Path(path).with_suffix(".weights.pt")
+    return (f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+            f"torch.save(c.get('state_dict', c), '{out}')\" (only for a file you trust), then pass {out}")
+
+
+def _load_allowlisted(path: Path, why: str) -> dict[str, Any]:
+    from encoders.safe_pickle import contains_refused, drop_refused, load_allowlisted
+
+    try:
+        obj, refused = load_allowlisted(path)
+    except Exception as e:  # noqa: BLE001 - whatever a malformed pickle raises, it is refused as unreadable
+        raise CheckpointError(f"{path}: refused to load — it holds Python objects beyond tensors and plain data "
+                              f"that the allow-listed reader cannot rebuild ({type(e).__name__}: {e}) — re-save "
+                              f"its weights: {resave_command(path)}") from e
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    bad = [k for k, v in sd.items() if contains_refused(v) or contains_refused(k)] if isinstance(sd, dict) else []
+    if not isinstance(sd, dict) or bad or contains_refused(sd):
+        what = f"key {bad[0]!r} holds" if bad else "its weights hold"
+        raise CheckpointError(f"{path}: refused to load — {what} a Python object outside the allow-list "
+                              f"({', '.join(refused[:3])}), which only arbitrary code could rebuild — re-save its "
+                              f"weights: {resave_command(path)}")
+    if refused:
+        log.info("%s: loaded tensors and plain data only; skipped %d Python object type(s) outside the allow-list "
+                 "(%s)", path, len(refused), ", ".join(refused[:4]))
+    return drop_refused(obj)
 
 
 def state_dict_of(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ LAYERS: list[list[str]] = [
     ["encoders"],                                  # EEG encoders: one interface, many models
     ["datamodules"],                               # files -> batches (readers, demo data, cache, splits)
     ["callbacks"],                                 # Lightning callbacks
+    ["chanmusic.errors"],                          # the error types + the one-line format
     ["chanmusic", "chanmusic.audio", "chanmusic.modules"],  # package root (itself only); audio; nn pieces
     ["chanmusic.data"],                            # prepare: release files -> cache
     ["chanmusic.cli"],                             # the entry point; commands reached by name, not imported
@@ -31,7 +32,8 @@ LAYERS: list[list[str]] = [
     ["chanmusic.stages"],                          # one LightningModule a file
     ["chanmusic.report"],                          # tables, plots, HTML
     ["chanmusic.evaluation.robustness", "chanmusic.evaluation.interpret",  # commands on finished runs
-     "chanmusic.runner", "chanmusic.demo"],
+     "chanmusic.runner"],
+    ["chanmusic.demo"],                            # `python -m chanmusic.demo`: forwards to the runner
     ["benchmarks"],                                # make bench
 ]
 #: (importing unit, imported top-level package) -> the only modules of that package it may import

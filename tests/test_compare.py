@@ -1,16 +1,13 @@
 """``chanmusic compare``: spec, resumable runner (with a fake worker, no training), aggregation math.
 
-The runner is driven with a stand-in worker script (``FAKE_WORKER``) that behaves like
+The runner is driven with a stand-in worker script (``tests/tooling/fake_runner.py``) that behaves like
 ``python -m chanmusic.runner.worker --worker JOB``: it reads the job, writes ``metrics.json`` / checkpoints /
 ``result.json`` the way the real worker does, and logs every call, so the tests take seconds. One real tiny
 end-to-end ``compare --quick --rows linear_reference --seeds 1`` is marked slow.
 """
 from __future__ import annotations
 
-import json
 import math
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,71 +17,15 @@ from chanmusic import report
 from chanmusic.runner import (DEFAULT_SPEC, EXPERIMENTS, Runner, acquire_lock, data_settings, load_spec, plan_runs,
                               read_status, save_spec, write_status)
 from chanmusic.runner.worker import reuse_ridge
+from tooling.fake_runner import read_calls, worker_cmd, write_fake_spec
 
 REPO = Path(__file__).resolve().parent.parent
-
-FAKE_WORKER = textwrap.dedent('''
-    """Stand-in for `python -m chanmusic.runner.worker --worker JOB` (see tests/test_compare.py)."""
-    import json, sys
-    from pathlib import Path
-
-    job = json.loads(Path(sys.argv[1]).read_text())
-    d = Path(job["dir"])
-    text = "\\n".join(Path(c).read_text() for c in job["configs"])
-    with open(d.parents[3] / "calls.jsonl" if "_pretrain" not in str(d) else d.parents[4] / "calls.jsonl", "a") as f:
-        f.write(json.dumps({"dir": str(d), "resume": job["resume"], "args": job["args"],
-                            "commands": job["commands"]}) + "\\n")
-    if "behaviour: crash" in text:
-        print("Traceback (most recent call last):")
-        print("RuntimeError: boom in the model")
-        sys.exit(1)
-    if job["resume"] and Path(job["resume"]).read_text() == "corrupt":
-        print("RuntimeError: cannot load corrupt checkpoint")
-        sys.exit(1)
-    ck = d / "checkpoints"
-    ck.mkdir(parents=True, exist_ok=True)
-    (ck / "last.ckpt").write_text("ok")
-    (ck / "best.ckpt").write_text("ok")
-    (d / "fit_done.json").write_text(json.dumps({"checkpoint": str(ck / "best.ckpt")}))
-    res = {"status": "done", "checkpoint": str(ck / "best.ckpt"), "commands": ["chanmusic fit ..."]}
-    if "test" in job["commands"]:
-        control = "control: shift" in text
-        seed = int(next(l.split(":")[1] for l in text.splitlines() if l.startswith("seed_everything")))
-        base = 0.05 if control else 0.30 + 0.1 * seed
-        m = {"id50": {"mean": base, "std": 0.02, "n": 100, "chance": 0.02},
-             "song14": {"mean": base + 0.1, "std": 0.03, "n": 100, "chance": 0.1}}
-        (d / "metrics.json").write_text(json.dumps(m))
-        res["metrics"] = str(d / "metrics.json")
-    (d / "result.json").write_text(json.dumps(res))
-''')
 
 
 @pytest.fixture()
 def fake(tmp_path):
     """A spec with a good row, a crashing row, a row whose YAML is missing and a pretrained row."""
-    cfg = tmp_path / "cfg"
-    cfg.mkdir()
-    (cfg / "good.yaml").write_text("behaviour: ok\n")
-    (cfg / "crash.yaml").write_text("behaviour: crash\n")
-    (cfg / "pre.yaml").write_text("behaviour: pretrain\n")
-    (cfg / "recon.yaml").write_text("behaviour: reconstruct\n")
-    spec = {
-        "title": "fake comparison", "config_root": str(cfg), "metrics": ["id50", "song14"],
-        "reconstruct": {"configs": ["recon.yaml"], "ckpt_arg": "model.init_args.align_checkpoint"},
-        "reference_row": "good",
-        "rows": [
-            {"name": "good", "label": "Good", "configs": ["good.yaml"], "paper": {"id50": 0.487}},
-            {"name": "crash", "label": "Crashes", "configs": ["crash.yaml"]},
-            {"name": "missing", "label": "Missing YAML", "configs": ["nope/missing.yaml"]},
-        ],
-        "ablations": [{"name": "pre", "label": "Pretrained", "pretrain": ["pre.yaml"], "configs": ["good.yaml"],
-                       "reconstruct": True}],
-        "profiles": {"quick": {"seeds": 2, "base": [], "reconstruct": False, "description": "fake"}},
-    }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    worker = tmp_path / "fake_worker.py"
-    worker.write_text(FAKE_WORKER)
+    path = write_fake_spec(tmp_path)
     out = tmp_path / "out"
 
     def run(rows=None, redo=(), jobs=1):
@@ -92,17 +33,12 @@ def fake(tmp_path):
         out.mkdir(exist_ok=True)
         save_spec(s, out)
         lines = []
-        runner = Runner(s, out, redo=set(redo), worker_cmd=[sys.executable, str(worker)], printer=lines.append,
-                        jobs=jobs)
+        runner = Runner(s, out, redo=set(redo), worker_cmd=worker_cmd(tmp_path), printer=lines.append, jobs=jobs)
         runner.prepare_caches = lambda plans: None   # the fake configs have no data to prepare
         runner.run_all(plan_runs(s, out))
         return lines
 
-    def calls():
-        p = out / "calls.jsonl"
-        return [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
-
-    return {"run": run, "calls": calls, "out": out, "spec": path}
+    return {"run": run, "calls": lambda: read_calls(out), "out": out, "spec": path}
 
 
 def test_paper_spec_has_the_papers_rows_and_numbers(tmp_path):
@@ -129,11 +65,11 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     lines = fake["run"]()
     out = fake["out"]
     assert len([l for l in lines if l.startswith("[compare] (")]) == 16  # 4 rows x 2 seeds x (music, control)
-    good = read_status(out / "runs" / "good" / "seed1")
+    good = read_status(out / "runs" / "good" / "seed1" / "music")
     assert good["status"] == "done" and good["metrics"]["id50"]["mean"] == pytest.approx(0.4)
-    crash = read_status(out / "runs" / "crash" / "seed0")
+    crash = read_status(out / "runs" / "crash" / "seed0" / "music")
     assert crash["status"] == "failed" and crash["error"] == "RuntimeError: boom in the model"
-    missing = read_status(out / "runs" / "missing" / "seed0-control")
+    missing = read_status(out / "runs" / "missing" / "seed0" / "control")
     assert missing["status"] == "failed" and missing["error"].startswith("config not found")
     # pretraining: one run per seed, shared by the music and control runs, its checkpoint passed on
     pre_calls = [c for c in fake["calls"]() if "_pretrain" in c["dir"]]
@@ -146,7 +82,7 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     for c in recon:
         i = c["args"].index("--model.init_args.align_checkpoint")
         assert c["args"][i + 1] == str(Path(c["dir"]).parent / "align" / "checkpoints" / "best.ckpt")
-    st = read_status(out / "runs" / "pre" / "seed0")
+    st = read_status(out / "runs" / "pre" / "seed0" / "music")
     assert set(st["steps"]) == {"pretrain", "align", "reconstruct"}
     # the table keeps every row; failed ones say why
     report.write_results(out)
@@ -166,7 +102,7 @@ def test_runner_skips_finished_runs_and_retries_failed(fake):
     fake["run"]()
     again = fake["calls"]()[n:]
     # only the crashing row is retried (the missing YAML fails before any subprocess); done runs are skipped
-    assert {Path(c["dir"]).parts[-3] for c in again} == {"crash"}
+    assert {Path(c["dir"]).parts[-4] for c in again} == {"crash"}
     fake["run"](rows=["good"], redo=["good"])
     redone = fake["calls"]()[n + len(again):]
     assert len(redone) == 4 and all("/runs/good/" in c["dir"] for c in redone)
@@ -177,7 +113,7 @@ def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
     out = fake["out"]
     n = len(fake["calls"]())
     # killed during fit with a checkpoint: status running, no result; resumed from last.ckpt
-    d = out / "runs" / "good" / "seed0"
+    d = out / "runs" / "good" / "seed0" / "music"
     st = read_status(d)
     st["status"] = "running"
     st["steps"] = {}
@@ -185,14 +121,14 @@ def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
     for f in ("fit_done.json", "result.json", "metrics.json"):
         (d / "align" / f).unlink(missing_ok=True)
     # killed before any status or checkpoint: redone from scratch, stale files removed
-    k = out / "runs" / "good" / "seed1-control"
+    k = out / "runs" / "good" / "seed1" / "control"
     (k / "status.json").unlink()
     import shutil
 
     shutil.rmtree(k / "align" / "checkpoints")
     (k / "align" / "stale.txt").write_text("from the killed run")
     # killed with a corrupt checkpoint: resume fails, the step is redone from scratch
-    c = out / "runs" / "good" / "seed1"
+    c = out / "runs" / "good" / "seed1" / "music"
     write_status(c, {"status": "running"})
     (c / "align" / "checkpoints" / "last.ckpt").write_text("corrupt")
     (c / "align" / "fit_done.json").unlink()
@@ -200,18 +136,18 @@ def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
     new = fake["calls"]()[n:]
     by_dir = {}
     for call in new:
-        by_dir.setdefault(Path(call["dir"]).parent.name, []).append(call["resume"])
-    assert by_dir["seed0"] == [str(d / "align" / "checkpoints" / "last.ckpt")]
-    assert by_dir["seed1-control"] == [None] and not (k / "align" / "stale.txt").exists()
-    assert by_dir["seed1"] == [str(c / "align" / "checkpoints" / "last.ckpt"), None]
-    assert "seed0-control" not in by_dir                      # finished: not redone
-    for name in ("seed0", "seed1", "seed1-control"):
+        by_dir.setdefault("/".join(Path(call["dir"]).parts[-3:-1]), []).append(call["resume"])
+    assert by_dir["seed0/music"] == [str(d / "align" / "checkpoints" / "last.ckpt")]
+    assert by_dir["seed1/control"] == [None] and not (k / "align" / "stale.txt").exists()
+    assert by_dir["seed1/music"] == [str(c / "align" / "checkpoints" / "last.ckpt"), None]
+    assert "seed0/control" not in by_dir                      # finished: not redone
+    for name in ("seed0/music", "seed1/music", "seed1/control"):
         assert read_status(out / "runs" / "good" / name)["status"] == "done"
 
 
 def test_half_written_status_counts_as_killed(fake):
     fake["run"](rows=["good"])
-    d = fake["out"] / "runs" / "good" / "seed0"
+    d = fake["out"] / "runs" / "good" / "seed0" / "music"
     (d / "status.json").write_text('{"status": "do')
     assert read_status(d) is None
 
@@ -262,9 +198,9 @@ def test_quick_end_to_end_linear_reference(tmp_path):
 
     main(["compare", "--config", str(spec), "--quick", "--rows", "linear_reference", "--seeds", "1", "--out", str(out),
           "--", "--data.test_fraction", "0.2", "--data.batch_size", "32"])
-    st = read_status(out / "runs" / "linear_reference" / "seed0")
+    st = read_status(out / "runs" / "linear_reference" / "seed0" / "music")
     assert st["status"] == "done", st.get("error")
-    assert read_status(out / "runs" / "linear_reference" / "seed0-control")["status"] == "done"
+    assert read_status(out / "runs" / "linear_reference" / "seed0" / "control")["status"] == "done"
     md = (out / "results.md").read_text()
     assert "Linear reference" in md and "gain over control" in md
     assert (out / "report" / "index.html").is_file()

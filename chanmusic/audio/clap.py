@@ -6,6 +6,7 @@ The backends live in :mod:`chanmusic.audio.clap_laion` (laion-clap ``.pt`` files
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +18,11 @@ from chanmusic.audio._common import CLAP_DIM, CLAP_SR, TINY_RANDOM, to_numpy
 from chanmusic.audio.clap_hf import load_hf_clap, tiny_random_clap
 from chanmusic.audio.clap_laion import load_laion_clap
 from datamodules.resample import resample
+
+
+def laion_clap_installed() -> bool:
+    """Whether laion-clap (the ``[laion]`` extra) is importable; found without importing it."""
+    return importlib.util.find_spec("laion_clap") is not None
 
 
 class ClapBackend(Protocol):
@@ -59,7 +65,10 @@ class ClapEmbedder:
       ``music_audioset_epoch_15_esc_90.14.pt``, HTSAT-base). Only unfused checkpoints are supported. The
       architecture is read from the checkpoint (audio width 768 -> HTSAT-tiny, 1024 -> HTSAT-base) unless
       ``amodel`` is given. Only the audio weights are loaded; any missing or unexpected audio key is an error.
-      See :func:`chanmusic.audio.clap_laion._load_trusted_checkpoint` for the ``weights_only`` fallback.
+      With laion-clap installed (``pip install 'chanmusic[laion]'``) laion-clap's own model reads it; without it
+      (the default install) transformers' CLAP does, through :mod:`chanmusic.audio.clap_convert` (same weights
+      and mel settings; embeddings agree to 1e-7). The two get different cache identities.
+      Read with :func:`encoders.weights.safe_load` (allow-listed unpickling: no code from the file runs).
     * a local directory or hub id of a transformers CLAP (``ClapModel`` or ``ClapAudioModelWithProjection``
       weights, e.g. ``laion/clap-htsat-unfused`` or ``laion/larger_clap_music``). A local folder without
       ``preprocessor_config.json`` gets the default ``ClapFeatureExtractor`` (48 kHz, 64 mels, 10 s), with a warning.
@@ -98,7 +107,12 @@ class ClapEmbedder:
                        device=device)
         p = Path(spec).expanduser()
         if p.is_file():
-            backend, identity, description = load_laion_clap(p, amodel=amodel)
+            if laion_clap_installed():
+                backend, identity, description = load_laion_clap(p, amodel=amodel)
+            else:  # the default install: the same weights through transformers
+                from chanmusic.audio.clap_convert import load_laion_as_transformers  # (lazy: also a __main__)
+
+                backend, identity, description = load_laion_as_transformers(p)
             return cls(backend, spec=str(p), identity=identity, description=description, is_random=False,
                        device=device)
         local = p.is_dir()

@@ -22,14 +22,17 @@ class HFClapBackend:
 
     kind = "transformers"
 
-    def __init__(self, model: torch.nn.Module, feature_extractor: Any):
+    def __init__(self, model: torch.nn.Module, feature_extractor: Any, int16: bool = False):
         self.model = model
         self.fe = feature_extractor
+        self.int16 = int16  # quantise through int16 first, as laion-clap does (for laion-clap files)
         self.dim = int(model.config.projection_dim)
         self.clip_samples = int(feature_extractor.nb_max_samples)
 
     def __call__(self, clips: list[np.ndarray], device: torch.device) -> torch.Tensor:
         """``clips``: 1-D float32 48 kHz waveforms of at most ``clip_samples``. Returns ``[len(clips), dim]``."""
+        if self.int16:
+            clips = [((np.clip(c, -1.0, 1.0) * 32767.0).astype(np.int16) / 32767.0).astype(np.float32) for c in clips]
         # clips are <= nb_max_samples already, so 'rand_trunc' never draws a random crop
         feats = self.fe(clips, sampling_rate=self.fe.sampling_rate, truncation="rand_trunc", padding="repeatpad",
                         return_tensors="pt")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from chanmusic.audio._common import CLAP_PREP_VERSION, CLAP_SR, file_stamp
-from encoders.weights import key_diff
+from encoders.weights import key_diff, safe_load
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def _import_clap_module():
     """
     spec = importlib.util.find_spec("laion_clap")
     if spec is None or spec.origin is None:
-        raise ImportError("laion-clap is not installed: pip install laion-clap==1.1.7")
+        raise ImportError("laion-clap is not installed: pip install 'chanmusic[laion]' (or read the file without it: "
+                          "chanmusic.audio.clap_convert)")
     pkg_dir = os.path.dirname(spec.origin)
     if pkg_dir not in sys.path:
         sys.path.append(pkg_dir)
@@ -78,23 +79,14 @@ def _is_laion_audio_key(k: str) -> bool:
     return k.startswith(_LAION_AUDIO_PREFIXES) or k in _LAION_AUDIO_KEYS
 
 
-def _load_trusted_checkpoint(path: Path) -> Any:
-    """``torch.load`` a checkpoint the user named, trying ``weights_only=True`` first.
+def _load_checkpoint(path: Path) -> Any:
+    """A laion-clap checkpoint's contents without running code from it (:func:`encoders.weights.safe_load`).
 
-    The official LAION ``.pt`` files pickle numpy scalars (``numpy.core.multiarray.scalar``), which the safe
-    loader refuses; for such a file we fall back to ``weights_only=False`` with a logged warning. That runs
-    arbitrary pickled code, so it is only ever done for a file the user explicitly named as the CLAP checkpoint.
+    The official LAION ``.pt`` files pickle numpy scalars beside the weights, which ``weights_only=True`` refuses;
+    ``safe_load`` then reads the file with its allow-listed unpickler (numpy scalars are on the list; any other
+    object is skipped, and a state dict that would need one is refused).
     """
-    import pickle
-
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        log.warning("%s does not load with torch.load(weights_only=True) (%s). Official laion-clap files pickle "
-                    "numpy scalars, so loading it with weights_only=False because you named this file: only do "
-                    "this with files you trust.", path, first[:200])
-        return torch.load(str(path), map_location="cpu", weights_only=False)
+    return safe_load(path)
 
 
 def laion_audio_state_dict(checkpoint: Any) -> dict[str, torch.Tensor]:
@@ -173,7 +165,7 @@ def load_laion_clap(path: Path, amodel: str | None = None) -> tuple[LaionClapBac
     ``amodel`` is given; any missing, unexpected or mis-shaped audio key is an error. Returns
     ``(backend, identity, description)`` for :class:`chanmusic.audio.clap.ClapEmbedder`.
     """
-    audio_sd = laion_audio_state_dict(_load_trusted_checkpoint(path))
+    audio_sd = laion_audio_state_dict(_load_checkpoint(path))
     fused = sorted(k for k in audio_sd if ".fusion_model." in k or ".mel_conv" in k)
     if fused:
         raise ValueError(f"{path}: a fusion CLAP checkpoint (e.g. key {fused[0]!r}); only unfused laion-clap "

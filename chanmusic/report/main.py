@@ -32,13 +32,19 @@ def run_interpretation(out: str | Path, rows: Sequence[str] | None = None, timeo
     of the runner's process); True when it succeeded."""
     cmd = [sys.executable, "-m", "chanmusic.evaluation.interpret", str(out)] + \
           (["--rows", ",".join(rows)] if rows else [])
-    print("[report] interpretation figures (scalp maps, dissimilarity matrices) ...")
+    log = Path(out) / "interpretation" / "log.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[report] interpretation figures (scalp maps, dissimilarity matrices; log: {log}) ...")
     try:
-        proc = subprocess.run(cmd, timeout=timeout_s)
-        return proc.returncode == 0
+        with log.open("w") as f:
+            proc = subprocess.run(cmd, timeout=timeout_s, stdout=f, stderr=subprocess.STDOUT)
     except subprocess.TimeoutExpired:
         print("[report] interpretation timed out", file=sys.stderr)
         return False
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("[interpret]"):
+            print(line)
+    return proc.returncode == 0
 
 
 def main(argv: list[str] | None = None) -> None:

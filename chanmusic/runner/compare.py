@@ -1,10 +1,15 @@
 """``chanmusic compare``: the paper's comparison — every row and ablation, over seeds, each with its control.
 
-    chanmusic compare --config experiments/paper.yaml [--quick] [--out DIR] [--rows a,b] [--seeds N]
-                      [--jobs N] [--redo a,b] [--no-report] [--dry-run] [-- EXTRA ARGS FOR EVERY RUN]
+    chanmusic compare --config experiments/paper.yaml [--quick | --profile NAME] [--out DIR] [--rows a,b]
+                      [--seeds N] [--folds "subjects k=5"] [--jobs N] [--redo a,b] [--no-report] [--dry-run]
+                      [--executor local|slurm] [--partition P] [--gpus-per-job N] [--time MIN] [--account A]
+                      [-- EXTRA ARGS FOR EVERY RUN]
 
+    chanmusic compare --profile demo                   # `make demo`: every stage once, a few minutes on 2 cores
     chanmusic compare --quick                          # demo data, tiny models, 1 seed: ~15 min on 2 CPU cores
     chanmusic compare --out runs/paper -- --data.root /data/NMED-T --data.cache_dir /scratch/cache   # GPU, 5 seeds
+    chanmusic compare --out runs/paper --jobs 8 -- ...                  # 8-GPU node: one GPU per run
+    chanmusic compare --out runs/paper --executor slurm --partition gpu --gpus-per-job 1 --time 240 -- ...
 
 The spec (``experiments/paper.yaml``) lists rows (main table) and ablations; each row is a YAML list run as
 ``fit`` then ``test`` (+ a shared pretraining step where the row declares ``pretrain:``, + the reconstruction
@@ -12,29 +17,35 @@ step where enabled), for each seed, once on the real pairing and once as its no-
 (``--data.control shift``). Layout of ``OUT``:
 
     OUT/spec.json                       the resolved spec and profile (what ``chanmusic report`` reads)
-    OUT/runs/<row>/seed<k>[-control]/   status.json + one folder per step (Lightning log dir: config.yaml,
-                                        metrics.json, checkpoints/, log.txt)
+    OUT/runs/<row>/seed<k>/music/       status.json + one folder per step (Lightning log dir: config.yaml,
+    OUT/runs/<row>/seed<k>/control/     metrics.json, checkpoints/, TensorBoard events, log.txt, submitit/)
+                                        (with folds: OUT/runs/<row>/fold<f>/seed<k>/...; OUT/folds.json)
     OUT/runs/_pretrain/<key>/seed<k>/   pretraining shared by the rows (and by music and control runs)
     OUT/results.md, results.csv, plots/, interpretation/, report/index.html
+    (``tensorboard --logdir OUT/runs`` names every run by its folder: row/seed0/music/align, ...)
 
 Resumable: a run whose ``status.json`` says ``done`` is not redone (``--redo ROW`` forces it); a run killed
 midway (status ``running`` or missing) redoes its unfinished steps, resuming each from its ``last.ckpt``
 when there is one (from scratch if that fails). Failed runs are retried on the next call.
 
-``--jobs N`` (the quick profile: 2) runs N runs at a time, each worker with cores/N threads (small models use
-two single-thread processes far better than one two-thread one); the data cache is prepared once before, and
-runs that share a pretraining wait for the one that runs it.
+``--jobs N`` (the quick and demo profiles: 2) runs N runs at a time, each local job with cores/N threads (small
+models use two single-thread processes far better than one two-thread one) and, when several GPUs are visible,
+its own GPU (``CUDA_VISIBLE_DEVICES``); the data cache is prepared once before, and runs that share a
+pretraining wait for the one that runs it.
 
-Each step runs in its own subprocess (``python -m chanmusic.runner.worker --worker JOB``, which calls the same
-``LightningCLI`` as ``chanmusic fit`` then ``chanmusic test`` in one process, so the libraries are imported
-once per step), so a crash fails that run and the runner goes on. ``status.json`` records the equivalent
-``chanmusic fit|test`` command lines.
+Each step is a job of an existing engine, submitit (:mod:`chanmusic.runner.engine`): ``--executor local`` (the
+default) runs it as a process here, ``--executor slurm`` as an ``sbatch`` job with the spec's or the flags'
+partition, GPUs per job, time (minutes) and account; the runner stays the one place that plans, records status
+and writes the tables. Inside the job the worker (``python -m chanmusic.runner.worker --worker JOB``) calls the
+same ``LightningCLI`` as ``chanmusic fit`` then ``chanmusic test`` in one process, so a crash fails that run and
+the runner goes on. ``status.json`` records the equivalent ``chanmusic fit|test`` command lines.
 
 This file is the command line (arguments, the output folder's lock, demo data, the results and report at the
 end); the pieces are beside it in ``chanmusic/runner/``: ``spec.py`` (the spec and its profiles), ``plan.py``
-(runs, folders, steps), ``sweep.py`` (the runner, sequential or parallel), ``execute.py`` (one step's
-subprocess), ``worker.py`` (inside it), ``cache_pass.py`` (data caches before parallel runs), ``status.py``
-(status.json, spec.json, progress lines), ``lock.py``.
+(runs, folders, steps), ``sweep.py`` (the runner, sequential or parallel), ``execute.py`` (one step's job),
+``engine.py`` (submitit executors, GPU pinning), ``worker.py`` (inside the job), ``cache_pass.py`` (data caches
+before parallel runs), ``folds.py`` (cross-subject folds), ``progress.py`` (progress lines), ``status.py``
+(status.json, spec.json), ``lock.py``.
 """
 from __future__ import annotations
 
@@ -84,9 +95,25 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--redo", default="", help="comma-separated rows to rerun even if finished")
     p.add_argument("--jobs", type=int, default=None,
                    help="runs at a time (default: the profile's `jobs`, else 1); each worker gets cores/jobs threads")
+    p.add_argument("--folds", default=None, help='cross-subject folds, e.g. "subjects k=5" ("none": off; default: '
+                   "the spec's)")
     p.add_argument("--no-report", action="store_true", help="skip interpretation figures and the HTML report")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    e = p.add_argument_group("engine (submitit; default: the spec's `executor:` section, else local)")
+    e.add_argument("--executor", choices=("local", "slurm"), default=None, help="where each step runs")
+    e.add_argument("--partition", default=None, help="SLURM partition")
+    e.add_argument("--gpus-per-job", type=int, default=None,
+                   help="GPUs per job (local: pinned per run; default 1 when several GPUs are visible)")
+    e.add_argument("--time", type=int, default=None, dest="time_min", help="SLURM time limit per job, minutes")
+    e.add_argument("--account", default=None, help="SLURM account")
+    e.add_argument("--cpus-per-job", type=int, default=None, help="SLURM CPUs per job")
     return p.parse_args(argv), extra
+
+
+def engine_flags(args: argparse.Namespace) -> dict:
+    """The engine settings given as flags (None = not given: the spec's value stays)."""
+    return {k: getattr(args, k) for k in ("executor", "partition", "gpus_per_job", "time_min", "account",
+                                          "cpus_per_job")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,13 +127,14 @@ def main(argv: list[str] | None = None) -> None:
     profile = args.profile or ("quick" if args.quick else "full")
     out = Path(args.out or f"compare_out/{profile}").resolve()
     rows = [r for r in args.rows.split(",") if r] if args.rows else None
-    spec = load_spec(args.config, profile, rows, args.seeds, out, extra)
+    spec = load_spec(args.config, profile, rows, args.seeds, out, extra, engine_flags(args), args.folds)
     plans = plan_runs(spec, out)
-    print(f"[compare] {spec.title}\n[compare] profile {profile}: {len(spec.rows)} rows x {len(spec.seeds)} seed(s) "
-          f"-> {len(plans)} runs (with controls) in {out}")
+    folds = f" x {spec.folds['k']} folds" if spec.folds else ""
+    print(f"[compare] {spec.title}\n[compare] profile {profile}: {len(spec.rows)} rows x {len(spec.seeds)} seed(s)"
+          f"{folds} -> {len(plans)} runs (with controls) in {out}; executor {spec.engine['executor']}")
     if args.dry_run:
         for p in plans:
-            print(f"  {p.label}: {p.dir}")
+            print(f"  {p.label}")
         return
     out.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(out)
@@ -117,11 +145,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) -> None:
+    jobs = args.jobs if args.jobs is not None else int(spec.profile.get("jobs", 1) or 1)
+    runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r}, jobs=jobs)  # checks the engine
     save_spec(spec, out)
     t0 = time.time()
     ensure_demo_data(spec)
-    jobs = args.jobs if args.jobs is not None else int(spec.profile.get("jobs", 1) or 1)
-    runner = Runner(spec, out, redo={r for r in args.redo.split(",") if r}, jobs=jobs)
     try:
         statuses = runner.run_all(plans)
     finally:
@@ -129,13 +157,17 @@ def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) 
     n_failed = sum(s["status"] != "done" for s in statuses)
     print(f"[compare] runs finished in {(time.time() - t0) / 60:.1f} min ({n_failed} failed)")
     from chanmusic import report
+    from chanmusic.report.console import summary
 
-    report.write_results(out)
-    if not args.no_report:
-        report.run_interpretation(out)
-        index = report.build_report(out)
-        print(f"[compare] report: {index}")
-    print(f"[compare] table: {out / 'results.md'}; total {(time.time() - t0) / 60:.1f} min")
+    index = None
+    if args.no_report:
+        report.write_results(out)
+    else:
+        report.run_interpretation(out, spec.profile.get("interpret"))   # the profile may name the rows
+        index = report.build_report(out)   # writes results.md/csv and the plots too
+    spec_json, results = report.collect(out)
+    print("\n" + summary(out, spec_json, results, index))
+    print(f"\n[compare] total {(time.time() - t0) / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
-"""Running one step: its worker subprocess, the wait (with CPU time and timeout), and ending it cleanly.
+"""Running one step: its job handed to the engine (submitit, :mod:`chanmusic.runner.engine`), the wait, the result.
 
-:func:`run_step` writes the step's ``job.json`` and override YAML into the step folder, starts the worker
-(``python -m chanmusic.runner.worker --worker JOB``, see :mod:`chanmusic.runner.worker`) in its own process
-group with its output in ``log.txt``, and reads back the ``result.json`` it writes. A step resumes from its
-``last.ckpt`` when the folder has one; if that resume fails, the folder is wiped and the step redone once.
-Workers still running when the runner is interrupted are ended with their process group
-(:func:`kill_live_workers`).
+:func:`run_step` writes the step's ``job.json`` and override YAML into the step folder and submits a
+:class:`~chanmusic.runner.engine.StepJob` that runs the worker (``python -m chanmusic.runner.worker --worker
+JOB``, see :mod:`chanmusic.runner.worker`) with its output in ``log.txt``; submitit's own files go to
+``STEP/submitit/`` and the job's id to ``STEP/engine.json``. It then reads back the ``result.json`` the worker
+writes. A step resumes from its ``last.ckpt`` when the folder has one; if that resume fails, the folder is wiped
+and the step redone once. Jobs still running when the runner is interrupted are cancelled
+(:func:`kill_live_workers`). Time limits are the engine's (submitit's local limit, SLURM's ``--time``).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -20,26 +20,27 @@ from pathlib import Path
 
 import yaml
 
+from chanmusic.runner.engine import EngineSettings, GpuPool, StepJob, job_env, make_executor
 from chanmusic.runner.plan import Step, cli_command, display_path, missing_configs
 from chanmusic.runner.spec import EXPERIMENTS
-from chanmusic.runner.status import error_from_log, now, read_json
+from chanmusic.runner.status import error_from_log, first_line, now, read_json
 
 
 def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str] | None = None,
-             threads: int | None = None) -> dict:
-    """Run one step in a worker subprocess; returns its result dict (``status`` done|failed, ``error``,
+             threads: int | None = None, engine: EngineSettings | None = None, gpus: GpuPool | None = None) -> dict:
+    """Run one step as an engine job (the worker in its own process); returns its result dict (``status`` done|failed, ``error``,
     ``metrics`` path, ``checkpoint``, ``seconds``, ``commands``). Resumes from ``last.ckpt`` when the folder
     has one; if that resume fails, the folder is wiped and the step redone from scratch once."""
     missing = missing_configs(step.configs)
     if missing:
         return {"status": "failed", "error": f"config not found: {display_path(missing[0])}", "seconds": 0.0}
     worker_cmd = worker_cmd or default_worker_cmd()
-    result = _launch(step, stepdir, timeout_s, worker_cmd, threads)
+    result = _launch(step, stepdir, timeout_s, worker_cmd, threads, engine, gpus)
     if result["status"] != "done" and result.get("resumed"):
         with (stepdir / "log.txt").open("a") as f:
             f.write(f"\n[compare] resume failed ({result.get('error')}); redoing the step from scratch\n")
         wipe(stepdir, keep_log=True)
-        result = _launch(step, stepdir, timeout_s, worker_cmd, threads)
+        result = _launch(step, stepdir, timeout_s, worker_cmd, threads, engine, gpus)
     return result
 
 
@@ -59,7 +60,7 @@ def wipe(d: Path, keep_log: bool = False) -> None:
 
 
 def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str],
-            threads: int | None = None) -> dict:
+            threads: int | None = None, engine: EngineSettings | None = None, gpus: GpuPool | None = None) -> dict:
     stepdir.mkdir(parents=True, exist_ok=True)
     over = stepdir / "compare_overrides.yaml"
     configs = list(step.configs) + [over]
@@ -78,32 +79,12 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
     (stepdir / "job.json").write_text(json.dumps(job, indent=2))
     (stepdir / "result.json").unlink(missing_ok=True)
     t0 = time.time()
-    rc: int | None = None
-    cpu = 0.0
     with (stepdir / "log.txt").open("a") as log:
         log.write(f"\n[compare] {now()} step {step.name}: {'resume from ' + resume if resume else 'start'}\n")
-        log.flush()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(EXPERIMENTS.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        if threads:  # parallel runs share the cores: one torch/OpenMP thread pool each of this size
-            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        proc = subprocess.Popen(list(worker_cmd) + [str(stepdir / "job.json")],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        with _LIVE_LOCK:
-            _LIVE.add(proc)
-        try:
-            rc, cpu = _wait(proc, timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            log.write(f"\n[compare] step {step.name} killed after the {timeout_s:.0f} s timeout\n")
-            return {"status": "failed", "error": f"TimeoutError: step {step.name} ran past {timeout_s:.0f} s",
-                    "seconds": time.time() - t0, "resumed": bool(resume)}
-        except BaseException:
-            _kill_group(proc)
-            raise
-        finally:
-            with _LIVE_LOCK:
-                _LIVE.discard(proc)
+    rc, cpu, error = submit_and_wait(list(worker_cmd) + [str(stepdir / "job.json")], stepdir, step.name, timeout_s,
+                                     engine or EngineSettings(), threads, gpus, job_json=stepdir / "job.json")
+    if error is not None:
+        return {"status": "failed", "error": error, "seconds": round(time.time() - t0, 1), "resumed": bool(resume)}
     res = read_json(stepdir / "result.json")
     if res is None:
         res = {"status": "failed", "error": error_from_log(stepdir / "log.txt", rc)}
@@ -116,47 +97,68 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
     return res
 
 
-_LIVE: set[subprocess.Popen] = set()   # workers running now (killed if the runner is interrupted)
+def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: float | None, engine: EngineSettings,
+                    threads: int | None = None, gpus: GpuPool | None = None,
+                    job_json: Path | None = None) -> tuple[int | None, float, str | None]:
+    """Hand ``command`` to the engine as one :class:`StepJob` (output in ``stepdir/log.txt``, submitit's files in
+    ``stepdir/submitit``) and wait for it: (exit code, CPU seconds, error when the job itself did not finish)."""
+    pinned = gpus.take() if gpus else None
+    try:
+        env = job_env(engine, threads, pinned)
+        env["PYTHONPATH"] = os.pathsep.join([str(EXPERIMENTS.parent)] + ([os.environ["PYTHONPATH"]]
+                                                                          if os.environ.get("PYTHONPATH") else []))
+        executor = make_executor(engine, stepdir / "submitit", timeout_s, name)
+        sj = StepJob(command, str(stepdir / "log.txt"), env, str(job_json) if job_json else None)
+        t0 = time.time()
+        job = executor.submit(sj)
+        (stepdir / "engine.json").write_text(json.dumps({"executor": engine.executor, "job_id": str(job.job_id),
+                                                         "gpus": pinned, "submitted": now()}))
+        with _LIVE_LOCK:
+            _LIVE.add(job)
+        try:
+            poll = 0.2 if engine.executor == "local" else 5.0   # submitit's own wait polls once a second
+            while not job.done():
+                time.sleep(poll)
+            if engine.executor == "local" and not job.paths.result_pickle.exists():
+                raise RuntimeError("the job ended without a result (killed, or past its time limit)")
+            out = job.result()
+            return int(out["rc"]), float(out["cpu_s"]), None
+        except Exception as e:  # noqa: BLE001 - submitit: the job was killed, timed out, or never ran
+            if timeout_s and time.time() - t0 >= timeout_s - 1:
+                error = f"TimeoutError: step {name} ran past {timeout_s:.0f} s"
+            else:
+                error = f"{engine.executor} job {job.job_id} did not finish: {first_line(str(e))}"
+            with (stepdir / "log.txt").open("a") as log:
+                log.write(f"\n[compare] {error}\n")
+            return None, 0.0, error
+        except BaseException:
+            job.cancel()
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(job)
+    finally:
+        if pinned:
+            gpus.give(pinned)
+
+
+_LIVE: set = set()   # submitit jobs running now (cancelled if the runner is interrupted)
 _LIVE_LOCK = threading.Lock()
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float | None) -> tuple[int, float]:
-    """(exit code, CPU seconds) of one worker: ``wait4`` gives this child's own resource use even while other
-    workers run in parallel."""
-    deadline = None if timeout_s is None else time.time() + timeout_s
-    while True:
-        try:
-            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        except ChildProcessError:  # reaped by kill_live_workers meanwhile
-            return (proc.returncode if proc.returncode is not None else -15), 0.0
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, ru.ru_utime + ru.ru_stime
-        if deadline is not None and time.time() > deadline:
-            raise subprocess.TimeoutExpired(proc.args, timeout_s)
-        time.sleep(0.2)
-
-
 def kill_live_workers() -> None:
-    """End every worker still running (each with its process group)."""
+    """Cancel every job still running (a local job ends with its step's process group; a SLURM job is scancel'd)."""
     with _LIVE_LOCK:
         live = list(_LIVE)
-    for proc in live:
-        _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """End the worker we started (its own process group, so its children go too)."""
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, PermissionError):
-        pass
-    except subprocess.TimeoutExpired:
+    for job in live:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            job.cancel()
+        except Exception:  # noqa: BLE001 - already gone
             pass
-        proc.wait()
+    for job in live:  # a local job's controller ends its task (and the task its step) within seconds
+        proc = getattr(job, "_process", None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=15)
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,8 +1,9 @@
 """The plan: which runs a spec asks for, where each lives in ``OUT``, and the steps (subprocesses) of each run.
 
-A :class:`RunPlan` is one row × seed × (music | control); it runs as a list of :class:`Step` — the row's main
-step (``align``: fit + test, or ``reconstruct``: test + predict), then the reconstruction step where enabled —
-after the row's shared pretraining step, if it declares one. Each step's YAML list is the profile's base
+A :class:`RunPlan` is one row × (fold) × seed × (music | control), in ``OUT/runs/<row>/[fold<f>/]seed<k>/music``
+or ``.../control`` (:func:`chanmusic.report.rows.run_folder`); it runs as a list of :class:`Step` — the row's
+main step (``align``: fit + test, or ``reconstruct``: test + predict), then the reconstruction step where
+enabled — after the row's shared pretraining step, if it declares one. Each step's YAML list is the profile's base
 configs, the profile's ``defaults``, the row's configs, then :func:`run_overrides` (seed, folders, control).
 """
 from __future__ import annotations
@@ -34,14 +35,20 @@ class RunPlan:
     seed: int
     control: bool
     dir: Path
+    fold: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.row.name} seed{self.seed}{' control' if self.control else ''}"
+        """``row[/fold<f>]/seed<k>/music|control``: the run's folder under ``OUT/runs``."""
+        return "/".join([self.row.name] + ([f"fold{self.fold}"] if self.fold is not None else [])
+                        + [f"seed{self.seed}", "control" if self.control else "music"])
 
 
-def run_dir(out: Path, row: str, seed: int, control: bool) -> Path:
-    return out / "runs" / row / f"seed{seed}{'-control' if control else ''}"
+def run_dir(out: Path, row: str, seed: int, control: bool, fold: int | None = None) -> Path:
+    """The run's folder (the report reads the same layout; imported here on use: a job's process stays light)."""
+    from chanmusic.report.rows import run_folder
+
+    return run_folder(out, row, seed, control, fold)
 
 
 def pretrain_key(configs: list[str]) -> str:
@@ -49,16 +56,19 @@ def pretrain_key(configs: list[str]) -> str:
                     for c in configs)
 
 
-def pretrain_dir(out: Path, configs: list[str], seed: int) -> Path:
-    return out / "runs" / "_pretrain" / pretrain_key(configs) / f"seed{seed}"
+def pretrain_dir(out: Path, configs: list[str], seed: int, fold: int | None = None) -> Path:
+    """``OUT/runs/_pretrain/<configs>/[fold<f>/]seed<k>``: shared by the rows (music and control) using it."""
+    return out / "runs" / "_pretrain" / pretrain_key(configs) / (f"fold{fold}" if fold is not None else "") / f"seed{seed}"
 
 
 def plan_runs(spec: Spec, out: Path) -> list[RunPlan]:
     plans = []
+    folds = list(range(spec.folds["k"])) if spec.folds else [None]
     for row in spec.rows:
-        for seed in spec.seeds:
-            for control in ((False, True) if row.control else (False,)):
-                plans.append(RunPlan(row, seed, control, run_dir(out, row.name, seed, control)))
+        for fold in folds:
+            for seed in spec.seeds:
+                for control in ((False, True) if row.control else (False,)):
+                    plans.append(RunPlan(row, seed, control, run_dir(out, row.name, seed, control, fold), fold))
     return plans
 
 
@@ -94,37 +104,52 @@ def run_overrides(spec: Spec, kind: str, stepdir: Path, seed: int, control: bool
     return deep_merge(s, mine)
 
 
-def recon_enabled(spec: Spec, row: Row) -> bool:
-    """Row setting, else the profile's ``reconstruct``: true, false or ``main`` (main-table rows only)."""
+def recon_enabled(spec: Spec, row: Row, control: bool = False) -> bool:
+    """Row setting, else the profile's ``reconstruct``: true, false, ``main`` (main-table rows only) or a list of
+    row names; for a control run also the profile's ``reconstruct_control`` (default true)."""
     on = row.reconstruct
     if on is None:
         prof = spec.profile.get("reconstruct", True)
-        on = row.section == "main" if prof == "main" else bool(prof)
+        on = row.section == "main" if prof == "main" else (row.name in prof if isinstance(prof, list) else bool(prof))
+    if control and not spec.profile.get("reconstruct_control", True):
+        return False
     return bool(on) and bool(spec.reconstruct)
 
 
-def run_steps(spec: Spec, out: Path, plan: RunPlan, pretrain_ckpt: str | None) -> list[Step]:
-    """The steps of one run, in order (its shared pretraining aside; ``pretrain_ckpt`` is what it produced)."""
+def fold_data(test_subjects: list[Any] | None) -> dict:
+    """The ``data:`` settings of one fold: leave these subjects out (``split: subjects``)."""
+    return {"data": {"split": "subjects", "test_subjects": list(test_subjects)}} if test_subjects is not None else {}
+
+
+def run_steps(spec: Spec, out: Path, plan: RunPlan, pretrain_ckpt: str | None,
+              test_subjects: list[Any] | None = None) -> list[Step]:
+    """The steps of one run, in order (its shared pretraining aside; ``pretrain_ckpt`` is what it produced;
+    ``test_subjects``: the run's fold)."""
     row = plan.row
+    fold = fold_data(test_subjects)
     base = _step_base(spec, out)
     args = list(row.args) + ([f"--{spec.pretrain_arg}", pretrain_ckpt] if pretrain_ckpt else []) + spec.extra_args
     main = Step(row.kind, base + [spec.config_path(c) for c in row.configs], args,
-                run_overrides(spec, row.kind, plan.dir / row.kind, plan.seed, plan.control),
+                deep_merge(deep_merge(run_overrides(spec, row.kind, plan.dir / row.kind, plan.seed, plan.control),
+                                      (spec.profile.get("row_set") or {}).get(row.name) or {}), fold),
                 STEP_COMMANDS[row.kind])
     steps = [main]
-    if row.kind == "align" and recon_enabled(spec, row):
+    if row.kind == "align" and recon_enabled(spec, row, plan.control):
         rc = spec.reconstruct or {}
         steps.append(Step("reconstruct", base + [spec.config_path(c) for c in rc.get("configs", [])],
                           list(spec.extra_args),
-                          run_overrides(spec, "reconstruct", plan.dir / "reconstruct", plan.seed, plan.control),
+                          deep_merge(run_overrides(spec, "reconstruct", plan.dir / "reconstruct", plan.seed,
+                                                   plan.control), fold),
                           tuple(rc.get("commands", STEP_COMMANDS["reconstruct"]))))
     return steps
 
 
-def pretrain_step(spec: Spec, out: Path, row: Row, stepdir: Path, seed: int) -> Step:
-    """The row's pretraining step (``fit`` only) for ``seed``, with its Lightning folders in ``stepdir``."""
+def pretrain_step(spec: Spec, out: Path, row: Row, stepdir: Path, seed: int,
+                  test_subjects: list[Any] | None = None) -> Step:
+    """The row's pretraining step (``fit`` only) for ``seed`` (and fold), with its Lightning folders in ``stepdir``."""
     return Step("pretrain", _step_base(spec, out) + [spec.config_path(c) for c in row.pretrain],
-                list(spec.extra_args), run_overrides(spec, "pretrain", stepdir, seed, None),
+                list(spec.extra_args), deep_merge(run_overrides(spec, "pretrain", stepdir, seed, None),
+                                                  fold_data(test_subjects)),
                 commands=STEP_COMMANDS["pretrain"])
 
 

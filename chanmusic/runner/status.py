@@ -13,7 +13,6 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chanmusic.runner.plan import RunPlan
 from chanmusic.runner.spec import Spec
 
 STATUS = "status.json"
@@ -84,18 +83,6 @@ def merged_metrics(status: dict) -> dict:
             if m:
                 merged.update({k: v for k, v in m.items() if isinstance(v, dict) and "mean" in v})
     return merged
-
-
-def progress_line(i: int, n: int, plan: RunPlan, st: dict, dt: float, total: float) -> str:
-    m = st.get("metrics") or {}
-    what = " ".join(f"{k} {m[k]['mean']:.3f}" for k in ("id50", "song14", "within_song", "clap_score") if k in m)
-    if st.get("skipped"):
-        state = "done earlier, skipped" + (f" ({st['note']})" if st.get("note") else "")
-    elif st["status"] == "done":
-        state = f"done in {dt:.0f} s (cpu {st.get('cpu_s') or 0:.0f} s)"
-    else:
-        state = f"FAILED ({st.get('failed_step')}) in {dt:.0f} s: {st.get('error')}"
-    return f"[compare] ({i}/{n}) {plan.label}: {state}{' — ' + what if what else ''}  [{total / 60:.1f} min]"
 
 
 def save_spec(spec: Spec, out: Path) -> None:

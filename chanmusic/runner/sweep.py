@@ -1,28 +1,35 @@
-"""The sweep: :class:`Runner` runs the planned runs, one at a time or ``jobs`` at a time in a thread pool.
+"""The sweep: :class:`Runner` runs the planned runs, one at a time or ``jobs`` at a time.
 
 Per run it skips one finished earlier (``status.json`` says ``done``), runs the row's shared pretraining
-(once per seed; runs in parallel that share it wait for the one that runs it), then the run's steps in order,
-reusing steps finished earlier until one has to be (re)run, and records everything in the run's
-``status.json``. With ``jobs > 1`` each worker gets ``cores // jobs`` threads and the data caches are prepared
-once before (:mod:`chanmusic.runner.cache_pass`). One progress line is printed per finished run.
+(once per seed and fold; runs in parallel that share it wait for the one that runs it), then the run's steps
+in order, reusing steps finished earlier until one has to be (re)run, and records everything in the run's
+``status.json``. Every step is a job of the engine (:mod:`chanmusic.runner.engine`: submitit, local or SLURM);
+the runner's threads only wait for them. With ``jobs > 1`` locally each job gets ``cores // jobs`` threads
+(and its own GPU on a multi-GPU node); before parallel runs, SLURM runs or folds, the data caches are prepared
+once (:mod:`chanmusic.runner.cache_pass`), and folds get their subjects (:mod:`chanmusic.runner.folds`). One
+progress line is printed per finished run, with the time so far and an estimate of what remains
+(:class:`chanmusic.runner.progress.Progress`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from chanmusic.runner import cache_pass
+from chanmusic.errors import InputError
+from chanmusic.runner import cache_pass, folds
+from chanmusic.runner.engine import EngineSettings, GpuPool
 from chanmusic.runner.execute import default_worker_cmd, kill_live_workers, run_step, wipe
 from chanmusic.runner.plan import (RunPlan, Step, base_configs, display_path, missing_configs, pretrain_dir,
                                    pretrain_key, pretrain_step, run_steps)
+from chanmusic.runner.progress import Progress
 from chanmusic.runner.spec import Row, Spec
-from chanmusic.runner.status import (merged_metrics, now, progress_line, read_status, step_outputs_exist,
-                                     write_status)
+from chanmusic.runner.status import merged_metrics, now, read_status, step_outputs_exist, write_status
 
 
 class Runner:
@@ -34,8 +41,18 @@ class Runner:
         self.worker_cmd = list(worker_cmd) if worker_cmd else default_worker_cmd()
         self.timeout = spec.profile.get("step_timeout_s")
         self.jobs = max(1, int(jobs))
-        # with parallel runs each worker gets its share of the cores
-        self.threads = max(1, (os.cpu_count() or 1) // self.jobs) if self.jobs > 1 else None
+        self.engine = EngineSettings.from_dict(spec.engine)
+        local = self.engine.executor == "local"
+        if not local and not (self.engine.time_min or self.timeout):
+            raise InputError("--time", "SLURM jobs need a time limit (submitit's default is 5 minutes)",
+                             "pass --time MINUTES or set time_min in the spec's executor section")
+        if not local and not shutil.which("sbatch"):
+            raise InputError("--executor slurm", "no `sbatch` on PATH: this machine cannot submit SLURM jobs",
+                             "run on the cluster's login node, or use --executor local")
+        # with parallel local runs each job gets its share of the cores (and, on a multi-GPU node, its own GPU)
+        self.threads = max(1, (os.cpu_count() or 1) // self.jobs) if self.jobs > 1 and local else None
+        self.gpus = GpuPool.for_settings(self.engine)
+        self.fold_subjects: list[list] = []
         self._pretrain_attempted: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -56,23 +73,32 @@ class Runner:
         h.update(json.dumps([row.args, self.spec.profile, self.spec.extra_args], sort_keys=True, default=str).encode())
         return h.hexdigest()[:16]
 
-    def pretrain(self, row: Row, seed: int) -> tuple[str | None, str | None]:
-        """(checkpoint, error) of the row's shared pretraining run for ``seed`` (run it if needed; runs in
-        parallel that share it wait for the one that runs it)."""
-        d = pretrain_dir(self.out, row.pretrain, seed)
-        with self._lock(str(d)):
-            return self._pretrain(row, seed, d)
+    def _run_step(self, step: Step, stepdir: Path) -> dict:
+        return run_step(step, stepdir, self.timeout, self.worker_cmd, self.threads, self.engine, self.gpus)
 
-    def _pretrain(self, row: Row, seed: int, d: Path) -> tuple[str | None, str | None]:
+    def subjects_of(self, plan: RunPlan) -> list | None:
+        """The held-out subjects of the plan's fold (None without folds)."""
+        return self.fold_subjects[plan.fold] if plan.fold is not None else None
+
+    def pretrain(self, row: Row, seed: int, fold: int | None = None) -> tuple[str | None, str | None]:
+        """(checkpoint, error) of the row's shared pretraining run for ``seed`` (and fold; run it if needed;
+        runs in parallel that share it wait for the one that runs it)."""
+        d = pretrain_dir(self.out, row.pretrain, seed, fold)
+        with self._lock(str(d)):
+            return self._pretrain(row, seed, d, fold)
+
+    def _pretrain(self, row: Row, seed: int, d: Path, fold: int | None = None) -> tuple[str | None, str | None]:
         st = read_status(d)
         if st and st.get("status") == "done" and st.get("checkpoint") and Path(st["checkpoint"]).is_file():
             return st["checkpoint"], None
         if st and st.get("status") == "failed" and str(d) in self._pretrain_attempted:
             return None, st.get("error")  # already failed in this call: don't retry it for the control run
-        step = pretrain_step(self.spec, self.out, row, d / "pretrain", seed)
+        step = pretrain_step(self.spec, self.out, row, d / "pretrain", seed,
+                             self.fold_subjects[fold] if fold is not None else None)
         write_status(d, {"status": "running", "configs": row.pretrain, "seed": seed, "started": now()})
-        self.print(f"[compare]   pretraining {pretrain_key(row.pretrain)} seed{seed} ...")
-        res = run_step(step, d / "pretrain", self.timeout, self.worker_cmd, self.threads)
+        self.print(f"[compare]   pretraining {pretrain_key(row.pretrain)}{f' fold{fold}' if fold is not None else ''} "
+                   f"seed{seed} ...")
+        res = self._run_step(step, d / "pretrain")
         st = {"status": res["status"], "configs": row.pretrain, "seed": seed, "checkpoint": res.get("checkpoint"),
               "error": res.get("error"), "seconds": res.get("seconds"), "cpu_s": res.get("cpu_s"),
               "commands": res.get("commands"), "finished": now()}
@@ -94,6 +120,8 @@ class Runner:
         status = {"row": plan.row.name, "label": plan.row.label, "section": plan.row.section, "seed": plan.seed,
                   "control": plan.control, "status": "running", "started": now(), "fingerprint": fp,
                   "steps": dict(prev_steps)}
+        if plan.fold is not None:
+            status.update(fold=plan.fold, test_subjects=self.subjects_of(plan))
         write_status(plan.dir, status)
         t0 = time.time()
         error = failed_step = None
@@ -103,17 +131,18 @@ class Runner:
             if missing:
                 error, failed_step = f"config not found: {display_path(missing[0])}", "pretrain"
             else:
-                ckpt, error = self.pretrain(plan.row, plan.seed)
+                ckpt, error = self.pretrain(plan.row, plan.seed, plan.fold)
                 if error:
                     failed_step = "pretrain"
                     error = f"pretraining failed: {error}"
             status["steps"]["pretrain"] = {"status": "failed" if error else "done", "checkpoint": ckpt,
-                                           "dir": str(pretrain_dir(self.out, plan.row.pretrain, plan.seed)),
+                                           "dir": str(pretrain_dir(self.out, plan.row.pretrain, plan.seed,
+                                                                   plan.fold)),
                                            **({"error": error} if error else {})}
         if error is None:
             align_ckpt = None
             ran = False  # once a step is (re)run, the steps after it are too (they depend on its outputs)
-            for step in run_steps(self.spec, self.out, plan, ckpt):
+            for step in run_steps(self.spec, self.out, plan, ckpt, self.subjects_of(plan)):
                 done = prev_steps.get(step.name, {})
                 if not ran and done.get("status") == "done" and step_outputs_exist(done):
                     res = done
@@ -122,7 +151,7 @@ class Runner:
                     if step.name == "reconstruct" and align_ckpt:
                         step.args = [f"--{self.spec.reconstruct.get('ckpt_arg', 'model.init_args.align_checkpoint')}",
                                      align_ckpt] + step.args
-                    res = run_step(step, plan.dir / step.name, self.timeout, self.worker_cmd, self.threads)
+                    res = self._run_step(step, plan.dir / step.name)
                     res["dir"] = str(plan.dir / step.name)
                 status["steps"][step.name] = res
                 write_status(plan.dir, status)
@@ -144,31 +173,35 @@ class Runner:
         for plan in plans:  # --redo: forget these rows' runs (their shared pretraining is kept)
             if plan.row.name in self.redo:
                 wipe(plan.dir)
-        t_start = time.time()
+        progress = Progress(plans, self.jobs, steps=self.step_counts(plans))
+        if self.jobs > 1 or self.engine.executor != "local" or self.spec.folds:
+            self.prepare_caches(plans)
+        if self.spec.folds:
+            self.fold_subjects = self.resolve_folds(plans)
         if self.jobs == 1:
             out = []
-            for i, plan in enumerate(plans, 1):
-                t0 = time.time()
+            for plan in plans:
+                progress.start(plan)
                 st = self.run_one(plan)
                 out.append(st)
-                self.print(progress_line(i, len(plans), plan, st, time.time() - t0, time.time() - t_start))
+                self.print(progress.finish(plan, st))
             return out
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        self.prepare_caches(plans)
         results: dict[int, dict] = {}
 
-        def one(i: int) -> tuple[int, dict, float]:
-            t0 = time.time()
-            return i, self.run_one(plans[i]), time.time() - t0
+        def one(i: int) -> tuple[int, dict]:
+            progress.start(plans[i])
+            return i, self.run_one(plans[i])
 
+        order = start_order(plans)
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="compare") as ex:
-            futures = [ex.submit(one, i) for i in range(len(plans))]
+            futures = [ex.submit(one, i) for i in order]
             try:
-                for n, fut in enumerate(as_completed(futures), 1):
-                    i, st, dt = fut.result()
+                for fut in as_completed(futures):
+                    i, st = fut.result()
                     results[i] = st
-                    self.print(progress_line(n, len(plans), plans[i], st, dt, time.time() - t_start))
+                    self.print(progress.finish(plans[i], st))
             except BaseException:
                 for f in futures:
                     f.cancel()
@@ -176,12 +209,59 @@ class Runner:
                 raise
         return [results[i] for i in range(len(plans))]
 
-    def prepare_caches(self, plans: list[RunPlan]) -> None:
-        """Before parallel runs: build each distinct data cache once (two workers preparing the same cache at
-        the same time would overwrite each other's partial folder)."""
+    def step_counts(self, plans: list[RunPlan]) -> dict[int, int]:
+        """id(plan) -> its steps, the shared pretraining counted for the first run that needs it."""
+        seen: set[tuple] = set()
+        out = {}
+        for i in start_order(plans):
+            p = plans[i]
+            key = (tuple(p.row.pretrain or ()), p.seed, p.fold)
+            out[id(p)] = len(run_steps(self.spec, self.out, p, None)) + (1 if p.row.pretrain and key not in seen else 0)
+            seen.add(key)
+        return out
+
+    def steps_of(self, plans: list[RunPlan]) -> list[Step]:
+        """Every step the plans will run (pretraining included), before any has run."""
         steps: list[Step] = []
         for plan in plans:
             steps += run_steps(self.spec, self.out, plan, None)
             if plan.row.pretrain:
                 steps.append(pretrain_step(self.spec, self.out, plan.row, plan.dir, plan.seed))
-        cache_pass.prepare_caches(steps, self.spec.extra_args, self.out, self.print)
+        return steps
+
+    def prepare_caches(self, plans: list[RunPlan]) -> None:
+        """Build each distinct data cache once, before the runs (two jobs preparing the same cache at the same
+        time would overwrite each other's partial folder), as jobs of the engine."""
+        cache_pass.prepare_caches(self.steps_of(plans), self.spec.extra_args, self.out, self.print,
+                                  lambda cmd, d, name: self._submit(cmd, d, name))
+
+    def _submit(self, cmd: list[str], d: Path, name: str):
+        """A prepare job: it runs alone, so with every core (no thread limit)."""
+        from chanmusic.runner.execute import submit_and_wait
+
+        return submit_and_wait(cmd, d, name, self.timeout, self.engine, None, self.gpus)
+
+    def resolve_folds(self, plans: list[RunPlan]) -> list[list]:
+        """The subjects each fold holds out, from the prepared cache of the first planned step; recorded in
+        ``OUT/folds.json``."""
+        subjects = folds.subject_ids(self.steps_of(plans[:1])[0], self.spec.extra_args)
+        assigned = folds.assign(subjects, int(self.spec.folds["k"]))
+        folds.record(self.out, self.spec.folds, assigned)
+        self.print(f"[compare] {len(assigned)} folds by subjects: " +
+                   "; ".join(f"fold{i} holds out {a}" for i, a in enumerate(assigned)))
+        return assigned
+
+
+def start_order(plans: list[RunPlan]) -> list[int]:
+    """The order parallel runs start in: the first run of each shared pretraining (the longest chains), then the
+    runs that need none, then the other runs of each pretraining (which would only wait for it if started early)."""
+    seen: set[tuple] = set()
+    first, free, rest = [], [], []
+    for i, p in enumerate(plans):
+        if not p.row.pretrain:
+            free.append(i)
+            continue
+        key = (tuple(p.row.pretrain), p.seed, p.fold)
+        (rest if key in seen else first).append(i)
+        seen.add(key)
+    return first + free + rest

@@ -1,0 +1,217 @@
+"""The project's error types and the one line the CLI prints for them.
+
+Every error a user can fix is raised as a :class:`ChanmusicError` (or one of the lower layers' own types,
+which carry a message already in the same form) and printed by ``chanmusic`` as ONE line::
+
+    chanmusic: error: <file/field>: <what> — <fix>
+
+with exit code 2 (:data:`EXIT_BAD_INPUT`) for bad input and 1 (:data:`EXIT_FAILED`) for a run that failed
+on its own (a non-finite loss). The traceback is shown only with ``--debug`` or ``CHANMUSIC_DEBUG=1``.
+
+``encoders``, ``datamodules`` and ``callbacks`` import nothing of ``chanmusic``; their errors
+(:class:`encoders.weights.CheckpointError`, :class:`datamodules.nmed.recording.NMEDFormatError`,
+:class:`datamodules.cache.CacheError`, :class:`datamodules.validate.SettingError`,
+:class:`callbacks.finite.NonFiniteLossError`) are recognised here by :func:`known_error` and formatted the same
+way; so are parse errors (the key they name), missing paths, and ``ValueError`` raised by the project's own code
+(its older convention). Anything else is one line too, marked "unexpected", with the hint to rerun with
+``--debug``. :func:`error_line` finds a project error anywhere in the exception's chain (a stage may wrap it).
+
+Raise, e.g.::
+
+    raise InputError("--config x.yaml", "no such file", "check the path (relative to the current folder)")
+"""
+from __future__ import annotations
+
+import os
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+DASH = "—"
+#: a missing or unreadable path the user gave: bad input, its message names the path
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+class ChanmusicError(Exception):
+    """An error the user can act on: ``where`` (file or field), ``what`` went wrong, the ``fix``."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, where: str, what: str, fix: str = "") -> None:
+        self.where, self.what, self.fix = str(where), str(what), str(fix)
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        """``<where>: <what> — <fix>`` (no prefix, one line)."""
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        return one_line(f"{text} {DASH} {self.fix}" if self.fix else text)
+
+
+class InputError(ChanmusicError, ValueError):
+    """A command-line value or config field is out of range, inconsistent or unsupported."""
+
+
+class DataError(ChanmusicError, ValueError):
+    """Input data (EEG, audio, cache) would give meaningless results."""
+
+
+class ProvenanceError(ChanmusicError):
+    """A run would mix things that do not belong together (another split, no trained weights, an overwrite)."""
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace runs (newlines included) to single spaces."""
+    return " ".join(str(text).split())
+
+
+def known_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the project's user-facing errors (any layer)."""
+    return isinstance(exc, _known_types())
+
+
+def _known_types() -> tuple[type, ...]:
+    types: list[type] = [ChanmusicError]
+    try:
+        from encoders.weights import CheckpointError
+        types.append(CheckpointError)
+    except ImportError:  # pragma: no cover - the package is always installed together
+        pass
+    try:
+        from datamodules.cache import CacheError
+        from datamodules.nmed.recording import NMEDFormatError
+        from datamodules.validate import SettingError
+        types += [CacheError, NMEDFormatError, SettingError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from callbacks.finite import NonFiniteLossError
+        types.append(NonFiniteLossError)
+    except ImportError:  # callbacks.finite not merged yet
+        pass
+    return tuple(types)
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 for bad input, 1 for a failed run (the error's ``exit_code`` attribute when it has one)."""
+    return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+
+
+def format_error(exc: BaseException) -> str:
+    """The one line printed for ``exc``: ``chanmusic: error: <file/field>: <what> — <fix>``."""
+    text = exc.line() if isinstance(exc, ChanmusicError) else with_dash(one_line(str(exc) or type(exc).__name__))
+    return f"chanmusic: error: {text}"
+
+
+def with_dash(text: str) -> str:
+    """Older messages say ``<what>. <Fix>`` or ``<what>: <fix>``: the first sentence break becomes `` — ``."""
+    import re
+
+    if DASH in text:
+        return text
+    return re.sub(r"\.\s+(?=[A-Z(`])|;\s+(?=(?:use|set|pass|run|put|delete|point|check|re-)\b)", f" {DASH} ",
+                  text, count=1)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from / during, outermost first."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _argument_error(exc: BaseException) -> bool:
+    import argparse
+
+    return isinstance(exc, argparse.ArgumentError) or type(exc).__name__ == "ArgumentError"
+
+
+def _parse_error_line(exc: BaseException) -> str:
+    """jsonargparse's (multi-line) parse error as ``<--key>: <what> — <fix>``."""
+    import re
+
+    text = one_line(str(exc))
+    m = re.search(r'(?:Parser key|Key) "([^"]+)":\s*(.*)', text)
+    if m:
+        where, what = f"--{m.group(1)}", m.group(2)
+    else:
+        m = re.search(r"[Uu]nrecognized arguments: (.*)", text)
+        where, what = ("command line", f"unrecognized arguments: {m.group(1)}") if m else ("command line", text)
+    what = what.replace("<class '", "").replace("'>", "")
+    return f"{where}: {what} {DASH} see `chanmusic <command> --help` for the accepted options and types"
+
+
+def _project_value_error(exc: BaseException) -> bool:
+    """A ``ValueError`` raised by the project's own code (its messages name the setting: the convention before
+    :class:`ChanmusicError`), not by a library."""
+    import traceback
+    from pathlib import Path
+
+    if not isinstance(exc, ValueError) or exc.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    root = Path(__file__).resolve().parents[1]
+    last = Path(frames[-1].filename).resolve() if frames else None
+    return bool(last and root in last.parents and "site-packages" not in last.parts and ".venv" not in last.parts)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line ``chanmusic`` prints for any exception: the project's own error when one is in the chain
+    (a stage may wrap it), a parse error's key, else the exception's type and first words."""
+    chain = _chain(exc)
+    for e in chain:
+        if known_error(e):
+            return format_error(e)
+    for e in chain:
+        if _argument_error(e):
+            return f"chanmusic: error: {_parse_error_line(e)}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "chanmusic: error: interrupted"
+    text = one_line(str(exc))
+    if isinstance(exc, _PATH_ERRORS):
+        text = with_dash(text)
+        return f"chanmusic: error: {text}" + ("" if DASH in text else f" {DASH} check the path")
+    if _project_value_error(exc):
+        text = with_dash(text)
+        return f"chanmusic: error: {text}" + ("" if DASH in text else f" {DASH} check the setting it names")
+    return (f"chanmusic: error: {type(exc).__name__}: {text[:500] or 'no message'} {DASH} unexpected; rerun with "
+            f"--debug (or CHANMUSIC_DEBUG=1) for the traceback")
+
+
+def error_exit_code(exc: BaseException) -> int:
+    """Exit code for ``exc``: the project's error's own (2 bad input, 1 failed run), 2 for a parse error,
+    130 for Ctrl-C, 1 otherwise."""
+    chain = _chain(exc)
+    for e in chain:
+        if known_error(e):
+            return exit_code(e)
+    if any(_argument_error(e) for e in chain) or isinstance(exc, _PATH_ERRORS) or _project_value_error(exc):
+        return EXIT_BAD_INPUT
+    return 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
+
+
+def yaml_config_error(path) -> "InputError | None":
+    """``InputError`` naming ``path``, line and column when it is not valid YAML (or not a mapping), else None."""
+    import yaml
+    from pathlib import Path
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except UnicodeDecodeError:
+        return InputError(str(path), "not a text file", "pass a YAML config file")
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        return InputError(where, f"invalid YAML ({one_line(problem)})", "fix the YAML syntax at that line")
+    if data is not None and not isinstance(data, dict):
+        return InputError(str(path), f"a config must be a mapping of sections, not a {type(data).__name__}",
+                          "write it as `data:` / `model:` / `trainer:` sections")
+    return None
+
+
+def debug_enabled(argv: list[str] | None = None) -> bool:
+    """``--debug`` in ``argv`` or ``CHANMUSIC_DEBUG`` set to a true value."""
+    if argv and "--debug" in argv:
+        return True
+    return os.environ.get("CHANMUSIC_DEBUG", "").strip().lower() not in ("", "0", "false", "no")

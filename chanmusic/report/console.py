@@ -1,0 +1,93 @@
+"""The end of a comparison in the terminal: the results table (with intervals), each row's gain over its no-music
+control in words, the notes that change how to read it, and the report as a ``file://`` link.
+
+The table is :func:`chanmusic.report.tables.table_lines` (the one layout, as in ``results.md`` and the HTML page),
+cut to the metrics that fit a terminal.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+from chanmusic.report.rows import RowResult, detect_random_models, sections
+from chanmusic.report.tables import _ci, _f, notes, table_lines
+
+GAIN_METRICS = ("id50", "song_id", "within_song")  # identification in the aligned space
+
+
+def console_metrics(spec: dict, results: list[RowResult], n: int = 4) -> list[str]:
+    """The profile's (or spec's) ``console_metrics``, else the first ``n`` table metrics any row measured."""
+    chosen = (spec.get("profile") or {}).get("console_metrics") or spec.get("console_metrics")
+    if chosen:
+        return list(chosen)
+    measured = [m for m in spec["metrics"] if any(r.cells.get(m) and r.cells[m].mean is not None for r in results)]
+    return measured[:n]
+
+
+def short_label(label: str, width: int = 24) -> str:
+    """The row label up to its first parenthesis, at most ``width`` characters."""
+    s = label.split(" (")[0].strip()
+    return s if len(s) <= width else s[:width - 1] + "…"
+
+
+def _terminal(cell: str) -> str:
+    """A table cell for the terminal: ``mean [CI]`` (the std is in results.md)."""
+    return re.sub(r" ± [-\d.—]+", "", cell)
+
+
+def text_table(results: list[RowResult], metrics: list[str], label_width: int = 24) -> str:
+    """:func:`table_lines` as fixed-width text: model, line, one column per metric (``mean [95% CI]``; the
+    status column and the std left out)."""
+    lines = [[c[0], c[1]] + [_terminal(x) for x in c[3:]] for c in table_lines(results, metrics)]
+    widths = [max(len(m), *(len(c[2 + i]) for c in lines)) for i, m in enumerate(metrics)]
+
+    def row(model: str, line: str, cells: Sequence[str]) -> str:
+        return (f"{short_label(model, label_width):<{label_width}} {line:<17} "
+                + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths))).rstrip()
+    out = [row("model", "", metrics), "-" * len(row("", "", ["-" * w for w in widths]))]
+    out += [row(c[0], c[1], c[2:]) for c in lines]
+    return "\n".join(out)
+
+
+def gain_verdicts(results: list[RowResult], metrics: Sequence[str] = GAIN_METRICS) -> list[str]:
+    """One line per row with a control: the metrics on which it beats its no-music control (gain interval above
+    0, or gain > 0 when there is no interval), or a plain statement that it does not."""
+    out = []
+    for r in results:
+        gains = [(m, r.cells[m]) for m in metrics if r.cells.get(m) and r.cells[m].gain is not None]
+        if not gains:
+            continue
+        text = ", ".join(f"{m} {_f(c.gain, True)}{_ci(c.gain_ci)}" for m, c in gains)
+        beats = [m for m, c in gains if (c.gain_ci[0] > 0 if c.gain_ci else c.gain > 0)]
+        if beats:
+            out.append(f"  {short_label(r.label)}: beats its no-music control on {', '.join(beats)} ({text})")
+        else:
+            out.append(f"  {short_label(r.label)}: does NOT beat its no-music control (no gain interval above 0: "
+                       f"{text})")
+    return out
+
+
+def summary(out: Path, spec: dict, results: list[RowResult], index: Path | None = None) -> str:
+    """The text printed at the end of ``chanmusic compare`` (and ``make demo``)."""
+    main, abl = sections(spec, results)
+    metrics = console_metrics(spec, results)
+    k = len(spec["seeds"]) * (int(spec["folds"]["k"]) if spec.get("folds") else 1)
+    parts = [f"Results ({'folds × seeds' if spec.get('folds') else 'seeds'}: {k}; mean [95% CI]; "
+             f"† = one seed: the interval is the run's own spread, not seed-to-seed):", "",
+             text_table(main, metrics)]
+    if abl:
+        parts += ["", "Ablations:", "", text_table(abl, metrics)]
+    verdicts = gain_verdicts(results)
+    if verdicts:
+        parts += ["", "Gain over the no-music control (only a gain is evidence that the model reads the music):"]
+        parts += verdicts
+    flags = detect_random_models(out, spec)
+    wanted = ("RANDOMLY INITIALISED", "synthetic", "the same for every row")
+    said = [f"Note: {n.replace('**', '')}" for n in notes(spec, results, flags)
+            if any(w in n for w in wanted) and not n.startswith("Profile")]
+    parts += [""] + said if said else []
+    parts += ["", f"Table: {out / 'results.md'} (every metric; results.csv has every number)"]
+    if index is not None:
+        parts.append(f"Listening report: {Path(index).resolve().as_uri()}")
+    return "\n".join(parts)
