@@ -101,7 +101,7 @@ def test_report_aggregates_the_spread_entries_with_their_control():
     music = metrics_entries(embedding_spread(torch.randn(60, 8, generator=g)))
     control = metrics_entries(embedding_spread(torch.randn(60, 8, generator=g) + 3))
     for name in ("embedding_spread", "embedding_rank"):
-        c = _cell(name, {0: music[name]}, {0: control[name]}, {0: 10}, None)
+        c = _cell(name, {0: music[name]}, {0: control[name]}, {0: 10}, {})
         assert c.mean == pytest.approx(music[name]["mean"]) and c.gain == pytest.approx(
             music[name]["mean"] - control[name]["mean"])
-    assert _cell("embedding_rank", {0: music["embedding_rank"]}, {}, {0: 10}, None).ci is None  # one number, no CI
+    assert _cell("embedding_rank", {0: music["embedding_rank"]}, {}, {0: 10}, {}).ci is None  # one number, no CI
