@@ -10,8 +10,8 @@ import pytest
 import torch
 from sklearn.metrics.pairwise import cosine_distances
 
-from chanmusic.evaluation.collapse import (COLLAPSE_SPREAD, EmbeddingSpread, effective_rank, embedding_spread,
-                                           mean_pairwise_cosine_distance)
+from chanmusic.evaluation.collapse import (COLLAPSE_SPREAD, EmbeddingSpread, cosine_distance_per_item, effective_rank,
+                                           embedding_spread, mean_pairwise_cosine_distance)
 from chanmusic.stages.align import AlignModule
 from encoders.linear_reference import LinearReference
 
@@ -23,6 +23,9 @@ def test_spread_matches_brute_force_and_the_rank_definition():
     e = g.normal(size=(40, 16)) + 0.5
     d = cosine_distances(e)  # sklearn: 1 - cos
     assert mean_pairwise_cosine_distance(torch.tensor(e)) == pytest.approx(d[~np.eye(40, dtype=bool)].mean(), abs=1e-10)
+    per_item = d.sum(1) / 39  # the diagonal is 0
+    assert np.allclose(cosine_distance_per_item(torch.tensor(e)).numpy(), per_item, atol=1e-10)
+    assert embedding_spread(torch.tensor(e))["spread_std"] == pytest.approx(per_item.std(), abs=1e-10)
     s = np.linalg.svd(e, compute_uv=False)
     p = s / s.sum()
     assert effective_rank(torch.tensor(e)) == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-9)
@@ -71,6 +74,7 @@ def test_align_test_writes_the_spread_and_warns_on_collapse(constant, tmp_path, 
             trainer.test(module, loader, verbose=False)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["embedding_spread"]["collapsed"] is constant and m["embedding_spread"]["n"] == 48
+    assert {"mean", "std", "n", "chance"} <= set(m["embedding_spread"]) and {"mean", "std", "n"} <= set(m["embedding_rank"])
     assert (m["embedding_spread"]["mean"] < COLLAPSE_SPREAD) is constant
     assert m["embedding_rank"]["mean"] >= 1.0
     assert "test/embedding_spread" in trainer.callback_metrics
@@ -87,3 +91,17 @@ def test_report_marks_a_collapsed_row():
                      cells={"embedding_spread": Cell("embedding_spread", mean=2e-8),
                             "embedding_rank": Cell("r", mean=1.1)})
     assert "COLLAPSED" not in status_text(ok) and "COLLAPSED" in status_text(flat)
+
+
+def test_report_aggregates_the_spread_entries_with_their_control():
+    from chanmusic.evaluation.collapse import metrics_entries
+    from chanmusic.report.rows import _cell
+
+    g = torch.Generator().manual_seed(0)
+    music = metrics_entries(embedding_spread(torch.randn(60, 8, generator=g)))
+    control = metrics_entries(embedding_spread(torch.randn(60, 8, generator=g) + 3))
+    for name in ("embedding_spread", "embedding_rank"):
+        c = _cell(name, {0: music[name]}, {0: control[name]}, {0: 10}, {})
+        assert c.mean == pytest.approx(music[name]["mean"]) and c.gain == pytest.approx(
+            music[name]["mean"] - control[name]["mean"])
+    assert _cell("embedding_rank", {0: music["embedding_rank"]}, {}, {0: 10}, {}).ci is None  # one number, no CI

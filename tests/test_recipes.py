@@ -99,7 +99,7 @@ def test_cbramod_recipe_groups_reach_the_trainer_optimiser(tmp_path):
     init = _recipe_yaml("cbramod")
     torch.manual_seed(0)
     enc = CBraModEncoder(C, SFREQ, N_TIMES, NAMES, n_layer=1, nhead=4, dim_feedforward=32)
-    module = AlignModule(enc, clap_dim=16, head="tokens", head_hidden=2, lr=init["lr"],
+    module = AlignModule(enc, clap_dim=16, head="attention", head_queries=2, lr=init["lr"],
                          weight_decay=init["weight_decay"], recipe=init["recipe"], id_repeats=1)
     g = torch.Generator().manual_seed(0)
     items = [{"eeg": torch.randn(C, N_TIMES, generator=g), "clap": torch.randn(16, generator=g),

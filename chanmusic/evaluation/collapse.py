@@ -27,20 +27,25 @@ from torchmetrics import Metric
 COLLAPSE_SPREAD = 1e-2
 COLLAPSE_RANK = 1.5
 
-__all__ = ["COLLAPSE_SPREAD", "COLLAPSE_RANK", "mean_pairwise_cosine_distance", "effective_rank",
+__all__ = ["COLLAPSE_SPREAD", "COLLAPSE_RANK", "cosine_distance_per_item", "mean_pairwise_cosine_distance", "effective_rank",
            "embedding_spread", "is_collapsed", "EmbeddingSpread", "metrics_entries"]
 
 
-def mean_pairwise_cosine_distance(emb: Tensor) -> float:
-    """``mean_{i≠j} (1 − cos(e_i, e_j))`` of ``emb [W, D]`` (W ≥ 2); a zero row counts as orthogonal to all."""
+def cosine_distance_per_item(emb: Tensor) -> Tensor:
+    """``d_i = mean_{j≠i} (1 − cos(e_i, e_j))`` for each row of ``emb [W, D]`` (W ≥ 2) -> ``[W]`` float64; a zero row
+    counts as orthogonal to all. Their mean is the mean pairwise cosine distance."""
     e = torch.as_tensor(emb).detach().to(torch.float64)
     w = e.shape[0]
     if w < 2:
         raise ValueError(f"need at least 2 embeddings, got {w}")
     u = torch.nn.functional.normalize(e, dim=1)
-    s = u.sum(0)
-    mean_cos = (s @ s - (u * u).sum()) / (w * (w - 1))
-    return float(1.0 - mean_cos)
+    cos_to_others = (u @ u.sum(0) - (u * u).sum(1)) / (w - 1)
+    return 1.0 - cos_to_others
+
+
+def mean_pairwise_cosine_distance(emb: Tensor) -> float:
+    """``mean_{i≠j} (1 − cos(e_i, e_j))`` of ``emb [W, D]`` (W ≥ 2), in O(W·D)."""
+    return float(cosine_distance_per_item(emb).mean())
 
 
 def effective_rank(emb: Tensor, eps: float = 1e-12) -> float:
@@ -59,9 +64,12 @@ def is_collapsed(spread: float, rank: float) -> bool:
 
 
 def embedding_spread(emb: Tensor) -> dict[str, float | int | bool]:
-    """``{"spread": mean pairwise 1 − cos, "rank": effective rank, "n": W, "collapsed": bool}`` of ``emb [W, D]``."""
-    spread, rank = mean_pairwise_cosine_distance(emb), effective_rank(emb)
-    return {"spread": spread, "rank": rank, "n": int(emb.shape[0]), "collapsed": is_collapsed(spread, rank)}
+    """``{"spread": mean pairwise 1 − cos, "spread_std": its std over windows, "rank": effective rank, "n": W,
+    "collapsed": bool}`` of ``emb [W, D]``."""
+    d = cosine_distance_per_item(emb)
+    spread, rank = float(d.mean()), effective_rank(emb)
+    return {"spread": spread, "spread_std": float(d.std(unbiased=False)), "rank": rank, "n": int(emb.shape[0]),
+            "collapsed": is_collapsed(spread, rank)}
 
 
 class EmbeddingSpread(Metric):
@@ -85,13 +93,16 @@ class EmbeddingSpread(Metric):
 
 def metrics_entries(spread: dict[str, float | int | bool]) -> dict[str, dict]:
     """``metrics.json`` entries of :func:`embedding_spread`'s result: ``embedding_spread`` (mean pairwise 1 − cos,
-    with ``collapsed``) and ``embedding_rank`` (effective rank)."""
+    ``std`` over test windows of each window's mean distance to the others, with ``collapsed``) and
+    ``embedding_rank`` (effective rank: one number of the whole set, ``std`` 0 and ``repeats`` 1)."""
     n, collapsed = int(spread["n"]), bool(spread["collapsed"])
     return {
-        "embedding_spread": {"mean": float(spread["spread"]), "n": n, "n_way": None, "chance": None,
+        "embedding_spread": {"mean": float(spread["spread"]), "std": float(spread["spread_std"]), "n": n,
+                             "n_way": None, "chance": None,
                              "collapsed": collapsed, "threshold": COLLAPSE_SPREAD,
                              "what": "mean pairwise 1 - cos of the test embeddings"},
-        "embedding_rank": {"mean": float(spread["rank"]), "n": n, "n_way": None, "chance": None,
+        "embedding_rank": {"mean": float(spread["rank"]), "std": 0.0, "repeats": 1, "n": n, "n_way": None,
+                           "chance": None,
                            "collapsed": collapsed, "threshold": COLLAPSE_RANK,
                            "what": "effective rank (Roy & Vetterli) of the test embeddings"},
     }
