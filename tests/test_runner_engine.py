@@ -100,7 +100,7 @@ def test_local_runs_without_gpus_keep_the_environment(tmp_path, monkeypatch):
     assert [c["cuda"] for c in read_calls(out)] == [None, None]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")        # one GPU: passed through, not pinned
     assert GpuPool.for_settings(EngineSettings()) is None
-    with pytest.raises(ValueError, match="gpus_per_job=2 but only 1 GPU"):
+    with pytest.raises(ValueError, match=r"--gpus-per-job: 2 GPU\(s\) per job but only 1 GPU\(s\) visible \(3\)"):
         GpuPool.for_settings(EngineSettings(gpus_per_job=2))
 
 
