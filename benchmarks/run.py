@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_cache_integrity import cache_integrity  # noqa: E402
 from benchmarks.bench_demo import demo_run  # noqa: E402
 from benchmarks.bench_encoder_speed import encoder_speed  # noqa: E402
 from benchmarks.bench_loader import loader_throughput  # noqa: E402
@@ -42,7 +43,7 @@ from benchmarks.results import print_table, results_json, write_results  # noqa:
 #: run in this order after ``make_sets``; later ones may read ``ctx.facts`` of earlier ones. ``demo_run`` first:
 #: its peak RSS is the largest of this process's finished children.
 BENCHMARKS: list[Benchmark] = [demo_run, loader_throughput, train_step_consumption, encoder_speed,
-                               memory_vs_data_size]
+                               memory_vs_data_size, cache_integrity]
 
 
 def _safe(fn: Benchmark, ctx: Context) -> tuple[list[Row], float]:

@@ -1,9 +1,12 @@
-"""CLS→channel attention as MNE scalp maps: the drawing function and a TensorBoard callback.
+"""Readout→channel maps as MNE scalp maps: the drawing function and a TensorBoard callback.
 
-``EncoderOutput.channel_attention [B, C]`` (channel-keeping encoders: ``encoders.channel_oriented``,
-``encoders.block_tokens``) says how much the readout attends to each electrode. Averaged over windows it is
-one number per electrode, drawn on the NMED montage (``datamodules.nmed.nmed_montage``) with
-``mne.viz.plot_topomap``.
+The map shows how much **the readout the model actually uses** draws on each electrode. A stage with
+``channel_map(eeg, mask) -> ([B, C], kind)`` (the alignment stage: ``chanmusic.modules.heads.readout_channel_map``)
+says it itself: CLS attention when the head reads the CLS, the head's own attention for the ``attention`` head,
+attention rollout from the averaged tokens for the mean-based heads (the default ``temporal`` head). Other stages
+(pretraining, whose projection head reads the CLS) use ``EncoderOutput.channel_attention [B, C]``, the CLS→channel
+attention. Averaged over windows it is one number per electrode, drawn on the NMED montage
+(``datamodules.nmed.nmed_montage``) with ``mne.viz.plot_topomap``; the title names the kind.
 
 :class:`ChannelAttentionMaps` adds the map of the validation windows to TensorBoard (``add_figure``) every
 ``every_n_epochs`` epochs, or saves a PNG in the log dir under other loggers. Add it in YAML:
@@ -67,11 +70,11 @@ def topomap_figure(values: Sequence[float] | np.ndarray, ch_names: Sequence[str]
 
 
 class ChannelAttentionMaps(L.Callback):
-    """Log the mean CLS→channel attention over (up to ``max_batches``) validation batches as a scalp map.
+    """Log the mean readout→channel map over (up to ``max_batches``) validation batches as a scalp map.
 
-    Runs the encoder once more on those batches (no gradients); silent for encoders whose
-    ``channel_attention`` is ``None``. Needs the stage to have ``encoder`` and the batches ``eeg`` and
-    ``channel_mask``; channel names from ``trainer.datamodule.ch_names``.
+    Runs the model once more on those batches (no gradients): ``pl_module.channel_map`` when the stage has it,
+    else the encoder's ``channel_attention`` (CLS attention); silent when neither gives a map. Needs the
+    batches ``eeg`` and ``channel_mask``; channel names from ``trainer.datamodule.ch_names``.
     """
 
     def __init__(self, every_n_epochs: int = 1, max_batches: int = 4, tag: str = "channel_attention"):
@@ -81,6 +84,7 @@ class ChannelAttentionMaps(L.Callback):
         self.tag = tag
         self._sum: torch.Tensor | None = None
         self._count = 0
+        self.kind = "CLS attention"
 
     def _active(self, trainer: L.Trainer) -> bool:
         return not trainer.sanity_checking and trainer.current_epoch % self.every_n_epochs == 0
@@ -93,8 +97,11 @@ class ChannelAttentionMaps(L.Callback):
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if not self._active(trainer) or batch_idx >= self.max_batches or not hasattr(pl_module, "encoder"):
             return
-        out = pl_module.encoder(batch["eeg"], batch.get("channel_mask"))
-        att = getattr(out, "channel_attention", None)
+        if hasattr(pl_module, "channel_map"):
+            att, self.kind = pl_module.channel_map(batch["eeg"], batch.get("channel_mask"))
+        else:
+            out = pl_module.encoder(batch["eeg"], batch.get("channel_mask"))
+            att, self.kind = getattr(out, "channel_attention", None), "CLS attention"
         if att is None:
             return
         s = att.float().sum(0).cpu()
@@ -108,7 +115,7 @@ class ChannelAttentionMaps(L.Callback):
         ch_names = list(getattr(trainer.datamodule, "ch_names", []) or [])
         if len(ch_names) != len(mean):
             return
-        fig = topomap_figure(mean, ch_names, f"CLS→channel attention, epoch {trainer.current_epoch}")
+        fig = topomap_figure(mean, ch_names, f"readout→channel map ({self.kind}), epoch {trainer.current_epoch}")
         try:
             exp = getattr(trainer.logger, "experiment", None)
             if exp is not None and hasattr(exp, "add_figure"):

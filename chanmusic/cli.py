@@ -130,6 +130,8 @@ class ChanMusicCLI(LightningCLI):
         cfg = self.config_init[self.subcommand]
         cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
 
+    before_predict = before_test  # predictions of an untrained model are refused the same way
+
 
 def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None:
     """The checkpoint ``test`` loads: a file, ``last`` / ``best`` resolved like ``fit`` does; ``None`` only for a
@@ -143,11 +145,14 @@ def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None
                                   f"{root}", "pass the checkpoint file (RUN/checkpoints/*.ckpt) or the fit's "
                                   "logger settings (--config RUN/config.yaml)")
         log.info("--ckpt_path %s: testing %s", ckpt_path, found)
-        return str(found)
+        ckpt_path = str(found)
     if ckpt_path:
         if not Path(ckpt_path).is_file():
             raise ProvenanceError("--ckpt_path", f"{ckpt_path} does not exist",
                                   "pass a checkpoint file, or last / best")
+        from encoders.weights import check_fits
+
+        check_fits(model, ckpt_path, f"--ckpt_path {ckpt_path}")
         return ckpt_path
     own = getattr(model, "test_without_checkpoint", None)
     if callable(own) and own():
@@ -226,6 +231,21 @@ def prepare_main(argv: list[str]) -> None:
     print(f"[prepare] cache: {dm.cache_path()}")
 
 
+def check_checkpoint_arg(argv: list[str]) -> None:
+    """``--ckpt_path FILE`` exists and opens with ``weights_only=True`` (else one line naming it, before Lightning's
+    own loading turns it into a traceback); ``last`` / ``best`` are resolved later."""
+    from encoders.weights import probe_checkpoint
+
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--ckpt_path=") else (argv[i + 1] if a == "--ckpt_path" and
+                                                                           i + 1 < len(argv) else None)
+        if value in (None, "last", "best", "null", "None", ""):
+            continue
+        if not Path(value).expanduser().is_file():
+            raise ProvenanceError("--ckpt_path", f"{value} does not exist", "pass a checkpoint file, or last / best")
+        probe_checkpoint(Path(value).expanduser())
+
+
 def check_config_files(argv: list[str]) -> None:
     """Every ``--config FILE`` exists and is valid YAML (else an error naming the file, line and column)."""
     for i, a in enumerate(argv):
@@ -241,11 +261,23 @@ def check_config_files(argv: list[str]) -> None:
             raise err
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a redirected or captured stream included)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     """chanmusic's own messages to stderr (Lightning configures its own logger)."""
     log = logging.getLogger("chanmusic")
     if not log.handlers:
-        h = logging.StreamHandler()
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("[chanmusic] %(message)s"))
         log.addHandler(h)
         log.setLevel(logging.INFO)
@@ -281,6 +313,7 @@ def _dispatch(argv: list[str]) -> None:
         getattr(importlib.import_module(mod), fn)(argv[1:])
         return
     check_config_files(argv)
+    check_checkpoint_arg(argv)
     with warnings.catch_warnings():
         # main() hands LightningCLI its argv as `args`, which it warns about when sys.argv holds them too
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended to run.*")

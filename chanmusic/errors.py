@@ -10,12 +10,15 @@ on its own (a non-finite loss). The traceback is shown only with ``--debug`` or 
 
 ``encoders``, ``datamodules`` and ``callbacks`` import nothing of ``chanmusic``; their errors
 (:class:`encoders.weights.CheckpointError`, :class:`datamodules.nmed.recording.NMEDFormatError`,
-:class:`datamodules.cache.CacheError`, :class:`callbacks.finite.NonFiniteLossError`) are recognised here by
-:func:`known_error` and formatted the same way.
+:class:`datamodules.cache.CacheError`, :class:`datamodules.validate.SettingError`,
+:class:`callbacks.finite.NonFiniteLossError`) are recognised here by :func:`known_error` and formatted the same
+way; so are parse errors (the key they name), missing paths, and ``ValueError`` raised by the project's own code
+(its older convention). Anything else is one line too, marked "unexpected", with the hint to rerun with
+``--debug``. :func:`error_line` finds a project error anywhere in the exception's chain (a stage may wrap it).
 
 Raise, e.g.::
 
-    raise InputError("--data.clip", "must be > 0 (got 0)", "pass a positive clip in robust-SD units, e.g. 20")
+    raise InputError("--config x.yaml", "no such file", "check the path (relative to the current folder)")
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import os
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 DASH = "—"
+#: a missing or unreadable path the user gave: bad input, its message names the path
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 class ChanmusicError(Exception):
@@ -51,16 +56,6 @@ class DataError(ChanmusicError, ValueError):
 
 class ProvenanceError(ChanmusicError):
     """A run would mix things that do not belong together (another split, no trained weights, an overwrite)."""
-
-
-class UnsafeFileError(ChanmusicError):
-    """A file would need arbitrary code to load (a pickle with objects outside the allow-list)."""
-
-
-class TrainingFailed(ChanmusicError):
-    """A run stopped because its numbers went wrong (NaN/Inf loss)."""
-
-    exit_code = EXIT_FAILED
 
 
 def one_line(text: str) -> str:
@@ -102,8 +97,18 @@ def exit_code(exc: BaseException) -> int:
 
 def format_error(exc: BaseException) -> str:
     """The one line printed for ``exc``: ``chanmusic: error: <file/field>: <what> — <fix>``."""
-    text = exc.line() if isinstance(exc, ChanmusicError) else one_line(str(exc) or type(exc).__name__)
+    text = exc.line() if isinstance(exc, ChanmusicError) else with_dash(one_line(str(exc) or type(exc).__name__))
     return f"chanmusic: error: {text}"
+
+
+def with_dash(text: str) -> str:
+    """Older messages say ``<what>. <Fix>`` or ``<what>: <fix>``: the first sentence break becomes `` — ``."""
+    import re
+
+    if DASH in text:
+        return text
+    return re.sub(r"\.\s+(?=[A-Z(`])|;\s+(?=(?:use|set|pass|run|put|delete|point|check|re-)\b)", f" {DASH} ",
+                  text, count=1)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -136,6 +141,20 @@ def _parse_error_line(exc: BaseException) -> str:
     return f"{where}: {what} {DASH} see `chanmusic <command> --help` for the accepted options and types"
 
 
+def _project_value_error(exc: BaseException) -> bool:
+    """A ``ValueError`` raised by the project's own code (its messages name the setting: the convention before
+    :class:`ChanmusicError`), not by a library."""
+    import traceback
+    from pathlib import Path
+
+    if not isinstance(exc, ValueError) or exc.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    root = Path(__file__).resolve().parents[1]
+    last = Path(frames[-1].filename).resolve() if frames else None
+    return bool(last and root in last.parents and "site-packages" not in last.parts and ".venv" not in last.parts)
+
+
 def error_line(exc: BaseException) -> str:
     """The one line ``chanmusic`` prints for any exception: the project's own error when one is in the chain
     (a stage may wrap it), a parse error's key, else the exception's type and first words."""
@@ -149,6 +168,12 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "chanmusic: error: interrupted"
     text = one_line(str(exc))
+    if isinstance(exc, _PATH_ERRORS):
+        text = with_dash(text)
+        return f"chanmusic: error: {text}" + ("" if DASH in text else f" {DASH} check the path")
+    if _project_value_error(exc):
+        text = with_dash(text)
+        return f"chanmusic: error: {text}" + ("" if DASH in text else f" {DASH} check the setting it names")
     return (f"chanmusic: error: {type(exc).__name__}: {text[:500] or 'no message'} {DASH} unexpected; rerun with "
             f"--debug (or CHANMUSIC_DEBUG=1) for the traceback")
 
@@ -160,7 +185,7 @@ def error_exit_code(exc: BaseException) -> int:
     for e in chain:
         if known_error(e):
             return exit_code(e)
-    if any(_argument_error(e) for e in chain):
+    if any(_argument_error(e) for e in chain) or isinstance(exc, _PATH_ERRORS) or _project_value_error(exc):
         return EXIT_BAD_INPUT
     return 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
 

@@ -17,8 +17,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.cache import CACHE_VERSION, CacheError, PreparedCache, file_fingerprint, settings_key
-from datamodules.nmed import AUDIO_EXTENSIONS, nmed_montage
+from datamodules.control import control_music, min_shift_windows
+from datamodules.nmed import nmed_montage
 from datamodules.sampling import ResumableLoader, ResumableSampler
+from datamodules.selection import (DATASET_CODE, check_hearings, input_files, parse_datasets,
+                                   parse_subject_refs, resolve_sources, resolve_subjects, songs_by_dataset)
 from datamodules.songs import GENRES, SONGS
 from datamodules.splits import Split, SplitConfig, split_windows
 from datamodules.validate import check_cache_facts, validate_settings
@@ -27,9 +30,7 @@ from encoders.montage import NMED_CH_NAMES
 
 log = logging.getLogger("chanmusic")
 
-DATASETS = ("nmed-t", "nmed-h")
 NATIVE_SFREQ = 125.0
-EEG_PATTERNS = {"nmed-t": "song*_Imputed.mat", "nmed-h": "CleanEEG_aggregatedByStimulus_*.zip"}
 CONTROLS = ("none", "shift", "shuffle")
 
 
@@ -50,12 +51,19 @@ class NMEDDataModule(L.LightningDataModule):
     """NMED-T / NMED-H windows from the prepared cache.
 
     Args:
-        root: folder in the NMED-T or NMED-H release layout.
-        dataset: ``"nmed-t"`` or ``"nmed-h"``.
-        audio_root: folder with ``songNN.wav|flac|mp3``; default ``<root>/stimuli``.
+        root: the release folder of one dataset; for several, a mapping ``{nmed-t: DIR, nmed-h: DIR}``, a list in
+            ``dataset`` order, or one folder holding ``nmed-t/`` and ``nmed-h/`` (``datamodules.selection``).
+        dataset: ``"nmed-t"``, ``"nmed-h"`` or ``[nmed-t, nmed-h]`` (the paper's pool: 68 subjects, 14 songs).
+            Songs are global ids; subjects are namespaced by dataset (NMED-H ids + 1000 in batches).
+        audio_root: folder with ``songNN.wav|flac|mp3``; default ``<root>/stimuli`` per dataset; for a pool a
+            mapping per dataset (both releases number their songs from 21).
         cache_dir: where prepared caches live; default ``$CHANMUSIC_CACHE`` or ``~/.cache/chanmusic``.
-        subjects, songs: keep only these subject ids / global song ids (``None`` = all).
-        conditions: NMED-H conditions to read.
+        subjects: keep only these subjects: release ids, or ``"nmed-h:3"`` where an id is in both datasets
+            (``None`` = all). songs: global song ids (``None`` = all).
+        conditions: NMED-H conditions to read (``None``: every condition archive present — all four in the
+            release, so all 48 listeners, each having heard one version of each song). hearings: NMED-H hearings: ``[a]`` (first hearing, the
+            authors' choice), ``[b]`` or ``[a, b]`` (then a subject's two hearings of a stimulus share their split
+            spans, so a song-time is on one side for both); ``None`` = ``[a]``, or ``[a, b]`` for the hearing split.
         bandpass: ``[low, high]`` Hz or ``None`` (the releases are already 0.3–50 Hz).
         average_reference: re-reference each recording to the channel average.
         resample: target rate in Hz, or ``None`` to keep 125 Hz.
@@ -63,12 +71,16 @@ class NMEDDataModule(L.LightningDataModule):
             or ``"none"`` (µV).
         clip: clip scaled values to ±clip (counted and reported); ``None`` = off.
         window_s, stride_s: window length and hop in seconds (stride default = window: no overlap).
-        split, test_fraction, val_fraction, split_seed, gap_s, test_subjects: see ``datamodules.splits``.
-        control: ``"none"``, or ``"shift"``: the no-music control — each window's audio target is the
-            window ``shift_fraction`` of the recording later (circularly) in the same song, so the EEG and
-            its recording fingerprint are unchanged and only the music pairing is broken; or ``"shuffle"``:
-            every window gets a random (seeded by ``split_seed``) window's audio — a shuffled-label sanity
-            check that must score at chance.
+        split, test_fraction, val_fraction, split_seed, span_s, gap_s, test_subjects: the split, fixed in
+            recording time (``datamodules.splits``): ``span_s``-second spans labelled train/val/test, seeded per
+            recording, so every window length sees the same test spans; ``gap_s`` (default: ``window_s``)
+            separates train from held-out spans. ``test_subjects`` as ``subjects``.
+        control: ``"none"``; ``"shift"``, the no-music control: each recording's music targets circularly
+            shifted by its own seeded amount, at least ``control_min_shift_s`` (and 2 windows) from zero and
+            from every other recording's shift of the same stimulus (``datamodules.control``): EEG and
+            recording fingerprints are kept, the music pairing is broken for every recording separately; or
+            ``"shuffle"``: every window gets a random (seeded by ``split_seed``) window's audio — a
+            shuffled-label sanity check that must score at chance.
         clap: CLAP spec for ``prepare`` (local laion-clap .pt, transformers dir / hub id, or ``tiny-random``).
         clap_seed: seed of a ``tiny-random`` CLAP.
         clap_dim: dimension of the CLAP embedding (512 for every released CLAP); checked against the cache.
@@ -88,13 +100,14 @@ class NMEDDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
-        dataset: str = "nmed-t",
-        audio_root: str | None = None,
+        root: str | list[str] | dict[str, str],
+        dataset: str | list[str] = "nmed-t",
+        audio_root: str | dict[str, str] | None = None,
         cache_dir: str | None = None,
-        subjects: Sequence[int] | None = None,
+        subjects: Sequence[int | str] | None = None,
         songs: Sequence[int] | None = None,
-        conditions: Sequence[str] = ("orig", "rev"),
+        conditions: Sequence[str] | None = None,
+        hearings: Sequence[str] | None = None,
         bandpass: Sequence[float] | None = None,
         average_reference: bool = False,
         resample: float | None = None,
@@ -106,10 +119,11 @@ class NMEDDataModule(L.LightningDataModule):
         test_fraction: float = 0.05,
         val_fraction: float = 0.05,
         split_seed: int = 42,
-        gap_s: float = 0.0,
-        test_subjects: Sequence[int] | None = None,
+        span_s: float = 8.0,
+        gap_s: float | None = None,
+        test_subjects: Sequence[int | str] | None = None,
         control: str = "none",
-        shift_fraction: float = 0.5,
+        control_min_shift_s: float = 4.0,
         clap: str = "tiny-random",
         clap_seed: int = 0,
         clap_dim: int = 512,
@@ -121,21 +135,25 @@ class NMEDDataModule(L.LightningDataModule):
     ):
         super().__init__()
         validate_settings({k: v for k, v in locals().items() if k not in ("self", "__class__")})
-        if dataset not in DATASETS:
-            raise ValueError(f"data.dataset: {dataset!r} is not one of {DATASETS}")
+        self.datasets = parse_datasets(dataset)
         if scaling not in ("zscore", "robust", "none"):
             raise ValueError(f"data.scaling: {scaling!r} is not one of zscore, robust, none")
         if control not in CONTROLS:
             raise ValueError(f"data.control: {control!r} is not one of {CONTROLS}")
         if window_s <= 0 or (stride_s is not None and stride_s <= 0):
-            raise ValueError("data.window_s and data.stride_s must be positive")
-        self.root = Path(root).expanduser()
-        self.dataset = dataset
-        self.audio_root = Path(audio_root).expanduser() if audio_root else self.root / "stimuli"
+            raise ValueError("data.window_s / data.stride_s: must be positive seconds")
+        self.dataset = self.datasets[0] if len(self.datasets) == 1 else list(self.datasets)
+        self.sources = resolve_sources(self.datasets, root, audio_root)
+        self.root = self.sources[0].root
+        self.roots = [str(src.root) for src in self.sources]
+        self.audio_root = self.sources[0].audio_root
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        self.subjects = list(subjects) if subjects is not None else None
+        self.subject_refs = parse_subject_refs(subjects, self.datasets, "subjects")
+        self.subjects = [str(s) for s in subjects] if subjects is not None else None
         self.songs = list(songs) if songs is not None else None
-        self.conditions = list(conditions)
+        songs_by_dataset(self.songs, self.datasets)  # every selected dataset keeps a song
+        self.conditions = list(conditions) if conditions is not None else None
+        self.hearings = check_hearings(hearings, self.datasets, split)
         self.bandpass = list(bandpass) if bandpass is not None else None
         self.average_reference = average_reference
         self.resample = resample
@@ -143,9 +161,12 @@ class NMEDDataModule(L.LightningDataModule):
         self.clip = clip
         self.window_s = window_s
         self.stride_s = stride_s if stride_s is not None else window_s
-        self.split_cfg = SplitConfig(split, test_fraction, val_fraction, split_seed, gap_s, test_subjects)
+        self.test_subject_refs = parse_subject_refs(test_subjects, self.datasets, "test_subjects")
+        self.split_cfg = SplitConfig(split, test_fraction, val_fraction, split_seed, gap_s,
+                                     list(test_subjects) if test_subjects is not None else None, span_s)
         self.control = control
-        self.shift_fraction = shift_fraction
+        self.control_min_shift_s = control_min_shift_s
+        self.control_stats: dict[str, int] = {}
         self.clap = clap
         self.clap_seed = clap_seed
         self.clap_dim = clap_dim
@@ -172,26 +193,18 @@ class NMEDDataModule(L.LightningDataModule):
         return nmed_montage()
 
     def input_files(self) -> list[Path]:
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"data.root: {self.root} is not a folder. Point --data.root at the "
-                                    f"{self.dataset.upper()} release folder (or run `make demo` for demo data).")
-        eeg = sorted(self.root.glob(EEG_PATTERNS[self.dataset]))
-        if not eeg:
-            raise FileNotFoundError(f"data.root: no {EEG_PATTERNS[self.dataset]} files in {self.root} for "
-                                    f"data.dataset={self.dataset}: is this the right folder / dataset?")
-        audio = sorted(p for p in self.audio_root.glob("song*") if p.suffix.lower() in AUDIO_EXTENSIONS) \
-            if self.audio_root.is_dir() else []
-        return eeg + audio
+        return [p for src in self.sources for p in input_files(src)]
 
     def prepare_settings(self) -> dict[str, Any]:
         """Everything that determines the cache's content; its hash names the cache folder."""
         return {
             "version": CACHE_VERSION,
-            "dataset": self.dataset,
-            "root": str(self.root.resolve()),
-            "audio_root": str(self.audio_root.resolve()),
-            "files": file_fingerprint(self.input_files()),
+            "datasets": self.datasets,
+            "sources": [{"dataset": src.dataset, "root": str(src.root.resolve()),
+                         "audio_root": str(src.audio_root.resolve()), "files": file_fingerprint(input_files(src))}
+                        for src in self.sources],
             "subjects": self.subjects, "songs": self.songs, "conditions": self.conditions,
+            "hearings": self.hearings,
             "bandpass": self.bandpass, "average_reference": self.average_reference,
             "resample": self.resample, "scaling": self.scaling, "clip": self.clip,
             "window_s": self.window_s, "stride_s": self.stride_s,
@@ -201,7 +214,7 @@ class NMEDDataModule(L.LightningDataModule):
 
     def cache_path(self, settings: dict[str, Any] | None = None) -> Path:
         settings = settings or self.prepare_settings()
-        return self.cache_dir / f"{self.dataset}-{settings_key(settings)}"
+        return self.cache_dir / f"{'+'.join(self.datasets)}-{settings_key(settings)}"
 
     # ---- Lightning hooks -------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -210,8 +223,9 @@ class NMEDDataModule(L.LightningDataModule):
         if (path / "manifest.json").exists():
             return
         if NMEDDataModule.preparer is None:
+            roots = " ".join(str(src.root) for src in self.sources)
             raise CacheError(f"no prepared cache for these settings at {path}: run "
-                             f"`chanmusic prepare --data.root {self.root} --data.dataset {self.dataset} ...` first")
+                             f"`chanmusic prepare --data.root {roots} --data.dataset {self.dataset} ...` first")
         NMEDDataModule.preparer(settings, path)
 
     def setup(self, stage: str | None = None) -> None:
@@ -223,9 +237,21 @@ class NMEDDataModule(L.LightningDataModule):
         if dim != self.clap_dim:
             raise ValueError(f"data.clap_dim={self.clap_dim} but the cached CLAP embeddings are {dim}-d: "
                              f"set --data.clap_dim {dim}")
-        seg = self.cache.segments
-        hearing = np.array([r.get("hearing", "a") for r in self.cache.recordings])[seg[:, 0]]
-        self.split = split_windows(seg[:, 0], seg[:, 1], seg[:, 3], seg[:, 4], self.split_cfg, self.sfreq, hearing)
+        seg, recs = self.cache.segments, self.cache.recordings
+        hearing = np.array([r.get("hearing", "a") for r in recs])[seg[:, 0]]
+        # a subject's hearings of one stimulus share their spans; draws are seeded by what was heard, by whom
+        keys = [(DATASET_CODE[r["dataset"]], int(r["subject"]), int(r["stimulus"])) for r in recs]
+        group_of_key = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        if self.test_subject_refs is not None:
+            present: dict[str, set[int]] = {d: set() for d in self.datasets}
+            for r in recs:
+                present.setdefault(r["dataset"], set()).add(int(r["subject"]))
+            self.split_cfg.test_subjects = sorted(resolve_subjects(self.test_subject_refs, present, "test_subjects"))
+        self.split = split_windows(
+            seg[:, 0], seg[:, 1], seg[:, 3], seg[:, 4], self.split_cfg, self.sfreq, hearing,
+            n_samples={i: int(r["n_samples"]) for i, r in enumerate(recs)},
+            group={i: group_of_key[k] for i, k in enumerate(keys)},
+            seed_key={g: k for k, g in group_of_key.items()}, gap_default_s=self.window_s)
         log.info(self.split.summary())
         if self.control == "shift":
             self.music_of_row = self.control_targets()
@@ -241,19 +267,15 @@ class NMEDDataModule(L.LightningDataModule):
         self.targets = clap
 
     def control_targets(self) -> np.ndarray:
-        """Music id per window for the no-music control: the same recording's window ``shift_fraction``
-        of its windows later (circularly). The EEG is untouched, so recording identity is kept."""
+        """Music id per window for the no-music control (``datamodules.control``): each recording's targets
+        circularly shifted by its own seeded amount. The EEG is untouched, so recording identity is kept."""
         assert self.cache is not None
-        seg = self.cache.segments
-        out = seg[:, 5].copy()
-        for r in np.unique(seg[:, 0]):
-            idx = np.flatnonzero(seg[:, 0] == r)
-            idx = idx[np.argsort(seg[idx, 3])]
-            k = len(idx)
-            shift = int(round(self.shift_fraction * k)) % k if k > 1 else 0
-            if k > 1 and shift == 0:
-                shift = 1
-            out[idx] = seg[idx[(np.arange(k) + shift) % k], 5]
+        seg, recs = self.cache.segments, self.cache.recordings
+        stim = {i: (DATASET_CODE[r["dataset"]], int(r["stimulus"])) for i, r in enumerate(recs)}
+        out, self.control_stats = control_music(seg[:, 0], seg[:, 3], seg[:, 5], stim, self.split_cfg.seed,
+                                                min_shift_windows(self.control_min_shift_s, self.stride_s))
+        log.info("control: per-recording shifts, >= %(min_from_zero)d windows from zero and >= %(min_between)d "
+                 "between recordings of one stimulus", self.control_stats)
         return out
 
     def dataset_for(self, part: str) -> WindowDataset:
@@ -265,8 +287,9 @@ class NMEDDataModule(L.LightningDataModule):
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         ds = self.dataset_for(part)
         if len(ds) == 0:
-            raise ValueError(f"the {part} split is empty ({self.split.summary()}): raise data.val_fraction "
-                             f"or use more data")
+            raise SelectionError(f"--data.{'val' if part == 'val' else 'test'}_fraction: the {part} split is empty "
+                             f"({self.split.summary()}) — raise it, use more data, or make data.span_s a few "
+                             f"windows long (a held-out window must fit inside held-out spans)")
         drop_last = shuffle and len(ds) > self.batch_size
         if shuffle:  # seeded per epoch, resumable mid-epoch, same windows on 1 or N processes: datamodules.sampling
             world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)

@@ -71,11 +71,14 @@ def validate_settings(args: dict[str, Any]) -> None:
     datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
     for d in datasets or [None]:
         if d not in ("nmed-t", "nmed-h"):
-            raise SettingError("dataset", f"{d!r} is not nmed-t or nmed-h", "pass --data.dataset nmed-t or nmed-h")
+            raise SettingError("dataset", f"{d!r} is not nmed-t or nmed-h",
+                               "pass --data.dataset nmed-t, nmed-h or [nmed-t, nmed-h] (both pooled)")
     root = a.get("root")
-    if root is not None and not Path(str(root)).expanduser().is_dir():
-        raise SettingError("root", f"{root} is not a folder",
-                           "point it at the NMED-T / NMED-H release folder (or run `make demo` for demo data)")
+    roots = list(root.values()) if isinstance(root, dict) else list(root) if isinstance(root, (list, tuple)) else [root]
+    for r in roots:  # one folder, or one per dataset (datamodules.selection)
+        if r is not None and not Path(str(r)).expanduser().is_dir():
+            raise SettingError("root", f"{r} is not a folder",
+                               "point it at the NMED-T / NMED-H release folder (or run `make demo` for demo data)")
     cache_dir = a.get("cache_dir")
     if cache_dir and Path(str(cache_dir)).expanduser().exists() and not Path(str(cache_dir)).expanduser().is_dir():
         raise SettingError("cache_dir", f"{cache_dir} exists and is not a folder", "choose a folder path")
@@ -108,13 +111,21 @@ def validate_settings(args: dict[str, Any]) -> None:
 
     _check_split(a, datasets)
     if a.get("control", "none") == "shift":
-        sf = a.get("shift_fraction", 0.5)
-        if not _finite(sf) or not 0 < sf < 1:
-            raise SettingError("shift_fraction", f"must be in (0, 1) (got {sf!r})",
-                               "0.5 pairs each window with the audio half a recording later")
+        _positive("control_min_shift_s", a.get("control_min_shift_s", 4.0),
+                  "the smallest distance in seconds between a recording's shift and zero / other recordings' shifts")
+    _positive("span_s", a.get("span_s", 8.0), "the split's span of recording time in seconds, e.g. 8.0")
+    hearings = a.get("hearings")
+    if hearings is not None:
+        hearings = [hearings] if isinstance(hearings, str) else list(hearings)
+        if not hearings or any(h not in ("a", "b") for h in hearings):
+            raise SettingError("hearings", f"{hearings} — NMED-H hearings are a (first) and b (second)",
+                               "use [a] (the default), [b] or [a, b]")
     for name in ("subjects", "test_subjects"):
-        if a.get(name) is not None:
-            _ints(name, a[name], low=1)
+        if a.get(name) is not None:  # ints, or "nmed-h:3" strings (checked by datamodules.selection)
+            vals = list(a[name])
+            ints = [v for v in vals if not isinstance(v, str)]
+            if ints or not vals:
+                _ints(name, ints or vals, low=1)
     if a.get("songs") is not None:
         songs = _ints("songs", a["songs"], low=0)
         valid = {s.index for s in SONGS if s.dataset in datasets}
@@ -178,13 +189,14 @@ def _check_split(a: dict[str, Any], datasets: list[str]) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SettingError("split_seed", f"must be an integer (got {seed!r})", "e.g. 42")
     mode = a.get("split", "random")
-    if mode == "hearing" and datasets != ["nmed-h"]:
+    if mode == "hearing" and "nmed-h" not in datasets:
         raise SettingError("split", "hearing needs NMED-H (first vs second hearing)", "set --data.dataset nmed-h")
     subjects, test_subjects = a.get("subjects"), a.get("test_subjects")
     if test_subjects is not None and mode != "subjects":
         raise SettingError("test_subjects", f"is only used by --data.split subjects (split is {mode!r})",
                            "set --data.split subjects or drop --data.test_subjects")
-    if subjects is not None and test_subjects is not None:
+    if subjects is not None and test_subjects is not None and not any(
+            isinstance(v, str) for v in list(subjects) + list(test_subjects)):
         outside = sorted(set(test_subjects) - set(subjects))
         if outside:
             raise SettingError("test_subjects", f"{outside} are not among --data.subjects {list(subjects)}",

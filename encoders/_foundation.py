@@ -4,7 +4,10 @@
 - :func:`units_to_uv`: the factor from the data's units to µV (z-scored data get a documented scale).
 - :class:`FoundationAdapter`: the common ``EEGEncoder`` around a braindecode model: picks and orders the
   channels, zero-fills absent ones, resamples, pads/crops to whole patches, scales units, then lets the
-  subclass run the model; pools over present tokens.
+  subclass run the model — on the present channels only (``absent="remove"``: absent channels are left out,
+  as if never recorded) or on the zero-filled grid (``absent="zero"``); pools over present tokens. It also
+  declares the model's layers for a layer-wise learning-rate decay (``lr_layer_id``, ``n_lr_layers``) and its
+  weight-decay exemptions (``no_weight_decay_names``), read by ``chanmusic.modules.optim.recipe_param_groups``.
 - :func:`load_mapped`: strict loading of a renamed official state dict that names every bad key by its
   official name.
 """
@@ -22,6 +25,7 @@ from encoders.base import EEGEncoder, EncoderOutput, masked_mean
 from encoders.weights import CheckpointError, key_diff, load_strict, safe_load
 
 INPUT_UNITS = ("zscore", "uV", "mV", "V")
+ABSENT = ("remove", "zero")
 UV_PER_UNIT = {"uV": 1.0, "mV": 1e3, "V": 1e6}
 
 
@@ -104,18 +108,30 @@ class FoundationAdapter(EEGEncoder):
     4. zero-pad (or crop) to a whole number of patches;
     5. scale to the model's units: ``x * units_to_uv(input_units, zscore_uv) * model_units_per_uv``.
 
-    Subclasses set ``model_sfreq``, ``patch_size``, ``model_units_per_uv`` and implement ``encode``.
+    Then ``forward`` runs the model (``encode``) on that grid, or, when ``absent="remove"`` and some channel is
+    absent, once per distinct set of present channels on those channels alone (``encode_subset``), so an absent
+    channel has no token at all — exactly as if the recording had never had it. Its place in the fixed token grid
+    is zero and ``token_mask`` marks it absent. Samples sharing a channel set run together (one call when the
+    whole batch has the same channels; one per sample under per-sample channel dropout).
+
+    Subclasses set ``model_sfreq``, ``patch_size``, ``model_units_per_uv`` and implement ``encode`` and
+    ``encode_subset``.
     """
 
     model_sfreq: float
     patch_size: int
     model_units_per_uv: float
+    n_lr_layers: int = 0
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None,
-                 channel_index: Sequence[int], input_units: str, zscore_uv: float, patch_fit: str):
+                 channel_index: Sequence[int], input_units: str, zscore_uv: float, patch_fit: str,
+                 absent: str = "remove"):
         super().__init__(n_channels, sfreq, n_times, ch_names)
         if len(channel_index) == 0:
             raise ValueError(f"{type(self).__name__}: no input channel is mapped to the model")
+        if absent not in ABSENT:
+            raise ValueError(f"absent: {absent!r} is not one of {ABSENT}")
+        self.absent = absent
         self.register_buffer("channel_index", torch.as_tensor(list(channel_index), dtype=torch.long),
                              persistent=False)
         self.input_units = input_units
@@ -150,12 +166,52 @@ class FoundationAdapter(EEGEncoder):
         """Model input -> (tokens ``[B, N, D]``, token_time ``[N]``, token_mask ``[B, N]`` | None, pooled | None)."""
         raise NotImplementedError
 
+    def encode_subset(self, x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The model on the kept channels only: ``x [b, C', T']`` (model grid; only ``kept`` rows are read),
+        ``kept [k]`` indices into the model's channels -> (tokens ``[b, N, D]`` placed in the full grid, zero where
+        nothing was computed; pooled ``[b, D]`` or None)."""
+        raise NotImplementedError
+
+    def token_mask_of(self, present: Tensor) -> Tensor | None:
+        """Token mask ``[B, N]`` of the model-channel mask ``present [B, C']`` (None: tokens are not per channel)."""
+        return channel_major(present, self.n_patches)
+
+    def encode_removed(self, x: Tensor, present: Tensor):
+        """``encode`` with absent channels left out: one ``encode_subset`` per distinct row of ``present``."""
+        patterns, inverse = torch.unique(present.to(torch.uint8), dim=0, return_inverse=True)
+        tokens = x.new_zeros(x.shape[0], self.n_tokens, self.embed_dim)
+        pooled = None
+        for g in range(len(patterns)):
+            rows = (inverse == g).nonzero().squeeze(1)
+            kept = patterns[g].nonzero().squeeze(1)
+            if kept.numel() == 0:
+                continue  # nothing recorded: zero tokens, zero pooled
+            tok, pool = self.encode_subset(x.index_select(0, rows), kept)
+            tokens = tokens.index_put((rows,), tok.to(tokens.dtype))
+            if pool is not None:
+                pooled = pool.new_zeros(x.shape[0], pool.shape[-1]) if pooled is None else pooled
+                pooled = pooled.index_put((rows,), pool)
+        return tokens, self.token_time, self.token_mask_of(present), pooled
+
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> EncoderOutput:
         x, present = self.prepare(eeg, channel_mask)
-        tokens, token_time, token_mask, pooled = self.encode(x, present)
+        if present is not None and self.absent == "remove" and not bool(present.all()):
+            tokens, token_time, token_mask, pooled = self.encode_removed(x, present)
+        else:
+            tokens, token_time, token_mask, pooled = self.encode(x, present)
         if pooled is None:
             pooled = masked_mean(tokens, token_mask)
         return EncoderOutput(pooled, tokens, token_time, None, token_mask)
+
+    # ---- what a fine-tuning recipe needs (chanmusic.modules.optim.recipe_param_groups) ----------------------
+    def lr_layer_id(self, name: str) -> int:
+        """Layer of parameter ``name`` (relative to this module) for layer-wise lr decay: 0 = embeddings,
+        ``1..n_lr_layers`` = blocks, ``n_lr_layers + 1`` = above them. Default: everything on top."""
+        return self.n_lr_layers + 1
+
+    def no_weight_decay_names(self) -> set[str]:
+        """Parameter names (relative to this module) the official recipe exempts from weight decay."""
+        return set()
 
 
 def channel_major(present: Tensor | None, n_patches: int) -> Tensor | None:

@@ -189,6 +189,7 @@ class BraindecodeEncoder(FoundationAdapter):
         self.register_buffer("token_time", token_time, persistent=False)
         if pretrained:
             self.load_pretrained(pretrained, pretrained_key, pretrained_prefix)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     # ---- weights -----------------------------------------------------------------------------------------
     def load_pretrained(self, path: str, key: str | None = None, prefix: str | None = None) -> None:

@@ -39,9 +39,15 @@ class CBraModEncoder(FoundationAdapter):
     Output: ``tokens [B, C'·P, 200]`` channel-major (channel ``c`` of the order above, patch ``p`` at
     ``c·P + p``), ``token_time [C'·P]`` = patch index, ``pooled`` = mean over present tokens.
 
-    Channel mask: absent channels are **zero-filled** — the same as CBraMod's own ``mask`` argument, which
-    replaces patches by its frozen all-zero ``mask_encoding`` — and their tokens remain in the criss-cross
-    attention; they are marked absent in ``token_mask`` and ``pooled`` averages present tokens only.
+    Channel mask: CBraMod builds one token per channel and patch and takes any number of channels, so an
+    absent channel is **left out** (``absent="remove"``, default): the model runs on the present channels alone
+    (in the same order, closing the gap, as a recording without that electrode would), once per distinct channel
+    set in the batch. Its slots in the token grid are zero and marked absent in ``token_mask``; ``pooled``
+    averages present tokens. ``absent="zero"``: zero-fill — the same as CBraMod's own ``mask`` argument, which
+    replaces patches by its frozen all-zero ``mask_encoding`` — with the tokens left in the criss-cross attention.
+
+    Fine-tuning recipe (``experiments/encoders/cbramod_recipe.yaml``): no layer-wise decay and no weight-decay
+    exemptions in the official ``finetune_trainer.py``; the encoder is one learning-rate group (``backbone``).
 
     Args:
         pretrained: path of the official ``pretrained_weights.pth`` (plain state dict, braindecode names),
@@ -51,6 +57,7 @@ class CBraModEncoder(FoundationAdapter):
         input_units, zscore_uv, montage, patch_fit: see ``LaBraMEncoder``.
         n_layer, nhead, dim_feedforward: size (official: 12, 8, 800; width is fixed at 200).
         dropout: braindecode ``drop_prob`` (official 0.1).
+        absent: ``"remove"`` (default) or ``"zero"``, see above.
     """
 
     model_sfreq = 200.0
@@ -60,7 +67,8 @@ class CBraModEncoder(FoundationAdapter):
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
                  pretrained: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
                  channel_set: str = "all", montage: str = "GSN-HydroCel-129", patch_fit: str = "pad",
-                 n_layer: int = 12, nhead: int = 8, dim_feedforward: int = 800, dropout: float = 0.1):
+                 n_layer: int = 12, nhead: int = 8, dim_feedforward: int = 800, dropout: float = 0.1,
+                 absent: str = "remove"):
         from braindecode.models import CBraMod
 
         from encoders.channel_mapping import map_to_vocabulary, spatial_order
@@ -74,8 +82,9 @@ class CBraModEncoder(FoundationAdapter):
                 raise ValueError("two CBraMod pretraining channels share their nearest electrode")
         else:
             raise ValueError(f"channel_set: {channel_set!r} is not one of {CHANNEL_SETS}")
-        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit)
+        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit, absent)
         self.embed_dim = 200
+        self.n_lr_layers = n_layer
         self.n_tokens = len(idx) * self.n_patches
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="braindecode")
@@ -86,6 +95,7 @@ class CBraModEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(idx)), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official file, a braindecode folder or hub id (see class docstring)."""
@@ -100,3 +110,17 @@ class CBraModEncoder(FoundationAdapter):
     def encode(self, x: Tensor, present: Tensor | None):
         feats = self.model(x, return_features=True)["features"]  # [B, C', P, 200]
         return feats.flatten(1, 2), self.token_time, channel_major(present, self.n_patches), None
+
+    def encode_subset(self, x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor | None]:
+        feats = self.model(x.index_select(1, kept), return_features=True)["features"]  # [b, k, P, 200]
+        grid = feats.new_zeros(x.shape[0], self.n_model_channels, self.n_patches, feats.shape[-1])
+        return grid.index_copy(1, kept, feats).flatten(1, 2), None
+
+    def lr_layer_id(self, name: str) -> int:
+        """``encoder.layers.i`` -> i + 1, the patch embedding -> 0, the rest on top (the BEiT rule; the official
+        CBraMod recipe has no layer-wise decay)."""
+        if name.startswith("model.patch_embedding"):
+            return 0
+        if name.startswith("model.encoder.layers."):
+            return int(name.split(".")[3]) + 1
+        return self.n_lr_layers + 1

@@ -78,12 +78,16 @@ class ChannelOrientedEncoder(EEGEncoder):
         positions: ``[n_channels, 3]`` electrode positions, instead of looking names up (``"position"`` only).
         max_time_patches: size of the time-embedding table (default ``n_times // patch_size``); larger lets
             the same weights run longer windows. Shorter inputs (e.g. local crops) use its first rows.
+        channel_gain: a learned vector per electrode (initialised to ones) multiplying its output tokens
+            feature-wise, after the final norm (lookup embedding only). A readout that averages tokens then
+            computes ``embed_dim`` spatial filters (each feature weighted and signed per electrode) instead of
+            a plain average over electrodes; removed electrodes still contribute nothing.
     """
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None,
                  embed_dim: int = 64, depth: int = 2, num_heads: int = 4, patch_size: int = 125,
                  mlp_ratio: float = 4.0, dropout: float = 0.0, attn_dropout: float = 0.0, band_power: bool = True,
-                 channel_embedding: str = "lookup", max_time_patches: int | None = None,
+                 channel_embedding: str = "lookup", max_time_patches: int | None = None, channel_gain: bool = False,
                  montage: str = DEFAULT_MONTAGE, positions: Sequence[Sequence[float]] | None = None):
         super().__init__(n_channels, sfreq, n_times, ch_names)
         if patch_size < 1 or patch_size > n_times:
@@ -109,6 +113,9 @@ class ChannelOrientedEncoder(EEGEncoder):
             self.channel_embed = LookupChannelEmbedding(n_channels, embed_dim)
         self.time_embed = nn.Parameter(torch.zeros(self.max_time_patches, embed_dim))
         self.transformer = TokenTransformer(embed_dim, depth, num_heads, mlp_ratio, dropout, attn_dropout)
+        if channel_gain and channel_embedding != "lookup":
+            raise ValueError("channel_gain needs channel_embedding='lookup' (one gain vector per training electrode)")
+        self.channel_gain = nn.Parameter(torch.ones(n_channels, embed_dim)) if channel_gain else None
         self.apply(init_weights)
         nn.init.trunc_normal_(self.time_embed, std=0.02)
         if channel_embedding == "position":
@@ -148,6 +155,31 @@ class ChannelOrientedEncoder(EEGEncoder):
         if self.band_power is None:
             return patches
         return torch.cat([patches, self.band_power(patches)], dim=-1)
+
+    def token_channel_share(self, token_weights: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        """Token weights ``[B, C·P]`` (channel-major) -> per-electrode share ``[B, C]``, 0 at absent electrodes,
+        summing to 1 over present ones."""
+        B, N = token_weights.shape
+        C = channel_mask.shape[1] if channel_mask is not None else self.n_channels
+        w = token_weights.float().view(B, C, N // C).sum(-1)
+        if channel_mask is not None:
+            w = w * channel_mask.to(w.dtype)
+        return w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def rollout_channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None, include_cls: bool = False) -> Tensor:
+        """Attention rollout from the mean of the output tokens (plus the CLS with ``include_cls``) to the input
+        tokens, summed per electrode: ``eeg [B, C, T]`` (the full montage) -> ``[B, C]`` share over present
+        electrodes (:meth:`encoders.token_transformer.TokenTransformer.rollout`)."""
+        self.check_input(eeg, channel_mask)
+        B, C, T = eeg.shape
+        mask = channel_mask.bool() if channel_mask is not None else torch.ones(B, C, dtype=torch.bool, device=eeg.device)
+        x = torch.where(mask[..., None], eeg, torch.zeros((), dtype=eeg.dtype, device=eeg.device))
+        P = T // self.patch_size
+        rows = torch.arange(C, device=eeg.device).expand(B, -1)
+        tok = self.patch_embed(self.patch_features(x)) + self.channel_vectors(rows)[:, :, None, :] + self.time_embed[:P]
+        w = self.transformer.rollout(tok.flatten(1, 2), mask.repeat_interleave(P, dim=1), include_cls)
+        return self.token_channel_share(w, mask)
 
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None,
                 channel_index: Tensor | None = None, positions: Tensor | None = None) -> EncoderOutput:
@@ -201,6 +233,8 @@ class ChannelOrientedEncoder(EEGEncoder):
         tok_present = present.repeat_interleave(P, dim=1) if present is not None else None
         cls, out, attn = self.transformer(tok.flatten(1, 2), tok_present)
         out = out.view(B, Ck, P, -1)
+        if self.channel_gain is not None:  # per-electrode gain on each output feature (absent rows stay 0)
+            out = out * self.channel_gain[rows][:, :, None, :]
         attn = attn.view(B, Ck, P).sum(-1)
         if sel is not None:
             out = out.new_zeros(B, C, P, out.shape[-1]).scatter(1, sel[..., None, None].expand_as(out), out)

@@ -49,10 +49,20 @@ class EEGPTEncoder(FoundationAdapter):
     summary tokens per patch: ``tokens [B, P, embed_num·embed_dim]`` (one token per 250-ms patch),
     ``token_time = arange(P)``, ``pooled`` = mean over patches. ``n_tokens = P``.
 
-    Channel mask: EEGPT can drop channel tokens only for a whole batch, so absent channels are
-    **zero-filled** (excluded from the average reference, then zero); their tokens are still attended to
-    (channel embedding + patch-embedding bias). Tokens are per patch, so there is no token to mask; an
-    absent channel's values never reach the output.
+    Channel mask: absent channels are excluded from the average reference, then **left out**
+    (``absent="remove"``, default) with EEGPT's own token selection (``target_encoder(..., mask_x=idx)``, the
+    pretraining mechanism, which gathers the kept channel tokens after the channel embedding): the summary
+    tokens attend to the present channels only, as for a recording without the absent ones. The selection is
+    one per call, so samples are grouped by their channel set. ``absent="zero"``: zero-filled channels whose
+    tokens (channel embedding + patch-embedding bias) are attended to. Tokens are per patch, so there is no
+    token to mask.
+
+    Fine-tuning recipe hooks: ``lr_layer_id`` is the BEiT/LaBraM ``get_num_layer_for_vit`` rule applied to the
+    encoder's own names (``patch_embed`` -> 0, ``blocks.i`` -> i + 1, the rest on top) — the official EEGPT
+    script (``downstream_tueg/run_class_finetuning_EEGPT_change.py``) prefixes every name with
+    ``target_encoder.``, so there the rule matches nothing and every parameter gets scale 1;
+    ``no_weight_decay_names`` is what its skip list actually exempts: ``summary_token`` only (it lists
+    ``chan_embed``, which never equals the parameter's name ``chan_embed.weight``).
 
     The channel-embedding table is the official 62 rows (braindecode would grow it to ``max(62, C)`` rows
     whose extra rows no mapped name uses).
@@ -67,6 +77,10 @@ class EEGPTEncoder(FoundationAdapter):
         average_reference: subtract the mean over present channels of each window (official: yes).
         embed_dim, embed_num, depth, num_heads, mlp_ratio: size (official large4E: 512, 4, 8, 8, 4).
         drop_path, dropout, attn_dropout: regularisation.
+        init_std: standard deviation of the random initialisation (braindecode/official: 0.02, tuned for width
+            512); a narrower demo model keeps the official per-layer gain with ``0.02 * sqrt(512 / embed_dim)``.
+            Irrelevant once weights are loaded.
+        absent: ``"remove"`` (default) or ``"zero"``, see above.
     """
 
     model_sfreq = 256.0
@@ -78,13 +92,14 @@ class EEGPTEncoder(FoundationAdapter):
                  channel_set: str = "all", max_angle: float | None = None, montage: str = "GSN-HydroCel-129",
                  patch_fit: str = "pad", average_reference: bool = True, embed_dim: int = 512, embed_num: int = 4,
                  depth: int = 8, num_heads: int = 8, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 dropout: float = 0.0, attn_dropout: float = 0.0):
+                 dropout: float = 0.0, attn_dropout: float = 0.0, init_std: float = 0.02, absent: str = "remove"):
         from braindecode.models import EEGPT
         from braindecode.models.eegpt import CHANNEL_DICT
 
         idx, names = named_channels(ch_names, n_channels, "eegpt", channel_set, montage, max_angle)
-        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit)
+        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit, absent)
         self.model_ch_names = names
+        self.n_lr_layers = depth
         self.average_reference = average_reference
         self.embed_dim = embed_num * embed_dim
         self.n_tokens = self.n_patches
@@ -95,16 +110,17 @@ class EEGPTEncoder(FoundationAdapter):
                 n_times=self.model_times, sfreq=self.model_sfreq, patch_size=self.patch_size, patch_stride=None,
                 embed_num=embed_num, embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                 qkv_bias=True, drop_prob=dropout, attn_drop_rate=attn_dropout, drop_path_rate=drop_path,
-                return_encoder_output=True, chan_proj_type="none")
+                return_encoder_output=True, chan_proj_type="none", init_std=init_std)
         enc = self.model.target_encoder
         if enc.chan_embed.num_embeddings != len(CHANNEL_DICT):
             enc.chan_embed = nn.Embedding(len(CHANNEL_DICT), embed_dim)
-            nn.init.normal_(enc.chan_embed.weight, std=0.02)
+            nn.init.normal_(enc.chan_embed.weight, std=init_std)
         if int(self.model.chans_id.max()) >= len(CHANNEL_DICT):
             raise ValueError("an input channel fell back to a sequential EEGPT id; check the channel mapping")
         self.register_buffer("token_time", torch.arange(self.n_patches), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""
@@ -135,3 +151,23 @@ class EEGPTEncoder(FoundationAdapter):
 
     def encode(self, x: Tensor, present: Tensor | None):
         return self.model(x, return_features=True)["features"], self.token_time, None, None
+
+    def encode_subset(self, x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor | None]:
+        c = self.n_model_channels
+        idx = torch.arange(self.n_patches, device=x.device).unsqueeze(1) * c + kept.to(x.device).unsqueeze(0)
+        z = self.model.target_encoder(x, self.model.chans_id, mask_x=idx)  # [b, P, embed_num, D]
+        return z.flatten(2), None
+
+    def token_mask_of(self, present: Tensor) -> None:
+        return None
+
+    def lr_layer_id(self, name: str) -> int:
+        sub = name[len("model.target_encoder."):] if name.startswith("model.target_encoder.") else ""
+        if sub.startswith("patch_embed"):
+            return 0
+        if sub.startswith("blocks."):
+            return int(sub.split(".")[1]) + 1
+        return self.n_lr_layers + 1
+
+    def no_weight_decay_names(self) -> set[str]:
+        return {"model.target_encoder.summary_token"}

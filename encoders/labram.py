@@ -82,10 +82,17 @@ class LaBraMEncoder(FoundationAdapter):
     LayerNorm, ``token_time [C'·P]`` = patch index, ``pooled`` = mean over present tokens
     (``pooling="mean"``) or the CLS token (``"cls"``).
 
-    Channel mask: LaBraM has no per-sample key-padding mask, so absent channels are **zero-filled** (their
-    tokens still exist and are attended to, carrying conv bias + position embedding) and marked absent in
-    ``token_mask``; ``pooled`` averages present tokens only. An absent channel's values never reach the
-    output.
+    Channel mask: LaBraM builds one token per channel and patch and names each channel by its position
+    embedding, so an absent channel is **left out** (``absent="remove"``, default): the model runs on the present
+    channels with their names only, as the official code does for any channel subset — the same tokens as a
+    recording that never had the channel. Its slots in the token grid are zero and ``token_mask`` marks them
+    absent; ``pooled`` averages present tokens (or is the CLS of the present channels). ``absent="zero"``: the
+    older zero-fill (the absent channel's tokens exist, carrying conv bias + position embedding, and are
+    attended to; its values still never reach the output).
+
+    Fine-tuning recipe hooks (``experiments/encoders/labram_recipe.yaml``): ``lr_layer_id`` is the official
+    ``get_num_layer_for_vit`` (``optim_factory.py``) on braindecode names, ``no_weight_decay_names`` the
+    official ``no_weight_decay()`` (``modeling_finetune.py``: ``pos_embed``, ``cls_token``, ``time_embed``).
 
     Args:
         pretrained: path of the official ``labram-base.pth`` (``ckpt["model"]``, keys ``student.*``), loaded
@@ -102,6 +109,7 @@ class LaBraMEncoder(FoundationAdapter):
             (200 = official base; must be a multiple of 100).
         num_layers, num_heads, mlp_ratio: transformer size (official base: 12, 10, 4).
         drop_path, dropout, attn_dropout: regularisation (braindecode names ``*_prob``).
+        absent: ``"remove"`` (default) or ``"zero"``, see above.
     """
 
     model_sfreq = 200.0
@@ -113,11 +121,11 @@ class LaBraMEncoder(FoundationAdapter):
                  channel_set: str = "all", max_angle: float | None = None, montage: str = "GSN-HydroCel-129",
                  patch_fit: str = "pad", pooling: str = "mean", embed_dim: int = 200, num_layers: int = 12,
                  num_heads: int = 10, mlp_ratio: float = 4.0, drop_path: float = 0.0, dropout: float = 0.0,
-                 attn_dropout: float = 0.0):
+                 attn_dropout: float = 0.0, absent: str = "remove"):
         from braindecode.models import Labram
 
         idx, names = named_channels(ch_names, n_channels, "labram", channel_set, montage, max_angle)
-        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit)
+        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit, absent)
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling: {pooling!r} is not 'mean' or 'cls'")
         per_step = self.patch_size // 8  # the temporal conv (stride 8) leaves 25 steps per patch
@@ -125,6 +133,7 @@ class LaBraMEncoder(FoundationAdapter):
             raise ValueError(f"embed_dim must be a multiple of {4 * per_step} (conv channels x {per_step}), got {embed_dim}")
         self.model_ch_names = names
         self.pooling = pooling
+        self.n_lr_layers = num_layers
         self.embed_dim = embed_dim
         self.n_tokens = len(names) * self.n_patches
         with warnings.catch_warnings():
@@ -140,6 +149,7 @@ class LaBraMEncoder(FoundationAdapter):
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(names)), persistent=False)
         if pretrained:
             self.load_official(pretrained)
+            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""
@@ -155,3 +165,28 @@ class LaBraMEncoder(FoundationAdapter):
         out = self.model(x, return_features=True, ch_names=self.model_ch_names)
         cls = out["cls_token"] if self.pooling == "cls" else None
         return out["features"], self.token_time, channel_major(present, self.n_patches), cls
+
+    def encode_subset(self, x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor | None]:
+        names = [self.model_ch_names[i] for i in kept.tolist()]
+        out = self.model(x.index_select(1, kept), return_features=True, ch_names=names)
+        b, d = x.shape[0], out["features"].shape[-1]
+        grid = out["features"].new_zeros(b, self.n_model_channels, self.n_patches, d)
+        grid = grid.index_copy(1, kept, out["features"].reshape(b, len(names), self.n_patches, d))
+        return grid.flatten(1, 2), out["cls_token"] if self.pooling == "cls" else None
+
+    def lr_layer_id(self, name: str) -> int:
+        """Official ``get_num_layer_for_vit`` (LaBraM ``optim_factory.py``) on the official name of ``name``:
+        ``cls_token``, ``mask_token``, ``pos_embed`` and ``patch_embed.*`` -> 0, ``blocks.i.*`` -> i + 1, the rest
+        (``time_embed`` included, as in the official rule) -> ``n_lr_layers + 1``."""
+        if not name.startswith("model."):
+            return self.n_lr_layers + 1
+        off = labram_key_to_official(name[len("model."):])[len("student."):]
+        if off in ("cls_token", "mask_token", "pos_embed") or off.startswith("patch_embed"):
+            return 0
+        if off.startswith("blocks."):
+            return int(off.split(".")[1]) + 1
+        return self.n_lr_layers + 1
+
+    def no_weight_decay_names(self) -> set[str]:
+        """Official ``no_weight_decay()``: ``pos_embed``, ``cls_token``, ``time_embed`` (braindecode names)."""
+        return {"model.position_embedding", "model.cls_token", "model.temporal_embedding"}

@@ -100,6 +100,15 @@ class Attention(nn.Module):
             w = logits.float().softmax(-1).mean(1)  # [B, N]
         return y, w
 
+    def weights(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """Head-averaged softmax attention of every query over every key: ``[B, N, N]`` (explicit; for maps)."""
+        B, N, D = x.shape
+        q, k, _ = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        logits = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)  # [B, H, N, N]
+        if key_mask is not None:
+            logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return logits.float().softmax(-1).mean(1)
+
 
 class TransformerBlock(nn.Module):
     """Pre-norm block: ``x + Attn(LN(x))``, then ``x + FFN(LN(x))`` with a GELU FFN of width ``mlp_ratio·D``."""
@@ -158,3 +167,30 @@ class TokenTransformer(nn.Module):
             attn = attn * present.to(attn.dtype)
         attn = attn / attn.sum(-1, keepdim=True).clamp_min(1e-12)
         return cls, out, attn
+
+    @torch.no_grad()
+    def rollout(self, tokens: Tensor, present: Tensor | None = None, include_cls: bool = False) -> Tensor:
+        """Attention rollout (Abnar & Zuidema 2020): how much each input token flows into the mean of the
+        output tokens a mean-based readout averages (the present tokens, plus the CLS with ``include_cls``).
+
+        Per block ``A = ½·(head-averaged attention) + ½·I`` (the residual), ``R = A_L ⋯ A_1``; the result is
+        the query tokens' mean row of ``R`` over the input tokens ``[B, N]`` (the CLS's own input share left
+        out), 0 at absent tokens, renormalised to sum 1."""
+        B, N, _ = tokens.shape
+        x = torch.cat([self.cls_token.expand(B, -1, -1).to(tokens.dtype), tokens], dim=1)
+        keep = torch.ones(B, N + 1, dtype=torch.bool, device=tokens.device)
+        if present is not None:
+            keep[:, 1:] = present
+        key_mask = None if bool(keep.all()) else keep
+        eye = torch.eye(N + 1, device=tokens.device)
+        R = eye.expand(B, -1, -1)
+        for blk in self.blocks:
+            A = 0.5 * blk.attn.weights(blk.norm1(x), key_mask) + 0.5 * eye
+            R = (A / A.sum(-1, keepdim=True)) @ R
+            x, _ = blk(x, key_mask)
+        q = keep.float()
+        if not include_cls:
+            q[:, 0] = 0.0
+        q = q / q.sum(-1, keepdim=True).clamp_min(1.0)
+        w = (q[:, None, :] @ R).squeeze(1)[:, 1:] * keep[:, 1:].float()
+        return w / w.sum(-1, keepdim=True).clamp_min(1e-12)

@@ -47,6 +47,49 @@ def safe_load(path: str | Path) -> dict[str, Any]:
     return _load_allowlisted(path, first)
 
 
+def probe_checkpoint(path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` opens with ``torch.load(weights_only=True)`` (what Lightning's
+    own ``ckpt_path`` loading needs); memory-mapped where the format allows, so nothing large is copied."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - mmap's own errors say little (legacy format, truncation): load plainly
+            torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused to load — it names Python objects beyond tensors and plain data "
+                              f"({_first_line(e)}) — re-save its weights: {resave_command(path)}") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {_first_line(e)} — use a "
+                              f"complete copy (fit writes RUN/checkpoints/*.ckpt)") from e
+
+
+def check_fits(module: nn.Module, path: str | Path, where: str = "") -> None:
+    """Raise :class:`CheckpointError` unless the state dict in checkpoint ``path`` has exactly ``module``'s keys and
+    shapes (read memory-mapped with ``weights_only=True``)."""
+    try:
+        ck = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - probe_checkpoint reports unreadable files
+        return
+    state = state_dict_of(ck)
+    missing, unexpected, shape = key_diff(module, state)
+    if missing or unexpected or shape:
+        own = module.state_dict()
+        parts = ([f"shape {k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:2]]
+                 + [f"missing {k}" for k in missing[:2]] + [f"unexpected {k}" for k in unexpected[:2]])
+        raise CheckpointError(f"{where or path}: does not fit the configured {type(module).__name__} "
+                              f"({'; '.join(parts)}) — test with the settings it was trained with (--config "
+                              f"RUN/config.yaml: encoder, window_s, resample)")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x for x in str(e).splitlines() if x.strip()]
+    unsupported = [x.strip() for x in lines if "Unsupported global" in x]
+    return (unsupported or lines or [type(e).__name__])[0][:300]
+
+
 def resave_command(path: str | Path) -> str:
     """The one-off command that re-saves a trusted checkpoint's weights as a plain state dict."""
     out = Path(path).with_suffix(".weights.pt")

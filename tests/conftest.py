@@ -22,3 +22,15 @@ def demo_root_h(tmp_path_factory):
     from datamodules.synthetic import write_demo
 
     return write_demo(tmp_path_factory.mktemp("demo") / "nmed-h", dataset="nmed-h", **DEMO_KW)
+
+
+@pytest.fixture(scope="session")
+def pool_root(tmp_path_factory):
+    """Both layouts under one folder, as the paper pools them: ``nmed-t/`` (10 songs) and ``nmed-h/`` (4 songs, intact
+    versions, hearings a/b), 2 subjects each (ids 1, 2 in both: two different people per id), 24 s; read-only."""
+    from datamodules.synthetic import write_demo
+
+    root = tmp_path_factory.mktemp("pool")
+    write_demo(root / "nmed-t", dataset="nmed-t", seed=0, n_subjects=2, duration_s=24.0)
+    write_demo(root / "nmed-h", dataset="nmed-h", seed=0, n_subjects=2, duration_s=24.0, conditions=("orig",))
+    return root

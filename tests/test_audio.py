@@ -263,7 +263,7 @@ def test_laion_checkpoint(tmp_path, caplog):
     sd = src.state_dict()
     assert any(k.startswith("text_") for k in sd)  # the file carries text weights too; they are ignored
     ckpt = {"state_dict": {"module." + k: v for k, v in sd.items()},
-            "epoch": np.float64(3.0)}  # a numpy scalar, like the official files: needs the trusted fallback
+            "epoch": np.float64(3.0)}  # a numpy scalar, like the official files: weights_only=True refuses it
     path = tmp_path / "clap_tiny.pt"
     torch.save(ckpt, path)
 

@@ -347,6 +347,6 @@ def test_eeg2mel_stage_fits_and_writes_metrics(tmp_path):
         trainer.fit(module, loader)
         trainer.test(module, loader, verbose=False)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for name in ("id50", "song14", "mel_mse", "mel_id50"):
-        assert {"mean", "std", "n", "chance"} <= set(metrics[name]), name
+    for name in ("id50", "song_id", "mel_mse", "mel_id50"):
+        assert {"mean", "n", "chance", "ci95"} <= set(metrics[name]), name
     assert metrics["mel_mse"]["n"] == 24

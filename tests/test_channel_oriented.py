@@ -156,8 +156,8 @@ def test_montage_positions_and_groups():
 # ---------------------------------------------------------------------------------------------- block tokens
 def test_block_tokens_grid_and_mask_semantics():
     torch.manual_seed(0)
-    enc = BlockTokenEncoder(125, 125.0, 250, n_groups=16, embed_dim=16, depth=1, num_heads=2, patch_size=125).eval()
-    again = BlockTokenEncoder(125, 125.0, 250, n_groups=16, embed_dim=16, depth=1, num_heads=2, patch_size=125)
+    enc = BlockTokenEncoder(125, 125.0, 250, grouping="partition", n_groups=16, embed_dim=16, depth=1, num_heads=2, patch_size=125).eval()
+    again = BlockTokenEncoder(125, 125.0, 250, grouping="partition", n_groups=16, embed_dim=16, depth=1, num_heads=2, patch_size=125)
     assert enc.groups == again.groups
     assert sorted(c for g in enc.groups for c in g) == list(range(125))
     P = 2
@@ -232,7 +232,7 @@ def test_cluster_dropout_on_the_net_is_spatially_contiguous_at_the_rate():
 
 # ---------------------------------------------------------------------------------------------- configs
 @pytest.mark.parametrize("name", ["channel_oriented", "block_tokens"])
-def test_encoder_yaml_builds_and_feeds_the_tokens_head(name):
+def test_encoder_yaml_builds_and_feeds_its_head(name):
     from chanmusic.stages.align import AlignModule
 
     cfg = yaml.safe_load((ROOT / "experiments" / "encoders" / f"{name}.yaml").read_text())["model"]["init_args"]
@@ -240,7 +240,8 @@ def test_encoder_yaml_builds_and_feeds_the_tokens_head(name):
     mod, cls = spec["class_path"].rsplit(".", 1)
     enc = getattr(importlib.import_module(mod), cls)(125, 125.0, 250, default_ch_names(125), **spec["init_args"])
     model = AlignModule(enc, clap_dim=32, **cfg)
-    assert model.hparams.head == "tokens" and model.hparams.channel_dropout > 0
+    assert model.hparams.head == "temporal" and model.hparams.readout == "cls+tokens"
+    assert model.hparams.channel_dropout > 0 and model.channel_dropout.mode == "cluster"
     batch_mask = model.channel_dropout.train()(torch.ones(2, 125, dtype=torch.bool))
     assert model(torch.randn(2, 125, 250), batch_mask).shape == (2, 32)
 

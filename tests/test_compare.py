@@ -44,14 +44,16 @@ def fake(tmp_path):
 def test_paper_spec_has_the_papers_rows_and_numbers(tmp_path):
     s = load_spec(DEFAULT_SPEC, "quick", out=tmp_path / "x")
     names = [r.name for r in s.rows if r.section == "main"]
-    assert names == ["linear_reference", "audio_oracle", "eeg2mel", "labram", "eegpt", "cbramod", "channel_oriented"]
+    assert names == ["linear_reference", "audio_oracle", "eeg2mel", "labram", "labram_nmed", "eegpt", "cbramod",
+                     "channel_oriented"]
     assert [r.name for r in s.rows if r.section == "ablation"] == [
         "no_pretraining", "block_tokens", "no_channel_dropout", "encoder_fixed", "linear_head_finetuned",
         "linear_head_frozen"]
     assert s.row("audio_oracle").kind == "reconstruct"
     ours = s.row("channel_oriented")
     assert ours.pretrain and ours.paper == {"clap_score": 0.683, "id50": 0.487, "song14": 0.692, "genre_agreement": 0.203}
-    assert s.row("cbramod").paper["id50"] == 0.402 and s.row("labram").paper["song14"] == 0.681
+    assert s.row("cbramod").paper["id50"] == 0.402 and s.row("labram_nmed").paper["song14"] == 0.681
+    assert s.row("labram_nmed").pretrain and not s.row("labram").paper  # the authors' LaBraM was pretrained on NMED
     assert s.row("eeg2mel").paper["clap_score"] == 0.588
     assert s.profile["demo_data"]["root"] == str(tmp_path / "x" / "data" / "nmed-t") and s.seeds == [0]
     assert load_spec(DEFAULT_SPEC, "full").seeds == list(range(5))

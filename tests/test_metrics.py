@@ -76,12 +76,15 @@ def test_overlapping_windows_are_excluded():
     assert out["mean"].item() == 1.0
 
 
-def test_too_few_items_is_a_clear_error():
+def test_a_metric_that_cannot_be_formed_says_why():
+    # one song present: song identification has no distractor -> MetricUnavailable (the stages write null + reason)
+    from chanmusic.evaluation.metrics import MetricUnavailable
+
     m = Identification(50, "song")
     t = torch.randn(3, 8)
     z = torch.zeros(3, dtype=torch.long)
     m.update(t, t, torch.arange(3), z, z, z, torch.arange(3) * 500, torch.full((3,), 250))
-    with pytest.raises(ValueError, match="no valid distractor"):
+    with pytest.raises(MetricUnavailable, match="only 1 song present"):
         m.compute()
 
 

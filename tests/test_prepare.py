@@ -114,8 +114,10 @@ def test_missing_cache_without_preparer_says_what_to_run(small_demo, tmp_path):
 def test_bad_data_settings_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="data.dataset"):
         NMEDDataModule(str(tmp_path), dataset="nmed-x")
-    with pytest.raises(FileNotFoundError, match="data.root"):
+    with pytest.raises(ValueError, match="data.root"):
         NMEDDataModule(str(tmp_path / "absent")).prepare_settings()
+    with pytest.raises(ValueError, match=r"--data\.root: no song\*_Imputed\.mat files"):
+        NMEDDataModule(str(tmp_path)).prepare_settings()  # a folder without release files
 
 
 _RSS_SCRIPT = textwrap.dedent('''

@@ -42,14 +42,14 @@ def tiny_module(**kw):
 def test_crops_noise_and_subsets_follow_their_sizes():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5, C, 100)
-    assert temporal_crop(x, (0.3, 0.6), 40, g).shape == (5, C, 40)
-    exact = temporal_crop(x, (0.5, 0.5), 50, g)  # crop of 50 kept at 50 samples: a contiguous slice
+    assert temporal_crop(x, (0.3, 0.6), 40, g, resize=True).shape == (5, C, 40)
+    exact = temporal_crop(x, (0.5, 0.5), 50, g)  # native crop of 50 samples: a contiguous slice
     for b in range(5):
         starts = [s for s in range(51) if torch.equal(x[b, :, s:s + 50], exact[b])]
         assert len(starts) == 1
     with pytest.raises(ValueError):
         temporal_crop(x, (0.0, 0.5))
-    views = MultiCropEEG(3, 5, (0.5, 1.0), (0.1, 0.3), 100, 48, 0.0, 0.0)(x, g)
+    views = MultiCropEEG(3, 5, (0.5, 1.0), (0.1, 0.3), 100, 48, 0.0, 0.0, resize=True)(x, g)
     assert len(views.global_views) == 3 and len(views.local_views) == 5
     assert all(v.shape == (5, C, 100) for v in views.global_views)
     assert all(v.shape == (5, C, 48) for v in views.local_views)
@@ -171,12 +171,15 @@ def test_lightning_fit_writes_a_checkpoint_that_align_loads(tmp_path):
     sd = safe_load(last)["state_dict"]  # loads with weights_only=True
     assert any(k.startswith("teacher_encoder.") for k in sd) and any(k.startswith("encoder.") for k in sd)
     fresh = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=32, depth=1, num_heads=2, patch_size=16)
-    load_encoder_weights(fresh, last)
+    assert safe_load(last)["chanmusic_encoders"] == {"student": "encoder.", "teacher": "teacher_encoder."}
+    assert load_encoder_weights(fresh, last) == "teacher_encoder."  # the EMA teacher by default
     for k, v in fresh.state_dict().items():
-        torch.testing.assert_close(v, m.encoder.state_dict()[k])
+        torch.testing.assert_close(v, m.teacher_encoder.state_dict()[k])
     enc2 = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=32, depth=1, num_heads=2, patch_size=16)
-    align = AlignModule(enc2, clap_dim=16, head="tokens", head_hidden=4, init_encoder_from=str(last))
+    align = AlignModule(enc2, clap_dim=16, head="temporal", head_hidden=4, init_encoder_from=str(last),
+                        init_encoder_weights="student")
     torch.testing.assert_close(align.encoder.patch_embed.weight, m.encoder.patch_embed.weight)
+    assert not torch.equal(m.encoder.patch_embed.weight, m.teacher_encoder.patch_embed.weight)
 
 
 # ---------------------------------------------------------------------------------------------- monitor

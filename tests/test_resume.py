@@ -52,7 +52,9 @@ def _args(small_demo, tmp: Path, runs: Path) -> list[str]:
     ckpt_yaml = tmp / "step_checkpoints.yaml"
     ckpt_yaml.write_text(STEP_CKPT.format(every=EVERY))
     root, cache = small_demo
+    # 7-s split spans, 17.5% test: 94 train windows, 5 steps of 16 per epoch
     return ddp_align.cli_args(root, cache, runs, "--config", str(ckpt_yaml), "--data.test_fraction", "0.175",
+                              "--data.span_s", "7",
                               "--data.batch_size", "16", "--trainer.max_epochs", "3",
                               "--model.init_args.channel_dropout", "0.2")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from chanmusic.data.audio_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
 from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS, cache_lock
-from datamodules.nmed import NMEDFormatError, audio_path, read_audio, read_recordings
+from datamodules.nmed import NMEDFormatError, Recording, audio_path, read_audio, read_recordings
+from datamodules.selection import parse_subject_refs, songs_by_dataset, subject_id
 
 log = logging.getLogger("chanmusic")
 NATIVE_SFREQ = 125.0  # the releases' rate, expected unless the settings say otherwise
@@ -40,8 +41,7 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
         print(f"[prepare] cache up to date, reusing {path}")
         return path
     print(f"[prepare] building cache {path}")
-    root, dataset = Path(settings["root"]), settings["dataset"]
-    audio_root = Path(settings["audio_root"])
+    audio_roots = {src["dataset"]: Path(src["audio_root"]) for src in settings["sources"]}
     writer = CacheWriter(path)
     recordings: list[dict[str, Any]] = []
     segments: list[tuple[int, ...]] = []
@@ -49,28 +49,27 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
     stimuli: list[str] = []
     warnings: dict[str, int] = {"clipped_values": 0, "flat_channels": 0, "tail_samples_unused": 0}
     window_s, stride_s = settings["window_s"], settings["stride_s"]
-    audio_len_s: dict[int, float] = {}
+    audio_len_s: dict[tuple[str, int], float] = {}
     sfreq_out = None
     ch_names = None
 
-    recs = read_recordings(root, dataset, subjects=settings.get("subjects"), songs=settings.get("songs"),
-                           conditions=settings.get("conditions"),
-                           expected_sfreq=settings.get("expected_sfreq", NATIVE_SFREQ))
-    for rec in tqdm(recs, desc="prepare: recordings", unit="rec"):
+    for rec in tqdm(selected_recordings(settings), desc="prepare: recordings", unit="rec"):
         from chanmusic.data.preprocess import preprocess_recording
 
+        audio_root = audio_roots[rec.dataset]
         if ch_names is None:
             ch_names = list(rec.ch_names)
         elif list(rec.ch_names) != ch_names:
             raise NMEDFormatError(f"{rec.source}: channel names differ from the first recording's")
         check_recording(rec.eeg, rec.source, rec.subject)
-        if rec.stimulus not in audio_len_s:
-            audio_len_s[rec.stimulus] = _audio_seconds(audio_root, rec.stimulus)
+        akey = (rec.dataset, rec.stimulus)  # both releases number their songs from 21
+        if akey not in audio_len_s:
+            audio_len_s[akey] = _audio_seconds(audio_root, rec.stimulus)
             check_song_audio(audio_path(audio_root, rec.stimulus), warnings)
         eeg_s = rec.eeg.shape[1] / rec.sfreq
-        if audio_len_s[rec.stimulus] + 1e-6 < eeg_s:
+        if audio_len_s[akey] + 1e-6 < eeg_s:
             raise NMEDFormatError(
-                f"{audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[rec.stimulus]:.2f} s but the EEG "
+                f"{audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[akey]:.2f} s but the EEG "
                 f"recording {rec.source} (subject {rec.subject}) is {eeg_s:.2f} s. Use the full-length song "
                 f"file (audio sample 0 must be EEG sample 0)")
         x, sfreq, counts = preprocess_recording(
@@ -92,20 +91,22 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
         sk = stimuli.index(key)
         starts = np.arange(0, T - L + 1, hop)
         warnings["tail_samples_unused"] += int(T - (starts[-1] + L))
+        sid = subject_id(rec.dataset, rec.subject)  # namespaced by dataset (datamodules.selection)
         for s in starts:
             m = music_index.setdefault((sk, int(s), L), len(music_index))
-            segments.append((r, rec.subject, rec.song, int(s), L, m))
-        recordings.append({"dataset": rec.dataset, "subject": rec.subject, "song": rec.song,
+            segments.append((r, sid, rec.song, int(s), L, m))
+        recordings.append({"dataset": rec.dataset, "subject": rec.subject, "subject_id": sid, "song": rec.song,
                            "stimulus": rec.stimulus, "condition": rec.condition, "hearing": rec.hearing,
                            "offset": offset, "n_samples": T, "source": rec.source})
-    missing = missing_release_files(root, dataset, settings)
-    if missing:
-        warnings["missing_release_files"] = len(missing)
-        log.warning("%s: %d release file(s) not found and left out: %s", root, len(missing),
-                    ", ".join(missing[:6]) + (" …" if len(missing) > 6 else ""))
+    for src in settings["sources"]:
+        missing = missing_release_files(Path(src["root"]), src["dataset"], settings)
+        if missing:
+            warnings["missing_release_files"] = warnings.get("missing_release_files", 0) + len(missing)
+            log.warning("%s: %d release file(s) not found and left out: %s", src["root"], len(missing),
+                        ", ".join(missing[:6]) + (" …" if len(missing) > 6 else ""))
     if not recordings:
-        raise NMEDFormatError(f"{root}: no recordings matched the selection (subjects={settings.get('subjects')}, "
-                              f"songs={settings.get('songs')}, conditions={settings.get('conditions')})")
+        raise NMEDFormatError(f"data.subjects: no recordings matched the selection (subjects={settings.get('subjects')}, "
+                              f"songs={settings.get('songs')}, conditions={settings.get('conditions')}) — widen it")
 
     music = np.array(list(music_index.keys()), dtype=np.int64).reshape(-1, len(MUSIC_COLUMNS))
     clap = load_clap(settings["clap_spec"], seed=settings["clap_seed"])
@@ -113,8 +114,8 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
     clap_out = None
     mel_out = None
     for sk, key in enumerate(tqdm(stimuli, desc="prepare: music segments", unit="song")):
-        stim = int(key.split(":")[1])
-        audio, sr = read_audio(audio_root, stim, target_sr=MEL_SR)
+        dataset, stim = key.split(":")[0], int(key.split(":")[1])
+        audio, sr = read_audio(audio_roots[dataset], stim, target_sr=MEL_SR)
         rows = np.flatnonzero(music[:, 0] == sk)
         for b in range(0, len(rows), batch_size):
             chunk = rows[b:b + batch_size]
@@ -130,7 +131,7 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
             mel_out[chunk] = mel
     clap_out.flush()
     mel_out.flush()
-    check_embeddings(clap_out, music, stimuli, audio_root)
+    check_embeddings(clap_out, music, stimuli, ", ".join(str(a) for a in audio_roots.values()))
     del clap_out, mel_out
     writer.save_array("segments", np.array(segments, dtype=np.int64).reshape(-1, len(SEGMENT_COLUMNS)))
     writer.save_array("music", music)
@@ -150,14 +151,42 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
     return path
 
 
+def selected_recordings(settings: dict[str, Any]) -> Iterator[Recording]:
+    """The recordings of every selected dataset (``settings["sources"]``), one at a time, with the selection's
+    songs, conditions, NMED-H hearings and subjects (ids namespaced as in ``datamodules.selection``: a bare id
+    found in two datasets is ambiguous and an error; any requested id found nowhere is an error)."""
+    datasets = [src["dataset"] for src in settings["sources"]]
+    songs = songs_by_dataset(settings.get("songs"), datasets)
+    refs = parse_subject_refs(settings.get("subjects"), datasets, "subjects")
+    found: dict[str, set[int]] = {d: set() for d in datasets}
+    for src in settings["sources"]:
+        d = src["dataset"]
+        wanted = None if refs is None else sorted(refs[0][d] | refs[1])
+        if wanted == []:
+            continue
+        hearings = settings.get("hearings") if d == "nmed-h" else None
+        conditions = settings.get("conditions") if d == "nmed-h" else None
+        for rec in read_recordings(Path(src["root"]), d, subjects=wanted, songs=songs[d], conditions=conditions,
+                                   hearings=hearings, require_subjects=False,
+                                   expected_sfreq=settings.get("expected_sfreq", NATIVE_SFREQ)):
+            found[d].add(rec.subject)
+            yield rec
+    if refs is not None:
+        from datamodules.selection import resolve_subjects
+
+        resolve_subjects(refs, found, "subjects")  # raises on a missing or colliding id
+
+
 def missing_release_files(root: Path, dataset: str, settings: dict[str, Any]) -> list[str]:
     """Release files (NMED-T ``songNN_Imputed.mat``) or archive members (NMED-H ``<cond>.zip::songNN_h``) that the
     selection asks for (all songs, or ``settings["songs"]``) but are not under ``root``."""
     from datamodules.nmed.sources import nmedh_sources, nmedt_sources
     from datamodules.songs import NMEDH_CONDITIONS, SONGS
 
-    conds = settings.get("conditions") or list(NMEDH_CONDITIONS)
+    conds = settings.get("conditions")  # None: every condition archive present (the data module's default)
     sources = nmedt_sources(root) if dataset == "nmed-t" else nmedh_sources(root, conds)
+    if conds is None:
+        conds = [c for c in NMEDH_CONDITIONS if any(s.condition == c for s in sources)]
     seen = {(s.stimulus, s.hearing) for s in sources}
 
     songs = settings.get("songs")
@@ -168,7 +197,7 @@ def missing_release_files(root: Path, dataset: str, settings: dict[str, Any]) ->
     for c in conds:
         for n in base:
             stim = NMEDH_CONDITIONS[c] + n - 21
-            out += [f"CleanEEG_aggregatedByStimulus_{c}.zip::song{stim}_{h}" for h in ("a", "b")
+            out += [f"CleanEEG_aggregatedByStimulus_{c}.zip::song{stim}_{h}" for h in (settings.get("hearings") or "ab")
                     if (stim, h) not in seen]
     return out
 

@@ -21,7 +21,7 @@ class TrueAudio:
         self.dm = dm
         self.sr = int(sr or MEL_SR)
         self.sfreq = float(dm.cache.manifest.get("sfreq", dm.sfreq))
-        self._audio: dict[int, np.ndarray] = {}
+        self._audio: dict[str, np.ndarray] = {}
 
     def stimulus(self, music: int) -> str:
         """``"nmed-t:21"``-style key of the segment's stimulus."""
@@ -32,10 +32,12 @@ class TrueAudio:
         from datamodules.nmed import read_audio
 
         _, start, length = (int(v) for v in self.dm.cache.music[int(music)])
-        number = int(self.stimulus(music).split(":")[1])
-        if number not in self._audio:
-            self._audio[number] = read_audio(self.dm.audio_root, number, target_sr=self.sr)[0]
-        return _cut(self._audio[number], self.sr, start, length, self.sfreq)
+        key = self.stimulus(music)  # both releases number songs from 21: the dataset picks the audio folder
+        dataset, number = key.split(":")[0], int(key.split(":")[1])
+        if key not in self._audio:
+            roots = {src.dataset: src.audio_root for src in getattr(self.dm, "sources", [])}
+            self._audio[key] = read_audio(roots.get(dataset, self.dm.audio_root), number, target_sr=self.sr)[0]
+        return _cut(self._audio[key], self.sr, start, length, self.sfreq)
 
     def clips(self, music: Sequence[int]) -> np.ndarray:
         """``[B, S]`` float32 (all segments of a run have one length)."""

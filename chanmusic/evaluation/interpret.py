@@ -37,8 +37,10 @@ def collect_test_outputs(model, dm, max_windows: int | None = None) -> dict[str,
     with torch.no_grad():
         for batch in dm.test_dataloader():
             out = model.encoder(batch["eeg"], batch["channel_mask"])
-            if out.channel_attention is not None:
-                att.append(out.channel_attention.float().cpu().numpy())
+            a, kind = (model.channel_map(batch["eeg"], batch["channel_mask"]) if hasattr(model, "channel_map")
+                       else (out.channel_attention, "CLS attention"))  # the map of the readout actually used
+            if a is not None:
+                att.append(a.float().cpu().numpy())
             pooled.append(out.pooled.float().cpu().numpy())
             if hasattr(model, "head"):
                 emb.append(model.head(out).float().cpu().numpy())
@@ -49,7 +51,7 @@ def collect_test_outputs(model, dm, max_windows: int | None = None) -> dict[str,
                 break
     cat = lambda xs: np.concatenate(xs) if xs else None  # noqa: E731
     return {"channel_attention": cat(att), "embedding": cat(emb) if emb else cat(pooled), "clap": cat(clap),
-            "song": cat(song)}
+            "song": cat(song), "attention_kind": kind if seen else "CLS attention"}
 
 
 def song_dissimilarity(emb: np.ndarray, song: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +99,10 @@ def interpret_run(stepdir: str | Path, outdir: str | Path, name: str, label: str
     else:
         mean = att.mean(0)
         attention_topomap(mean, ch_names, outdir / f"{name}_attention.png",
-                          f"{label or name}: CLS→channel attention\n(mean over {len(att)} test windows)")
+                          f"{label or name}: readout→channel map, {res['attention_kind']}\n"
+                          f"(mean over {len(att)} test windows)")
         summary["attention"] = f"{name}_attention.png"
+        summary["attention_kind"] = res["attention_kind"]
         top = np.argsort(mean)[::-1][:10]
         summary["top_channels"] = [[ch_names[i], float(mean[i])] for i in top]
         np.save(outdir / f"{name}_attention.npy", mean)

@@ -2,17 +2,24 @@
 
 Identification (DESIGN.md): for each test item, its true audio embedding competes with N-1 distractor
 audio embeddings; a hit is the true one scoring the highest cosine with the item's prediction. Repeated
-with a seeded generator; mean ± std (ddof=0) over repeats. Distractor rules by ``distractors``:
+with a seeded generator. Distractor rules by ``distractors``:
 
 - ``"segment"`` (``id50``): other *distinct* music segments of the test set (the same song window heard
   by another subject is the same audio, never a distractor), excluding any that overlaps the target in
   time within the same stimulus.
-- ``"song"`` (``song14``) / ``"genre"`` (``genre10``): one random test segment from each other song /
-  genre present (at most ``n_way - 1`` of them), so N = number of songs / genres present.
+- ``"song"`` (``song_id``) / ``"genre"`` (``genre_id``): one random test segment from each other song /
+  genre present (at most ``n_way - 1``; ``n_way=None``: all), so N = number of songs / genres present.
 - ``"within_song"``: other non-overlapping segments of the *same stimulus* only, so song-level cues
   (and song-level recording fingerprints) cannot help.
 
-Chance is the mean of ``1 / n_candidates`` over items.
+``compute()`` gives the mean over items of each item's hit rate over the repeats, ``n`` (items scored),
+``n_way`` (the number of candidates actually used: the largest; ``n_way_min`` where items had fewer),
+``chance`` (mean of ``1 / n_candidates``), ``ci_low`` / ``ci_high`` (seeded bootstrap 95% interval over
+items, :mod:`chanmusic.evaluation.intervals`) and ``draw_std`` (spread of the repeats' accuracies: NOT an
+uncertainty; also under its old name ``std`` for in-process callers). Items with no possible distractor
+are left out and counted (``n_excluded``); when no item has one — e.g. genre identification on NMED-H alone,
+whose four songs share one genre — ``compute()`` raises :class:`MetricUnavailable` with the reason, which the
+stages write as ``null``.
 """
 from __future__ import annotations
 
@@ -22,14 +29,29 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import Metric
 
+from chanmusic.evaluation.intervals import bootstrap_ci
+
 DISTRACTORS = ("segment", "song", "genre", "within_song")
+
+
+class MetricUnavailable(ValueError):
+    """A metric that cannot be formed on this data (its message is the reason written beside ``null``)."""
+
+
+def reset_metric(metric: Metric) -> None:
+    """``metric.reset()``, also after a ``compute()`` that raised: torchmetrics then leaves the states synced
+    (concatenated across processes), and a plain reset fails under DDP."""
+    if getattr(metric, "_is_synced", False):
+        metric.unsync()
+    metric.reset()
 
 
 class Identification(Metric):
     """N-way identification of the heard music segment from a predicted embedding.
 
     ``update(preds [B, D], targets [B, D], music [B], song [B], genre [B], stimulus [B], start [B], length [B],
-    segment [B] | None)``; ``compute() -> {"mean", "std", "n", "chance"}`` (tensors).
+    segment [B] | None)``; ``compute() -> {"mean", "n", "n_way", "chance", "ci_low", "ci_high", "draw_std", ...}``
+    (tensors; see the module docstring). ``n_way=None``: every class present (song / genre modes).
 
     ``segment`` (the EEG window's id) makes the result independent of how the test set was dealt out:
     items seen more than once (``DistributedSampler`` pads the last batch with repeats under DDP) count
@@ -39,12 +61,15 @@ class Identification(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, n_way: int = 50, distractors: str = "segment", repeats: int = 10, seed: int = 0, **kwargs):
+    def __init__(self, n_way: int | None = 50, distractors: str = "segment", repeats: int = 10, seed: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         if distractors not in DISTRACTORS:
             raise ValueError(f"distractors must be one of {DISTRACTORS}, got {distractors!r}")
-        if n_way < 2:
-            raise ValueError("n_way must be at least 2")
+        if n_way is not None and n_way < 2:
+            raise ValueError("n_way must be at least 2 (or None: every class present)")
+        if n_way is None and distractors not in ("song", "genre"):
+            raise ValueError("n_way=None (every class present) is for song / genre identification")
         self.n_way, self.distractors, self.repeats, self.seed = n_way, distractors, repeats, seed
         for name in ("preds", "targets", "music", "song", "genre", "stimulus", "start", "length", "segment"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
@@ -69,22 +94,40 @@ class Identification(Metric):
             _, keep = np.unique(seg, return_index=True)
             P, A = P[torch.from_numpy(keep)], A[torch.from_numpy(keep)]
             music, song, genre, stim, start, length = (x[keep] for x in (music, song, genre, stim, start, length))
-        scores, chance = identification_scores(P, A, music, song, genre, stim, start, length, self.n_way,
-                                               self.distractors, self.repeats, self.seed)
-        return {"mean": torch.tensor(float(np.mean(scores))), "std": torch.tensor(float(np.std(scores))),
-                "n": torch.tensor(len(P)), "chance": torch.tensor(chance)}
+        hits, n_cand = identification_hits(P, A, music, song, genre, stim, start, length, self.n_way,
+                                           self.distractors, self.repeats, self.seed)
+        ok = n_cand >= 2
+        if not ok.any():
+            what = {"song": "song", "genre": "genre"}.get(self.distractors)
+            present = len(np.unique(song if what == "song" else genre)) if what else None
+            raise MetricUnavailable(
+                f"{self.distractors} identification: no test item has a distractor"
+                + (f" (only {present} {what}{'s' if present != 1 else ''} present in the test set)" if what else
+                   f" ({len(P)} test items, too few distinct non-overlapping segments)"))
+        per_item = hits[:, ok].mean(0)
+        lo, hi = bootstrap_ci(per_item, self.seed)
+        draws = hits[:, ok].mean(1)
+        out = {"mean": float(per_item.mean()), "n": int(ok.sum()), "n_way": int(n_cand[ok].max()),
+               "chance": float(np.mean(1.0 / n_cand[ok])), "ci_low": lo, "ci_high": hi,
+               "draw_std": float(draws.std()), "std": float(draws.std()), "repeats": self.repeats}
+        if n_cand[ok].min() != n_cand[ok].max():
+            out["n_way_min"] = int(n_cand[ok].min())
+        if not ok.all():
+            out["n_excluded"] = int((~ok).sum())
+        return {k: torch.tensor(v) for k, v in out.items()}
 
 
-def identification_scores(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray, genre: np.ndarray,
-                          stim: np.ndarray, start: np.ndarray, length: np.ndarray, n_way: int,
-                          distractors: str, repeats: int, seed: int) -> tuple[np.ndarray, float]:
-    """Per-repeat accuracy ``[repeats]`` and chance level; see :class:`Identification`.
+def identification_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray, genre: np.ndarray,
+                        stim: np.ndarray, start: np.ndarray, length: np.ndarray, n_way: int | None,
+                        distractors: str, repeats: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hits ``[repeats, n]`` (1.0 = the true candidate scored highest) and candidates per item ``[n]``
+    (1 = no distractor: that item's hits are meaningless); see :class:`Identification`.
 
     P, A: ``[n, D]`` L2-normalised predictions and true audio embeddings.
     """
     n = len(P)
     if n < 2:
-        raise ValueError(f"identification needs at least 2 test items, got {n}")
+        raise MetricUnavailable(f"identification needs at least 2 test items, got {n}")
     # one candidate per distinct music segment
     uniq, first = np.unique(music, return_index=True)
     cand_emb = A[first]  # [M, D]
@@ -94,23 +137,24 @@ def identification_scores(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndar
     sims = (P @ cand_emb.T).numpy()  # [n, M]
     rng = np.random.default_rng(seed)
     hits = np.zeros((repeats, n))
-    n_cand = np.zeros(n)
+    n_cand = np.zeros(n, dtype=np.int64)
+    limit = n_way if n_way is not None else len(uniq) + 1
     for i in range(n):
         t = cand_pos[int(music[i])]
         overlap = (c_stim == stim[i]) & (c_start < start[i] + length[i]) & (c_end > start[i])
         if distractors == "segment":
             pools = [np.flatnonzero(~overlap)]
-            k = n_way - 1
+            k = limit - 1
         elif distractors == "within_song":
             pools = [np.flatnonzero(~overlap & (c_stim == stim[i]))]
-            k = n_way - 1
+            k = limit - 1
         else:
             key = c_song if distractors == "song" else c_genre
             own = song[i] if distractors == "song" else genre[i]
             others = [g for g in np.unique(key) if g != own]
             pools = [np.flatnonzero((key == g) & ~overlap) for g in others]
             pools = [p for p in pools if len(p)]
-            k = min(n_way - 1, len(pools))
+            k = min(limit - 1, len(pools))
         for r in range(repeats):
             if distractors in ("segment", "within_song"):
                 pool = pools[0]
@@ -118,18 +162,17 @@ def identification_scores(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndar
             else:
                 chosen = rng.choice(len(pools), size=k, replace=False) if k else []
                 d = np.array([rng.choice(pools[j]) for j in chosen], dtype=np.int64)
-            hits[r, i] = float(len(d) == 0 or sims[i, t] > sims[i, d].max())
+            hits[r, i] = float(len(d) > 0 and sims[i, t] > sims[i, d].max())
             n_cand[i] = len(d) + 1
-    if (n_cand < 2).any():
-        raise ValueError(f"{distractors} identification: {(n_cand < 2).sum()} of {n} test items have no valid "
-                         f"distractor (too few distinct test segments/songs): use a larger test split")
-    return hits.mean(1), float(np.mean(1.0 / n_cand))
+    return hits, n_cand
 
 
-def summarize(values: np.ndarray | list[float], chance: float | None = None) -> dict[str, float | int | None]:
-    """``{"mean", "std", "n", "chance"}`` of per-item or per-repeat values (std with ddof=0)."""
+def summarize(values: np.ndarray | list[float], chance: float | None = None, seed: int = 0
+              ) -> dict[str, float | int | None | list]:
+    """``{"mean", "std", "n", "chance", "ci95"}`` of per-item values (std with ddof=0; ci95: bootstrap)."""
     v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size), "chance": chance}
+    lo, hi = bootstrap_ci(v, seed)
+    return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size), "chance": chance, "ci95": [lo, hi]}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -137,7 +180,8 @@ def summarize(values: np.ndarray | list[float], chance: float | None = None) -> 
 #
 # Like Identification, each keeps the EEG window id (``segment``) of its items, so an item seen twice (DDP padding)
 # counts once; ``segment=None`` (ids unknown) keeps every item. ``compute()`` returns tensors
-# ``{"mean", "std", "n", "chance"}``; ``chance`` is NaN where the metric has no chance level.
+# ``{"mean", "std", "n", "chance", "ci_low", "ci_high"}`` (std over items; the interval is the bootstrap over items);
+# ``chance`` is NaN where the metric has no chance level.
 # ----------------------------------------------------------------------------------------------------------------
 
 PSNR_MAX_DB = 100.0  #: PSNR cap: identical spectrograms give +inf, reported as this value so JSON stays standard
@@ -230,8 +274,10 @@ class _PerItemMetric(Metric):
         if len(keep) == 0:
             raise ValueError(f"{type(self).__name__}: no items were updated")
         v = self._cat(self.values)[torch.from_numpy(keep)].double().numpy()
+        lo, hi = bootstrap_ci(v)
         return {"mean": torch.tensor(float(v.mean())), "std": torch.tensor(float(v.std())),
-                "n": torch.tensor(len(v)), "chance": torch.tensor(self._chance(keep))}
+                "n": torch.tensor(len(v)), "chance": torch.tensor(self._chance(keep)),
+                "ci_low": torch.tensor(lo), "ci_high": torch.tensor(hi)}
 
 
 class ClapScore(_PerItemMetric):

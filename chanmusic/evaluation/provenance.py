@@ -36,10 +36,10 @@ log = logging.getLogger("chanmusic")
 
 KEY = "chanmusic_provenance"
 #: data-module settings recorded as "the data selection"
-SELECTION = ("dataset", "root", "subjects", "songs", "conditions", "bandpass", "average_reference", "resample",
-             "scaling", "clip", "window_s", "stride_s", "control", "shift_fraction", "clap", "clap_seed",
-             "clap_center", "expected_sfreq")
-SPLIT_FIELDS = ("mode", "test_fraction", "val_fraction", "seed", "gap_s", "test_subjects")
+SELECTION = ("dataset", "root", "roots", "subjects", "songs", "conditions", "hearings", "bandpass",
+             "average_reference", "resample", "scaling", "clip", "window_s", "stride_s", "control",
+             "control_min_shift_s", "clap", "clap_seed", "clap_center", "expected_sfreq")
+SPLIT_FIELDS = ("mode", "test_fraction", "val_fraction", "seed", "span_s", "gap_s", "test_subjects")
 
 
 def _plain(v: Any) -> Any:

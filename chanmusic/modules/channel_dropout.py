@@ -78,7 +78,7 @@ class ChannelDropout(nn.Module):
 
     MODES = ("random", "cluster")
 
-    def __init__(self, rate: float = 0.2, mode: str = "random", positions: Sequence[Sequence[float]] | None = None,
+    def __init__(self, rate: float = 0.2, mode: str = "cluster", positions: Sequence[Sequence[float]] | None = None,
                  ch_names: Sequence[str] | None = None, n_clusters: int = 1, montage: str = DEFAULT_MONTAGE):
         super().__init__()
         if not 0.0 <= rate < 1.0:

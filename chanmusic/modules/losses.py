@@ -6,13 +6,16 @@ from torch import Tensor
 from torch.nn import functional as F
 
 
-def clip_loss(eeg: Tensor, audio: Tensor, logit_scale: Tensor) -> Tensor:
+def clip_loss(eeg: Tensor, audio: Tensor, logit_scale: Tensor, music: Tensor | None = None) -> Tensor:
     """Symmetric InfoNCE (CLIP) between matched rows.
 
     Args:
         eeg: ``[N, D]`` EEG embeddings; audio: ``[N, D]`` audio (CLAP) embeddings; row i matches row i.
             Under DDP pass the embeddings gathered from every rank, so N is the global batch.
         logit_scale: scalar log inverse temperature.
+        music: ``[N]`` music segment ids, or ``None``. Rows with the same id heard the same audio (the same song
+            window heard by two subjects): such a pair is not a negative, so its logit is masked out in both
+            directions (each row keeps its own positive).
     Returns:
         scalar loss ``(CE(rows) + CE(cols)) / 2``.
     """
@@ -20,6 +23,10 @@ def clip_loss(eeg: Tensor, audio: Tensor, logit_scale: Tensor) -> Tensor:
     a = F.normalize(audio.float(), dim=-1)
     logits = logit_scale.float().exp() * e @ a.T
     target = torch.arange(len(e), device=e.device)
+    if music is not None:
+        music = music.reshape(-1).to(e.device)
+        same = (music[:, None] == music[None, :]) & ~torch.eye(len(e), dtype=torch.bool, device=e.device)
+        logits = logits.masked_fill(same, float("-inf"))
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 

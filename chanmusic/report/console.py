@@ -13,7 +13,7 @@ from typing import Sequence
 from chanmusic.report.rows import RowResult, detect_random_models, sections
 from chanmusic.report.tables import _ci, _f, notes, table_lines
 
-GAIN_METRICS = ("id50", "song14", "within_song")  # identification in the aligned space
+GAIN_METRICS = ("id50", "song_id", "within_song")  # identification in the aligned space
 
 
 def console_metrics(spec: dict, results: list[RowResult], n: int = 4) -> list[str]:

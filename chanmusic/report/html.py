@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 from chanmusic.report.assets import audio_samples, copy_asset
 from chanmusic.report.rows import RowResult, detect_random_models, read_json, sections
 from chanmusic.report.results import write_results
-from chanmusic.report.tables import notes, table_lines
+from chanmusic.report.tables import metric_header, notes, table_lines
 
 TEMPLATES = Path(__file__).parent / "templates"
 LINE_KIND = {"chance": "chance", "ours": "ours", "no-music control": "control", "gain over control": "gain",
@@ -112,7 +112,7 @@ def build_report(out: str | Path, audio_per_row: int = 3) -> Path:
                                                    ("AudioLDM", random_models.get("audioldm"))) if f),
         demo=random_models.get("demo"),
         profile_name=spec["profile_name"], n_seeds=len(spec["seeds"]), spec_name=Path(spec["path"]).name,
-        metrics=metrics, main=table_rows(main, metrics), ablations=table_rows(abl, metrics) if abl else None,
+        metrics=[metric_header(results, m) for m in metrics], main=table_rows(main, metrics), ablations=table_rows(abl, metrics) if abl else None,
         reference_row=spec.get("reference_row"),
         notes=notes(spec, results, random_models),
         plots=[{"src": copy_asset(p, assets, "plots"), "name": p.stem} for p in plot_paths],

@@ -34,7 +34,7 @@ def _bar_item(r: RowResult, m: str) -> dict:
     c = r.cells.get(m)
     return {"label": r.label, "mean": c.mean if c else None, "ci": c.ci if c else None,
             "control": c.control if c else None, "control_ci": c.control_ci if c else None,
-            "paper": r.paper.get(m), "chance": c.chance if c else None,
+            "paper": c.paper if c else r.paper.get(m), "chance": c.chance if c else None,
             "failed": r.status in ("failed", "not run")}
 
 

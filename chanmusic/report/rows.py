@@ -3,6 +3,12 @@
 ``OUT/spec.json`` names the rows and seeds; each run's ``status.json`` (and ``metrics.json`` files) give its
 state and metrics, aggregated per metric into a :class:`Cell` (mean ± std over seeds with a 95% CI, the no-music
 control and the gain over it; see :mod:`chanmusic.report.stats`). Also: which models were tiny random ones.
+
+Intervals: with two or more seeds a cell's CI is the t-interval over seeds (``ci_kind`` "seeds"); with one seed it
+is the run's own 95% bootstrap interval over test windows (``ci95`` in ``metrics.json``, ``ci_kind`` "test items").
+``item_ci`` keeps the runs' bootstrap intervals (averaged over seeds) beside the seed interval. Metrics whose class
+count depends on the data (``song_id``, ``genre_id``) carry the ``n_way`` they used; the paper's number is shown
+beside them only where the count is the paper's (:data:`PAPER_NAMES`).
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from chanmusic.report.manifest import find_manifests
 from chanmusic.report.stats import gain_summary, seed_summary, within_run_summary
 
 DEFAULT_REPEATS = 10
+# our metric -> (the paper's name for it, the class count the paper used)
+PAPER_NAMES = {"song_id": ("song14", 14), "genre_id": ("genre10", 10)}
 # identification metrics: their std in metrics.json is over repeated distractor draws, not over items
 REPEAT_METRIC = re.compile(r"^(id\d+|song\d+|genre\d+|within_song|mel_id\d+)(_.*)?$")
 
@@ -37,6 +45,8 @@ class Cell:
     gain_ci: tuple[float, float] | None = None
     gain_ci_kind: str = ""
     paper: float | None = None
+    n_way: int | None = None
+    item_ci: tuple[float, float] | None = None
 
 
 @dataclass
@@ -72,6 +82,14 @@ def run_metrics(d: Path, status: dict | None) -> dict[str, dict]:
         if isinstance(m, dict):
             merged.update({k: v for k, v in m.items() if isinstance(v, dict) and "mean" in v})
     return merged
+
+
+def paper_value(paper: dict[str, float], metric: str, n_way: int | None) -> float | None:
+    """The paper's number for ``metric``: by name, or under the paper's name where the class count matches."""
+    if metric in paper:
+        return paper[metric]
+    name, count = PAPER_NAMES.get(metric, (None, None))
+    return paper.get(name) if name and n_way == count else None
 
 
 def run_repeats(d: Path) -> int:
@@ -166,32 +184,49 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
             res.notes.append(f"{len(errors)} runs failed")
         names = metrics + sorted(k for k in per[False] if k not in metrics)
         for k in names:
-            res.cells[k] = _cell(k, per[False].get(k, {}), per[True].get(k, {}), r_of, res.paper.get(k))
+            res.cells[k] = _cell(k, per[False].get(k, {}), per[True].get(k, {}), r_of, res.paper)
         results.append(res)
     return spec, results
 
 
+def _ci95(entry: dict) -> tuple[float, float] | None:
+    ci = entry.get("ci95")
+    return (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and None not in ci[:2] else None
+
+
+def _one_seed(metric: str, entry: dict, r: int) -> dict[str, Any]:
+    """One seed: the run's bootstrap interval over test items (``ci95``); older files: the within-run spread."""
+    ci = _ci95(entry)
+    if ci is not None:
+        return {"mean": entry["mean"], "std": None, "ci": ci, "ci_kind": "test items (bootstrap)", "k": 1}
+    return within_run_summary(entry["mean"], entry.get("std") or 0.0, r)
+
+
 def _cell(metric: str, music: dict[int, dict], control: dict[int, dict], r_of: dict[int, int],
-          paper: float | None) -> Cell:
-    c = Cell(metric, paper=paper)
+          paper: dict[str, float]) -> Cell:
+    c = Cell(metric)
     if not music:
+        c.paper = paper_value(paper, metric, None) if metric not in PAPER_NAMES else None
         return c
     seeds = sorted(music)
     first = music[seeds[0]]
-    c.n, c.chance = first.get("n"), first.get("chance")
+    c.n, c.chance, c.n_way = first.get("n"), first.get("chance"), first.get("n_way")
+    c.paper = paper_value(paper, metric, c.n_way)
+    items = [_ci95(music[x]) for x in seeds]
+    if all(items):
+        c.item_ci = (sum(i[0] for i in items) / len(items), sum(i[1] for i in items) / len(items))
     r = {s: _r_for(metric, music[s], r_of.get(s, DEFAULT_REPEATS)) for s in seeds}
     if len(seeds) >= 2:
         s = seed_summary([music[x]["mean"] for x in seeds])
     else:
-        s = within_run_summary(first["mean"], first.get("std") or 0.0, r[seeds[0]])
+        s = _one_seed(metric, first, r[seeds[0]])
     c.mean, c.std, c.ci, c.ci_kind, c.k = s["mean"], s["std"], s["ci"], s["ci_kind"], s["k"]
     if control:
         cs = sorted(control)
         if len(cs) >= 2:
             cc = seed_summary([control[x]["mean"] for x in cs])
         else:
-            cc = within_run_summary(control[cs[0]]["mean"], control[cs[0]].get("std") or 0.0,
-                                    _r_for(metric, control[cs[0]], r_of.get(cs[0], DEFAULT_REPEATS)))
+            cc = _one_seed(metric, control[cs[0]], _r_for(metric, control[cs[0]], r_of.get(cs[0], DEFAULT_REPEATS)))
         c.control, c.control_std, c.control_ci = cc["mean"], cc["std"], cc["ci"]
         g = gain_summary(music, control, r)
         if g:

@@ -43,7 +43,8 @@ def within_run_summary(mean: float, std0: float, r: int) -> dict[str, Any]:
 
 def gain_summary(music: dict[int, dict], control: dict[int, dict], r_of: dict[int, int]) -> dict[str, Any] | None:
     """Gain of music over control. Paired by seed (t-CI over the per-seed differences) with ≥ 2 common seeds;
-    with one, the within-run standard errors combined (df = r − 1)."""
+    with one, the two runs' bootstrap intervals over test items (``ci95``) combined as independent normal
+    errors (older files without ``ci95``: the within-run standard errors, df = r − 1)."""
     common = sorted(set(music) & set(control))
     if not common:
         return None
@@ -52,6 +53,11 @@ def gain_summary(music: dict[int, dict], control: dict[int, dict], r_of: dict[in
         out = seed_summary(d)
         return {"gain": out["mean"], "ci": out["ci"], "ci_kind": "seeds (paired)", "k": len(common)}
     s = common[0]
+    cis = [m[s].get("ci95") for m in (music, control)]
+    if all(isinstance(ci, (list, tuple)) and None not in ci[:2] for ci in cis):
+        se = math.sqrt(sum(((ci[1] - ci[0]) / (2 * 1.959964)) ** 2 for ci in cis))
+        return {"gain": d[0], "ci": (d[0] - 1.959964 * se, d[0] + 1.959964 * se), "ci_kind": "test items (bootstrap)",
+                "k": 1}
     r = r_of.get(s, 0)
     if r < 2:
         return {"gain": d[0], "ci": None, "ci_kind": "none", "k": 1}

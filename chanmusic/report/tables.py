@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.rows import Cell, RowResult
 
 
@@ -24,12 +25,36 @@ def _ci(ci: tuple[float, float] | None) -> str:
     return f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else ""
 
 
+def metric_header(results: list[RowResult], metric: str) -> str:
+    """A column's name: the paper's name where the class count is the paper's (``song_id`` 14-way -> ``song14``),
+    else the metric with the count it used (``song_id (10-way)``)."""
+    from chanmusic.report.rows import PAPER_NAMES
+
+    ways = {r.cells[metric].n_way for r in results if r.cells.get(metric) and r.cells[metric].n_way}
+    if metric not in PAPER_NAMES or not ways:
+        return metric
+    name, count = PAPER_NAMES[metric]
+    if ways == {count}:
+        return name
+    return f"{metric} ({'/'.join(str(w) for w in sorted(ways))}-way)"
+
+
+def _value(c: Cell) -> str:
+    """``mean ± std [CI]`` over seeds; one seed: ``mean [CI]†`` (the run's own interval)."""
+    spread = f" ± {_f(c.std)}" if c.std is not None and c.k >= 2 or c.ci_kind.startswith("within") else ""
+    return f"{_f(c.mean)}{spread}{_ci(c.ci)}" + ("†" if c.k == 1 and c.ci is not None else "")
+
+
 def status_text(r: RowResult) -> str:
     """The status column: ``done (k/K seeds)``, ``not run``, ``incomplete ...``, or ``failed: <error>``."""
     s = {"done": f"done ({r.seeds_done}/{r.seeds_total} seeds)", "not run": "not run",
          "incomplete": "incomplete (running or killed)"}.get(r.status, r.status)
     if r.status in ("failed", "partial") and r.error:
         s += f": {r.error}"
+    spread, rank = r.cells.get("embedding_spread"), r.cells.get("embedding_rank")
+    if spread is not None and spread.mean is not None and is_collapsed(spread.mean, rank.mean if rank and
+                                                                        rank.mean is not None else float("inf")):
+        s += f"; COLLAPSED embeddings (mean pairwise 1-cos {spread.mean:.1e})"
     return s
 
 
@@ -55,23 +80,25 @@ def table_lines(results: list[RowResult], metrics: list[str]) -> list[list[str]]
             elif c is None or c.mean is None:
                 ours.append("—")
             else:
-                ours.append(f"{_f(c.mean)} ± {_f(c.std)}{_ci(c.ci)}" + ("†" if c.k == 1 and c.ci_kind.startswith("within") else ""))
+                ours.append(_value(c))
         lines.append([r.label, "ours", status_text(r)] + ours)
         if any(r.cells.get(m) and r.cells[m].control is not None for m in metrics):
             lines.append(["", "no-music control", ""] + [
-                f"{_f(r.cells[m].control)} ± {_f(r.cells[m].control_std)}" if r.cells.get(m) and r.cells[m].control is not None
-                else "—" for m in metrics])
+                (f"{_f(r.cells[m].control)} ± {_f(r.cells[m].control_std)}" if r.cells[m].control_std is not None
+                 else f"{_f(r.cells[m].control)}{_ci(r.cells[m].control_ci)}")
+                if r.cells.get(m) and r.cells[m].control is not None else "—" for m in metrics])
             lines.append(["", "gain over control", ""] + [
                 f"{_f(r.cells[m].gain, True)}{_ci(r.cells[m].gain_ci)}" if r.cells.get(m) and r.cells[m].gain is not None
                 else "—" for m in metrics])
         if r.paper:
-            lines.append(["", "paper", ""] + [_f(r.paper.get(m)) if m in r.paper else "" for m in metrics])
+            lines.append(["", "paper", ""] + [_f(r.cells[m].paper) if r.cells.get(m) and r.cells[m].paper is not None
+                                              else "" for m in metrics])
     return lines
 
 
 def markdown_table(results: list[RowResult], metrics: list[str]) -> str:
     """:func:`table_lines` as a Markdown table (gains in bold)."""
-    head = ["model", "", "status"] + metrics
+    head = ["model", "", "status"] + [metric_header(results, m) for m in metrics]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cells in table_lines(results, metrics):
         cells = [cells[0] if cells[0] != "chance" else "*chance*"] + cells[1:]
@@ -86,16 +113,23 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
     k = len(spec["seeds"])
     out = [
         f"Profile **{spec['profile_name']}**: {' '.join(str(spec['profile'].get('description', '')).split())}",
-        f"Cells: mean ± std over {k} seed(s) [95% CI, t-distribution over seeds]. "
-        + ("† one seed: std and CI are the run's own spread over its repeated distractor draws (r per run, "
-           "default 10; over test items for non-identification metrics) — NOT seed-to-seed variability. "
+        (f"Cells: mean ± std over {k} seeds [95% CI over seeds, t-distribution]; each run's own 95% bootstrap "
+         f"interval over test windows is in results.csv (item_ci_low/high). " if k >= 2 else "Cells: one seed. ")
+        + ("† one seed: the interval is the run's 95% bootstrap interval over test windows (seeded) — how much the "
+           "number moves with another draw of test windows, NOT seed-to-seed variability. "
+           if any(c.k == 1 and c.ci_kind.startswith("test items") for r in results for c in r.cells.values()) else "")
+        + ("† (older runs) one seed: std and CI are the run's own spread over its repeated distractor draws — NOT "
+           "an uncertainty of the estimate. "
            if any(c.k == 1 and c.ci_kind.startswith("within") for r in results for c in r.cells.values()) else ""),
-        "no-music control: the same EEG with each window's music target taken from later in the same song "
-        "(`--data.control shift`): recording fingerprints kept, the music pairing broken. Only the gain over it is "
-        "evidence that the model reads the music. Gain CIs are paired by seed (one seed: within-run).",
-        "id50 / song14 / genre10 / within_song: identification in the aligned space (genre10 = label-based "
-        "10-genre identification); genre_agreement: the paper's genre score (a genre classifier agrees on "
-        "generated vs true audio). paper: the authors' reported numbers (" + (spec.get("paper_source") or "") + ").",
+        "no-music control: the same EEG with each recording's music targets circularly shifted by its own seeded "
+        "amount (`--data.control shift`): recording fingerprints kept, the music pairing broken for every recording "
+        "separately (a response shared across subjects cannot survive it). Only the gain over it is evidence that "
+        "the model reads the music. Gain CIs are paired by seed (one seed: the runs' bootstrap intervals combined).",
+        "id50 / song_id / genre_id / within_song: identification in the aligned space; song_id and genre_id use "
+        "every song / genre present (the column says how many; named song14 / genre10 where the count is the "
+        "paper's, i.e. on NMED-T + NMED-H pooled); genre_id is label-based; genre_agreement is the paper's genre "
+        "score (a genre classifier agrees on generated vs true audio). paper: the authors' reported numbers ("
+        + (spec.get("paper_source") or "") + "), shown only where the class count matches.",
     ]
     if random_models.get("clap"):
         out.append("**The CLAP model was a tiny RANDOMLY INITIALISED network** (no pretrained weights offline): "
@@ -126,9 +160,9 @@ def flat_metrics(results: list[RowResult], metrics: Sequence[str] = ("clap_score
 
 def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
     """``results.csv``: one line per row × metric with every number of its cell."""
-    cols = ["section", "row", "label", "status", "error", "metric", "mean", "std", "ci_low", "ci_high", "ci_kind",
-            "seeds", "n", "chance", "control_mean", "control_std", "gain", "gain_ci_low", "gain_ci_high",
-            "gain_ci_kind", "paper"]
+    cols = ["section", "row", "label", "status", "error", "metric", "n_way", "mean", "std", "ci_low", "ci_high",
+            "ci_kind", "item_ci_low", "item_ci_high", "seeds", "n", "chance", "control_mean", "control_std", "gain",
+            "gain_ci_low", "gain_ci_high", "gain_ci_kind", "paper"]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -137,8 +171,10 @@ def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
             for m in names:
                 c = r.cells.get(m) or Cell(m, paper=r.paper.get(m))
                 num = lambda x: "" if x is None else f"{x:.6g}"  # noqa: E731
-                w.writerow([r.section, r.name, r.label, r.status, r.error or "", m, num(c.mean), num(c.std),
-                            num(c.ci[0] if c.ci else None), num(c.ci[1] if c.ci else None), c.ci_kind, c.k,
+                w.writerow([r.section, r.name, r.label, r.status, r.error or "", m, "" if c.n_way is None else c.n_way,
+                            num(c.mean), num(c.std),
+                            num(c.ci[0] if c.ci else None), num(c.ci[1] if c.ci else None), c.ci_kind,
+                            num(c.item_ci[0] if c.item_ci else None), num(c.item_ci[1] if c.item_ci else None), c.k,
                             "" if c.n is None else c.n, num(c.chance), num(c.control), num(c.control_std),
                             num(c.gain), num(c.gain_ci[0] if c.gain_ci else None),
                             num(c.gain_ci[1] if c.gain_ci else None), c.gain_ci_kind, num(c.paper)])

@@ -14,7 +14,7 @@ import time
 
 from chanmusic.runner.plan import RunPlan
 
-SHOWN = ("id50", "song14", "within_song", "clap_score")
+SHOWN = ("id50", "song_id", "within_song", "clap_score")
 
 
 def fmt_duration(s: float) -> str:

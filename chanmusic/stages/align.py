@@ -13,18 +13,22 @@ from torch import Tensor, nn
 
 from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.stages.encoder_init import load_encoder_weights
-from chanmusic.modules.heads import build_head
+from chanmusic.modules.heads import build_head, readout_channel_map
 from chanmusic.modules.losses import clip_loss
-from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
-from chanmusic.evaluation.metrics import Identification
+from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosine, total_steps
+from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
+from chanmusic.evaluation.metrics import Identification, MetricUnavailable, reset_metric
+from chanmusic.evaluation.intervals import metric_entry
 from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
 from datamodules.cache import atomic_write_text
 
 log = logging.getLogger("chanmusic")
 
-# name -> (distractors, n_way)
-ID_METRICS = {"id50": ("segment", 50), "song14": ("song", 14), "genre10": ("genre", 10),
+# name -> (distractors, n_way); None = every class present (its count is recorded as the entry's n_way)
+ID_METRICS = {"id50": ("segment", 50), "song_id": ("song", None), "genre_id": ("genre", None),
               "within_song": ("within_song", 10)}
+# the paper's names: written as their metric where the count matches the paper (the NMED-T + NMED-H pool), else null
+PAPER_NAMES = {"song14": ("song_id", 14), "genre10": ("genre_id", 10)}
 
 
 class AlignModule(L.LightningModule):
@@ -33,17 +37,28 @@ class AlignModule(L.LightningModule):
     Args:
         encoder: any ``encoders.base.EEGEncoder`` (YAML ``class_path``).
         clap_dim: CLAP embedding size (linked from the data module).
-        head: ``linear`` (on pooled), ``mlp`` (token mean), ``temporal`` (conv over tokens), ``tokens``
-            (channel-keeping readout; needs a fixed token grid).
-        head_hidden: hidden width of the head (per-token width for ``tokens``).
+        head: ``temporal`` (the authors' StatHead over present tokens), ``mlp`` (mean of present tokens),
+            ``linear`` (mean of the readout source -> Linear), ``attention`` (learned queries over present
+            tokens); see ``chanmusic.modules.heads``. No head ever reads a removed channel as zeros.
+        head_hidden: hidden width of the head.
         lr, weight_decay, warmup_steps: AdamW with linear warmup then cosine decay over the run.
         temperature_init: initial softmax temperature (logit scale = log(1/T)), clamped to ≤ 100.
         learn_temperature: learn the logit scale.
-        freeze_encoder: keep the encoder fixed (eval mode, no gradients): the ablation "encoder fixed".
-        init_encoder_from: checkpoint (pretrain or align) whose ``encoder.*`` weights initialise the encoder.
+        freeze_encoder: keep the encoder fixed (eval mode, no gradients): the ablation "encoder fixed". An error
+            without weights to freeze (no ``init_encoder_from`` and no ``weights_source`` on the encoder).
+        init_encoder_from: checkpoint (pretrain or align) whose encoder weights initialise the encoder.
         channel_dropout: fraction of channels removed per training sample (structured channel dropout).
         channel_dropout_mode: see ``chanmusic.modules.channel_dropout.ChannelDropout``.
         id_repeats, id_seed: repeats and seed of the identification metrics.
+        recipe: the encoder's own fine-tuning recipe as parameter groups (``chanmusic.modules.optim.OptimRecipe``:
+            encoder / head learning rates, layer-wise decay, warm-up fraction, ...); ``None``: one learning rate.
+
+    Test also measures the spread of the test embeddings (``chanmusic.evaluation.collapse``): ``embedding_spread``
+    and ``embedding_rank`` in ``metrics.json`` and TensorBoard, and a warning when they have collapsed.
+        init_encoder_weights: which encoder of a pretraining checkpoint: ``teacher`` (default, the EMA
+            teacher DINO evaluates) or ``student`` (``chanmusic.stages.encoder_init``).
+        readout: what the head reads: ``pooled``, ``tokens`` or ``cls+tokens`` (``None``: the head's default).
+        head_queries: learned queries of the ``attention`` head.
     """
 
     def __init__(
@@ -60,17 +75,25 @@ class AlignModule(L.LightningModule):
         freeze_encoder: bool = False,
         init_encoder_from: str | None = None,
         channel_dropout: float = 0.0,
-        channel_dropout_mode: str = "random",
+        channel_dropout_mode: str = "cluster",
         id_repeats: int = 10,
         id_seed: int = 0,
+        recipe: dict[str, Any] | None = None,
+        init_encoder_weights: str = "teacher",
+        readout: str | None = None,
+        head_queries: int = 8,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
+        self.recipe = OptimRecipe.from_dict(recipe) if recipe is not None else None
         self.encoder = encoder
+        # an encoder that loaded its own weights (an official checkpoint) says so with a ``weights_source`` attribute
+        if freeze_encoder and not init_encoder_from and not getattr(encoder, "weights_source", None):
+            raise ValueError("model.freeze_encoder: true with no weights to freeze (init_encoder_from is empty) — "
+                             "pass --model.init_args.init_encoder_from CKPT, or set freeze_encoder: false")
         if init_encoder_from:
-            load_encoder_weights(self.encoder, init_encoder_from)
-        n_tokens = getattr(encoder, "n_tokens", 0)
-        self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, n_tokens)
+            load_encoder_weights(self.encoder, init_encoder_from, init_encoder_weights)
+        self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, readout, head_queries)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)),
                                         requires_grad=learn_temperature)
         # cluster mode needs electrode positions: the encoder knows its channel names (linked from the data)
@@ -80,6 +103,7 @@ class AlignModule(L.LightningModule):
             self.encoder.requires_grad_(False)
         self.test_metrics = nn.ModuleDict({
             name: Identification(n_way, kind, id_repeats, id_seed) for name, (kind, n_way) in ID_METRICS.items()})
+        self.test_spread = EmbeddingSpread()
 
     # ---- forward -------------------------------------------------------------------------------
     def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
@@ -89,6 +113,13 @@ class AlignModule(L.LightningModule):
 
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
         return self.embed(eeg, channel_mask)
+
+    @torch.no_grad()
+    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
+        """Per-electrode share ``[B, C]`` of the readout this model uses, and its kind
+        (``chanmusic.modules.heads.readout_channel_map``): the scalp maps."""
+        out = self.encoder(eeg, channel_mask)
+        return readout_channel_map(self.head, self.encoder, out, eeg, channel_mask)
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_encoder:
@@ -100,14 +131,15 @@ class AlignModule(L.LightningModule):
             mask = self.channel_dropout(mask)
         emb = self.embed(batch["eeg"], mask)
         e, a = self._gather(emb), self._gather(batch["clap"])
-        loss = clip_loss(e, a, self.logit_scale)
+        music = self._gather(batch["music"], grads=False) if "music" in batch else None  # same music: no negative
+        loss = clip_loss(e, a, self.logit_scale, music)
         return loss, emb
 
-    def _gather(self, x: Tensor) -> Tensor:
+    def _gather(self, x: Tensor, grads: bool = True) -> Tensor:
         """All ranks' rows with gradients flowing back to this rank's (``[W*B, D]``; identity on one device)."""
-        if self.trainer is None or self.trainer.world_size == 1:
+        if self._trainer is None or self.trainer.world_size == 1:
             return x
-        g = self.all_gather(x, sync_grads=True)
+        g = self.all_gather(x, sync_grads=grads)
         return g.flatten(0, 1) if g.dim() == x.dim() + 1 else g
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -164,18 +196,41 @@ class AlignModule(L.LightningModule):
         for m in self.test_metrics.values():
             m.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
                      batch["start"], batch["length"], batch["segment"])
+        self.test_spread.update(emb)
 
     def on_test_epoch_end(self) -> None:
-        results = {name: {k: v.item() for k, v in m.compute().items()} for name, m in self.test_metrics.items()}
-        for m in self.test_metrics.values():
-            m.reset()
-        for name, r in results.items():
-            r["n"] = int(r["n"])
-            self.log(f"test/{name}", r["mean"], rank_zero_only=True)
-        self.write_metrics(results)
+        results: dict[str, dict[str, Any] | None] = {}
+        reasons: dict[str, str] = {}
+        for name, m in self.test_metrics.items():
+            try:
+                results[name] = metric_entry(m.compute())
+                self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
+            except MetricUnavailable as e:  # cannot be formed on this data: null with its reason, never a crash
+                results[name], reasons[name] = None, str(e)
+                log.warning("%s not computed: %s", name, e)
+            reset_metric(m)
+        for paper, (name, n_way) in PAPER_NAMES.items():
+            r = results.get(name)
+            if r is not None and r["n_way"] == n_way:
+                results[paper] = dict(r)
+            else:
+                results[paper] = None
+                reasons[paper] = (f"{n_way}-way as in the paper needs NMED-T + NMED-H pooled; here {name} is "
+                                  + (f"{r['n_way']}-way (see {name})" if r else f"null ({reasons.get(name)})"))
+        spread = {k: v.item() for k, v in self.test_spread.compute().items()}
+        self.test_spread.reset()
+        results.update(metrics_entries(spread))
+        for name in ("embedding_spread", "embedding_rank"):
+            self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
+        if results["embedding_spread"]["collapsed"]:
+            log.warning("test embeddings have COLLAPSED: mean pairwise 1 - cos %.2g, effective rank %.2f "
+                        "(chanmusic.evaluation.collapse)", spread["spread"], spread["rank"])
+        self.write_metrics(results, reasons)
 
-    def write_metrics(self, results: dict[str, dict[str, Any]]) -> Path | None:
-        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only).
+    def write_metrics(self, results: dict[str, dict[str, Any] | None],
+                      reasons: dict[str, str] | None = None) -> Path | None:
+        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only); a ``None`` result is
+        written as ``null`` with its reason under ``"unavailable"``.
 
         Call it on every rank: ``trainer.log_dir`` is a broadcast under DDP, so asking for it on rank 0 only
         would pair with the next collective of the other ranks (and hang or crash them).
@@ -189,6 +244,10 @@ class AlignModule(L.LightningModule):
         path = out_dir / "metrics.json"
         existing = json.loads(path.read_text()) if path.exists() else {}
         existing.update(results)
+        unavailable = {k: v for k, v in (existing.get("unavailable") or {}).items() if existing.get(k) is None}
+        unavailable.update(reasons or {})
+        if unavailable:
+            existing["unavailable"] = unavailable
         prov = run_provenance(self.trainer)
         if prov is not None:  # a test run: what it was made from (evaluation.provenance)
             existing["provenance"] = prov
@@ -203,6 +262,10 @@ class AlignModule(L.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self):
-        """AdamW (no decay on 1-D parameters), linear warmup then cosine decay (``chanmusic.modules.optim``)."""
+        """AdamW (no decay on 1-D parameters), linear warmup then cosine decay (``chanmusic.modules.optim``); with a
+        ``recipe``, its parameter groups (per-group learning rates, layer-wise decay) under the same schedule."""
         hp = self.hparams
+        if self.recipe is not None:
+            return adamw_recipe(self.named_parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total_steps(self),
+                                self.recipe, self.encoder)
         return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total_steps(self))

@@ -28,9 +28,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from chanmusic.evaluation.intervals import metric_entry
 from chanmusic.stages.align import AlignModule
 from chanmusic.modules.losses import clip_loss
-from chanmusic.evaluation.metrics import Identification, summarize
+from chanmusic.evaluation.metrics import Identification, reset_metric, summarize
 
 log = logging.getLogger("chanmusic")
 
@@ -162,13 +163,12 @@ class EEG2MelModule(AlignModule):
         if len(mse):
             results["mel_mse"] = summarize(mse)
         try:
-            r = {k: v.item() for k, v in self.mel_id.compute().items()}
-            r["n"] = int(r["n"])
+            r = metric_entry(self.mel_id.compute())
             results["mel_id50"] = r
             self.log("test/mel_id50", r["mean"], rank_zero_only=True)
         except ValueError as e:  # too few distinct test segments
             log.warning("mel_id50 not computed: %s", e)
-        self.mel_id.reset()
+        reset_metric(self.mel_id)
         self.write_metrics(results)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:

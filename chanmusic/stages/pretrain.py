@@ -5,8 +5,10 @@ removed; the EMA teacher (``teacher_encoder`` + ``teacher_head``) sees the globa
 channel. The student learns to predict the teacher's centred, sharpened distribution over ``out_dim``
 prototypes — consistency across temporal crops *and* channel subsets (the paper's pretraining).
 
-The checkpoint's ``encoder.*`` keys (the student encoder) load into alignment with
-``init_encoder_from: <ckpt>``; the teacher's weights are beside them under ``teacher_encoder.*``.
+The checkpoint holds both encoders — the student under ``encoder.*``, the EMA teacher under
+``teacher_encoder.*`` — and names them (``checkpoint["chanmusic_encoders"]``); alignment loads the teacher by
+default (``init_encoder_from: <ckpt>``, ``init_encoder_weights: teacher | student``), as DINO evaluates the
+teacher.
 """
 from __future__ import annotations
 
@@ -39,14 +41,17 @@ class PretrainModule(L.LightningModule):
 
     Per training batch (``eeg [B, C, T]``, ``channel_mask [B, C]``):
 
-    1. ``n_global`` global crops (scale ``global_scale``, resized to ``global_len``, noise ``global_noise``)
-       and ``n_local`` local crops (``local_scale``, ``local_len``, ``local_noise``), see
-       ``chanmusic.modules.views.MultiCropEEG``.
+    1. ``n_global`` global crops (scale ``global_scale``, noise ``global_noise``) and ``n_local`` local crops
+       (``local_scale``, ``local_noise``), see ``chanmusic.modules.views.MultiCropEEG``: cut at the native rate
+       and kept at their length in whole patches (``crop_resize: false``, default), so band power means the
+       same Hz in every view; or resized to ``global_len`` / ``local_len`` (``crop_resize: true``, the
+       authors' recipe, which rescales every frequency by the crop fraction).
     2. Teacher (EMA, no gradients, eval mode): the global crops with the batch's channel mask ->
        ``[n_global, B, out_dim]``.
     3. Student: every local crop — and, with ``student_sees_global``, every global crop — each with its own
-       random ``student_channel_drop`` fraction of channels removed (``channel_drop_mode`` ``random`` or
-       ``cluster``) -> ``[V_s, B, out_dim]``.
+       ``student_channel_drop`` fraction of channels removed — as ``channel_drop_clusters`` spatial clusters
+       of neighbouring electrodes (``channel_drop_mode: cluster``, default: the paper's structured dropout) or
+       uniformly at random (``random``) -> ``[V_s, B, out_dim]``.
     4. Loss: ``chanmusic.modules.losses.dino_loss`` (teacher centring + temperatures) over all (teacher view,
        student view) pairs; ``same_view_pairs=False`` drops the pair (global i, student's global i), as
        DINO does — by default it is kept, since the student's copy has channels removed and predicting the
@@ -81,8 +86,9 @@ class PretrainModule(L.LightningModule):
         n_global, n_local, global_scale, local_scale, global_len, local_len, global_noise, local_noise: views.
             ``global_len`` defaults to the encoder's ``n_times``; ``local_len`` to half of it rounded down to
             a multiple of the encoder's ``patch_size`` (at least one patch; ``n_times`` if it has none).
-        student_channel_drop: fraction of channels removed per student view. channel_drop_mode: ``random`` or
-            ``cluster`` (``chanmusic.modules.channel_dropout.ChannelDropout``).
+        student_channel_drop: fraction of channels removed per student view. channel_drop_mode: ``cluster``
+            (default) or ``random``; channel_drop_clusters: clusters per view
+            (``chanmusic.modules.channel_dropout.ChannelDropout``).
         student_sees_global: also feed the (channel-dropped) global crops to the student.
         same_view_pairs: keep the (global i, student global i) pairs in the loss.
         teacher_temp, warmup_teacher_temp, warmup_teacher_temp_steps: teacher temperature, linearly warmed
@@ -119,7 +125,7 @@ class PretrainModule(L.LightningModule):
         global_noise: float = 0.01,
         local_noise: float = 0.03,
         student_channel_drop: float = 0.5,
-        channel_drop_mode: str = "random",
+        channel_drop_mode: str = "cluster",
         student_sees_global: bool = True,
         same_view_pairs: bool = True,
         teacher_temp: float = 0.04,
@@ -138,6 +144,8 @@ class PretrainModule(L.LightningModule):
         collapse_monitor: bool = True,
         pool: str = "cls",
         center_init: str = "first_batch",
+        crop_resize: bool = False,
+        channel_drop_clusters: int = 2,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
@@ -168,9 +176,10 @@ class PretrainModule(L.LightningModule):
             local_len = max(patch, (n_times // 2) // patch * patch) if patch else n_times
         self.global_len, self.local_len = int(global_len or n_times), int(local_len)
         self.crops = MultiCropEEG(n_global, n_local, global_scale, local_scale, self.global_len, self.local_len,
-                                  global_noise, local_noise)
+                                  global_noise, local_noise, resize=crop_resize, quantum=int(patch or 1))
         self.student_dropout = ChannelDropout(student_channel_drop, channel_drop_mode,
-                                              ch_names=getattr(encoder, "ch_names", None))
+                                              ch_names=getattr(encoder, "ch_names", None),
+                                              n_clusters=channel_drop_clusters)
         self.collapse_stats: dict[str, float] = {}
         self._momentum = momentum_start
         self._total_steps = 1  # set from the trainer at fit start
@@ -203,6 +212,22 @@ class PretrainModule(L.LightningModule):
         """Student embedding ``[B, D]`` of ``eeg [B, C, T]`` (see ``pool``)."""
         return self.embed(self.encoder, eeg, channel_mask)
 
+    def _views_out(self, encoder: nn.Module, head: nn.Module, views: list[Tensor], masks: list[Tensor]):
+        """Head outputs ``[V, B, K]`` and embeddings ``[V, B, D]`` of ``views`` (each ``[B, C, L_v]``) with
+        ``masks`` (each ``[B, C]``); views of equal length go through the encoder as one batch."""
+        B = views[0].shape[0]
+        out: list[Tensor | None] = [None] * len(views)
+        emb: list[Tensor | None] = [None] * len(views)
+        by_len: dict[int, list[int]] = {}
+        for i, v in enumerate(views):
+            by_len.setdefault(v.shape[-1], []).append(i)
+        for idx in by_len.values():
+            e = self.embed(encoder, torch.cat([views[i] for i in idx]), torch.cat([masks[i] for i in idx]))
+            o = head(e)
+            for j, i in enumerate(idx):
+                out[i], emb[i] = o[j * B:(j + 1) * B], e[j * B:(j + 1) * B]
+        return torch.stack(out), torch.stack(emb)
+
     def _distill(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         eeg = batch["eeg"]
         B, C, _ = eeg.shape
@@ -211,25 +236,16 @@ class PretrainModule(L.LightningModule):
             mask = torch.ones(B, C, dtype=torch.bool, device=eeg.device)
         hp = self.hparams
         views = self.crops(eeg, generator)
-        g = torch.cat(views.global_views)  # [nG·B, C, Tg]
-        g_mask = mask.repeat(hp.n_global, 1)
         self.teacher_encoder.eval()
         self.teacher_head.eval()
         with torch.no_grad():
-            t_out = self.teacher_head(self.embed(self.teacher_encoder, g, g_mask)).view(hp.n_global, B, -1)
+            t_out, _ = self._views_out(self.teacher_encoder, self.teacher_head, views.global_views,
+                                       [mask] * hp.n_global)
         if self.training and not bool(self.center_initialised) and self.hparams.center_init == "first_batch":
             self.update_center(t_out)  # centre = this batch's teacher mean, before the first loss
-        s_out, s_emb = [], []
-        if hp.student_sees_global:
-            e = self.embed(self.encoder, g, self.drop(g_mask, generator))
-            s_out.append(self.head(e).view(hp.n_global, B, -1))
-            s_emb.append(e)
-        if hp.n_local:
-            loc = torch.cat(views.local_views)
-            e = self.embed(self.encoder, loc, self.drop(mask.repeat(hp.n_local, 1), generator))
-            s_out.append(self.head(e).view(hp.n_local, B, -1))
-            s_emb.append(e)
-        s_out = torch.cat(s_out)
+        s_views = (views.global_views if hp.student_sees_global else []) + views.local_views
+        s_masks = [self.drop(mask, generator) for _ in s_views]
+        s_out, s_emb = self._views_out(self.encoder, self.head, s_views, s_masks)
         pairs = torch.ones(hp.n_global, len(s_out), dtype=torch.bool, device=eeg.device)
         if hp.student_sees_global and not hp.same_view_pairs:
             pairs[:, : hp.n_global].fill_diagonal_(False)
@@ -311,6 +327,10 @@ class PretrainModule(L.LightningModule):
         out = {"embedding": self(batch["eeg"], batch.get("channel_mask"))}
         out.update({k: batch[k] for k in ("song", "subject", "segment") if k in batch})
         return out
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Name both encoders in the checkpoint (``chanmusic.stages.encoder_init`` reads this)."""
+        checkpoint["chanmusic_encoders"] = {"student": "encoder.", "teacher": "teacher_encoder."}
 
     def configure_callbacks(self):
         if not self.hparams.collapse_monitor:

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -71,7 +70,8 @@ from torch.nn import functional as F
 
 from chanmusic.data.true_audio import TrueAudio
 from chanmusic.evaluation.genre_classifier import AudioClassifier
-from chanmusic.evaluation.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM
+from chanmusic.evaluation.intervals import metric_entry
+from chanmusic.evaluation.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM, reset_metric
 from chanmusic.evaluation.runs import encoder_from_config, read_checkpoint, run_config_of
 from chanmusic.stages.align import AlignModule
 from chanmusic.stages.encoder_init import CheckpointError, load_strict
@@ -339,11 +339,10 @@ class ReconstructModule(ReconstructSetup, AlignModule):
                 r = {k: v.item() for k, v in metric.compute().items()}
             except ValueError as e:  # e.g. too few generated songs for an identification
                 log.warning("reconstruct: %s not computed: %s", name, e)
-                metric.reset()
+                reset_metric(metric)
                 continue
             metric.reset()
-            results[name] = {"mean": float(r["mean"]), "std": float(r["std"]), "n": int(r["n"]),
-                             "chance": None if r["chance"] is None or math.isnan(r["chance"]) else float(r["chance"])}
+            results[name] = metric_entry(r)  # mean, n, n_way, chance, ci95 (bootstrap over items)
             self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
         self.write_metrics(results)
         self._write_info(results)

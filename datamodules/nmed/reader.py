@@ -23,6 +23,7 @@ def read_recordings(
     hearings: Sequence[str] | None = None,
     stimuli: Iterable[int] | None = None,
     expected_sfreq: float | None = None,
+    require_subjects: bool = True,
 ) -> Iterator[Recording]:
     """Yield one :class:`Recording` per participant × stimulus (× hearing) found under ``root``.
 
@@ -38,6 +39,8 @@ def read_recordings(
         hearings: NMED-H hearings (``"a"``, ``"b"``); default both. Ignored for NMED-T.
         stimuli: release numbers (``songNN``) to read; default all.
         expected_sfreq: if given, every file's ``fs`` must equal it.
+        require_subjects: a requested participant found in no file is an error (``False``: the caller checks,
+            as ``prepare`` does for a pool of datasets).
 
     Every file's ``fs`` must also equal the first file's. Files are loaded one at a time.
     """
@@ -53,9 +56,11 @@ def read_recordings(
             bad = [h for h in hearings if h not in NMEDH_HEARINGS]
             if bad:
                 raise NMEDFormatError(f"unknown NMED-H hearing(s) {bad}: expected 'a' and/or 'b'")
+            present = sorted({s.hearing for s in sources})
             sources = [s for s in sources if s.hearing in hearings]
             if not sources:
-                raise NMEDFormatError(f"no NMED-H member under {root} has hearing {hearings}")
+                raise NMEDFormatError(f"--data.hearings: no NMED-H member under {root} has hearing {hearings} "
+                                      f"(the files hold {present}) — choose from {present}")
 
     if songs is not None:
         songs = sorted({int(s) for s in songs})
@@ -89,10 +94,11 @@ def read_recordings(
     if wanted_subjects is not None and not wanted_subjects:
         raise NMEDFormatError("subjects=[] selects nothing; pass None for all participants")
 
-    return _iter_recordings(dataset, sources, wanted_subjects, expected_sfreq, root)
+    return _iter_recordings(dataset, sources, wanted_subjects, expected_sfreq, root, require_subjects)
 
 
-def _iter_recordings(dataset, sources, wanted_subjects, expected_sfreq, root) -> Iterator[Recording]:
+def _iter_recordings(dataset, sources, wanted_subjects, expected_sfreq, root, require_subjects=True
+                     ) -> Iterator[Recording]:
     first_fs: tuple[float, str] | None = None
     seen_subjects: set[int] = set()
     for src in sources:
@@ -102,8 +108,9 @@ def _iter_recordings(dataset, sources, wanted_subjects, expected_sfreq, root) ->
         fs = parse_fs(src.label, mat["fs"])
         if expected_sfreq is not None and not np.isclose(fs, float(expected_sfreq)):
             raise NMEDFormatError(
-                f"{src.label}: fs = {fs:g} Hz but {float(expected_sfreq):g} Hz is expected; the release's "
-                "cleaned EEG is at 125 Hz — resample the file or change the expected rate"
+                f"{src.label}: fs = {fs:g} Hz but {float(expected_sfreq):g} Hz is expected (the release's "
+                f"cleaned EEG is at 125 Hz) — resample the file, or pass --data.expected_sfreq {fs:g} if every "
+                "file is at that rate"
             )
         if first_fs is None:
             first_fs = (fs, src.label)
@@ -128,7 +135,7 @@ def _iter_recordings(dataset, sources, wanted_subjects, expected_sfreq, root) ->
                 condition=src.condition, hearing=src.hearing, source=src.label,
             )
         del data
-    if wanted_subjects is not None:
+    if wanted_subjects is not None and require_subjects:
         missing = sorted(wanted_subjects - seen_subjects)
         if missing:
             raise NMEDFormatError(
