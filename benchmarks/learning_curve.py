@@ -8,7 +8,7 @@ Trains the row twice through the CLI — music and no-music control (``--data.co
 a checkpoint every ``--every`` optimiser steps, and the CPU time (user + system of this process, all its
 threads) at each; then tests every checkpoint. A pretraining step (``--pretrain``) runs once and is shared by
 music and control (pretraining sees EEG only); its CPU time is counted in both. Appends one JSON line per
-(run, checkpoint) to ``OUT/curve.jsonl``: ``row, control, step, cpu_s, id50, song14, within_song, n``. Not part
+(run, checkpoint) to ``OUT/curve.jsonl``: ``row, control, step, cpu_s, id50, song_id, within_song, n``. Not part
 of ``make bench`` (minutes to hours); ``docs/learning_curve.md`` reports what it measured.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 EXP = ROOT / "experiments"
-METRICS = ("id50", "song14", "within_song")
+METRICS = ("id50", "song_id", "within_song")
 
 
 def cpu_s() -> float:
@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
             step = int(path.stem[4:])
             cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(path), verbose=False)
             m = json.loads((log_dir / "metrics.json").read_text())
-            rec = {"row": a.row, "control": control, "step": step, "cpu_s": round(pre_cpu + timer.at.get(step, float("nan")), 1),
-                   "pretrain_cpu_s": round(pre_cpu, 1), "n": m["song14"]["n"]}
+            rec = {"row": a.row, "control": control, "step": step,
+                   "cpu_s": round(pre_cpu + timer.at.get(step, float("nan")), 1), "pretrain_cpu_s": round(pre_cpu, 1),
+                   "n": m["song_id"]["n"]}
             rec.update({k: round(m[k]["mean"], 4) for k in METRICS if m.get(k)})
             print("[curve]", json.dumps(rec), flush=True)
             with open(out / "curve.jsonl", "a") as f:

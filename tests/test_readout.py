@@ -176,3 +176,26 @@ def test_pretraining_runs_views_of_different_lengths():
     loss, stats, t_out = m._distill({"eeg": torch.randn(4, 8, 64)}, torch.Generator().manual_seed(0))
     assert t_out.shape == (2, 4, 32) and torch.isfinite(loss)
     assert m.student_dropout.mode == "random" and PretrainModule(enc).student_dropout.mode == "cluster"
+
+
+def test_channel_gain_weights_electrodes_and_keeps_removal_exact():
+    torch.manual_seed(0)
+    plain = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=16, depth=1, num_heads=2, patch_size=PATCH).eval()
+    torch.manual_seed(0)
+    gained = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=16, depth=1, num_heads=2, patch_size=PATCH,
+                                    channel_gain=True).eval()
+    x = torch.randn(2, C, T)
+    torch.testing.assert_close(gained(x).tokens, plain(x).tokens)  # gains start at one: the same model
+    with torch.no_grad():
+        gained.channel_gain.copy_(torch.randn(C, 16))
+    out = gained(x)
+    want = plain(x).tokens.view(2, C, -1, 16) * gained.channel_gain[None, :, None, :]
+    torch.testing.assert_close(out.tokens, want.flatten(1, 2))
+    mask = torch.ones(2, C, dtype=torch.bool)
+    mask[0, [3, 4]] = False
+    keep = mask[0].nonzero().squeeze(1)
+    torch.testing.assert_close(gained(x, mask).tokens.view(2, C, -1, 16)[0, keep],
+                               gained(x[:1, keep], channel_index=keep).tokens.view(1, len(keep), -1, 16)[0])
+    with pytest.raises(ValueError, match="channel_gain"):
+        ChannelOrientedEncoder(C, SFREQ, T, embed_dim=16, depth=1, num_heads=2, patch_size=PATCH,
+                               channel_gain=True, channel_embedding="position", positions=torch.randn(C, 3).tolist())
