@@ -20,7 +20,7 @@ from datamodules.cache import CACHE_VERSION, CacheError, PreparedCache, file_fin
 from datamodules.control import control_music, min_shift_windows
 from datamodules.nmed import nmed_montage
 from datamodules.sampling import ResumableLoader, ResumableSampler
-from datamodules.selection import (DATASET_CODE, check_hearings, input_files, parse_datasets,
+from datamodules.selection import (DATASET_CODE, SelectionError, check_hearings, input_files, parse_datasets,
                                    parse_subject_refs, resolve_sources, resolve_subjects, songs_by_dataset)
 from datamodules.songs import GENRES, SONGS
 from datamodules.splits import Split, SplitConfig, split_windows

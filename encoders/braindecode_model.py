@@ -128,7 +128,8 @@ class BraindecodeEncoder(FoundationAdapter):
         overlap = int(kwargs.get(spec.step_kwarg, spec.default(spec.step_kwarg))) if spec.step_kwarg else 0
         self.patch_size = size
         self.model_units_per_uv = spec.uv_factor if spec.units == "uV" else 1.0
-        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit)
+        super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit,
+                         absent="zero")  # these models handle absent channels inside encode (see above)
         self.spec = spec
         self.model_name = spec.cls
         self.pooling = pooling

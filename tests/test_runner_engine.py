@@ -100,7 +100,7 @@ def test_local_runs_without_gpus_keep_the_environment(tmp_path, monkeypatch):
     assert [c["cuda"] for c in read_calls(out)] == [None, None]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")        # one GPU: passed through, not pinned
     assert GpuPool.for_settings(EngineSettings()) is None
-    with pytest.raises(ValueError, match="gpus_per_job=2 but only 1 GPU"):
+    with pytest.raises(ValueError, match=r"--gpus-per-job: 2 GPU\(s\) per job but only 1 GPU\(s\) visible \(3\)"):
         GpuPool.for_settings(EngineSettings(gpus_per_job=2))
 
 
@@ -188,7 +188,7 @@ def test_summary_says_which_rows_beat_their_control(tmp_path):
     spec_json, results, _ = report.write_results(out)
     text = summary(out, spec_json, results, out / "report" / "index.html")
     # one seed: the gain's interval is the runs' own spread (std 0.02 over 10 draws each)
-    assert re.search(r"Good: beats its no-music control on id50, song14 \(id50 \+0\.250 \[0\.2\d\d, 0\.2\d\d\]", text)
+    assert re.search(r"Good: beats its no-music control on id50, song_id \(id50 \+0\.250 \[0\.2\d\d, 0\.2\d\d\]", text)
     assert "Flat: does NOT beat its no-music control (no gain interval above 0: id50 +0.000 [-0.0" in text
     assert f"Listening report: file://{out.resolve()}/report/index.html" in text
     assert re.search(r"^Good\s+ours\s+0\.300 \[0\.2\d\d, 0\.3\d\d\]†", text, re.M)  # the table, with intervals

@@ -132,7 +132,7 @@ def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: flo
                 log.write(f"\n[compare] {error}\n")
             return None, 0.0, error
         except BaseException:
-            job.cancel()
+            _cancel(job)
             raise
         finally:
             with _LIVE_LOCK:
@@ -151,10 +151,7 @@ def kill_live_workers() -> None:
     with _LIVE_LOCK:
         live = list(_LIVE)
     for job in live:
-        try:
-            job.cancel()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        _cancel(job)
     for job in live:  # a local job's controller ends its task (and the task its step) within seconds
         proc = getattr(job, "_process", None)
         if proc is not None:
@@ -162,3 +159,24 @@ def kill_live_workers() -> None:
                 proc.wait(timeout=15)
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _cancel(job) -> None:
+    """Cancel one job. A local job: SIGINT to its task process (the :class:`StepJob` then ends its step's process
+    group), so submitit's controller ends quietly; if that is not possible, submitit's own cancel."""
+    import signal
+
+    proc = getattr(job, "_process", None)
+    if proc is not None:
+        try:
+            kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            for pid in kids:
+                os.kill(int(pid), signal.SIGINT)
+            if kids:
+                return
+        except (OSError, ValueError):
+            pass
+    try:
+        job.cancel()
+    except Exception:  # noqa: BLE001 - already gone
+        pass

@@ -136,7 +136,7 @@ def test_missing_nmedh_member_is_counted_not_silent(capsys, tmp_path):
         for n, data in members.items():
             if not n.endswith("song25_b_Imputed.mat"):
                 dst.writestr(n, data)
-    code, err = run(["prepare", *STAGE, "--data.root", root, "--data.dataset", "nmed-h", "--data.songs", "[10]",
+    code, err = run(["prepare", *STAGE, "--data.root", root, "--data.dataset", "nmed-h", "--data.songs", "[10]", "--data.hearings", "[a, b]",
                      "--data.cache_dir", tmp_path / "cache"], capsys)
     assert code == 0, err
     manifest = json.loads(next((tmp_path / "cache").rglob("manifest.json")).read_text())

@@ -52,7 +52,7 @@ class World:
     def args(self, runs: Path | None = None, root: Path | None = None, cache: Path | None = None) -> list[str]:
         runs = runs or self.runs
         return STAGE + ["--data.root", root or self.root, "--data.cache_dir", cache or self.cache,
-                        "--data.test_fraction", "0.25", "--data.val_fraction", "0.2",
+                        "--data.test_fraction", "0.25", "--data.val_fraction", "0.2", "--data.span_s", "4",
                         "--data.batch_size", "16", "--trainer.max_epochs", "1",
                         "--trainer.default_root_dir", runs, "--trainer.logger.init_args.save_dir", runs,
                         "--trainer.enable_progress_bar", "false"]

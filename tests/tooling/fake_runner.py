@@ -50,7 +50,7 @@ FAKE_WORKER = textwrap.dedent('''
         seed = int(next(l.split(":")[1] for l in text.splitlines() if l.startswith("seed_everything")))
         base = 0.05 if control or "behaviour: flat" in text else 0.30 + 0.1 * seed
         m = {"id50": {"mean": base, "std": 0.02, "n": 100, "chance": 0.02},
-             "song14": {"mean": base + 0.1, "std": 0.03, "n": 100, "chance": 0.1}}
+             "song_id": {"mean": base + 0.1, "std": 0.03, "n": 100, "chance": 0.1}}
         (d / "metrics.json").write_text(json.dumps(m))
         res["metrics"] = str(d / "metrics.json")
     (d / "result.json").write_text(json.dumps(res))
@@ -66,7 +66,7 @@ def write_fake_spec(tmp: Path, rows: list[dict] | None = None, ablations: list[d
     for name in ("good", "crash", "flat", "slow", "pre", "recon"):
         (cfg / f"{name}.yaml").write_text(f"behaviour: {'ok' if name == 'good' else name}\n")
     spec = {
-        "title": "fake comparison", "config_root": str(cfg), "metrics": ["id50", "song14"],
+        "title": "fake comparison", "config_root": str(cfg), "metrics": ["id50", "song_id"],
         "reconstruct": {"configs": ["recon.yaml"], "ckpt_arg": "model.init_args.align_checkpoint"},
         "reference_row": "good",
         "rows": rows if rows is not None else [
