@@ -77,7 +77,8 @@ def test_align_test_writes_the_spread_and_warns_on_collapse(constant, tmp_path, 
     assert {"mean", "std", "n", "chance"} <= set(m["embedding_spread"]) and {"mean", "std", "n"} <= set(m["embedding_rank"])
     assert (m["embedding_spread"]["mean"] < COLLAPSE_SPREAD) is constant
     assert m["embedding_rank"]["mean"] >= 1.0
-    assert "test/embedding_spread" in trainer.callback_metrics
+    assert m["encoder_spread"]["collapsed"] is constant  # the encoder's own output, before the head
+    assert "test/embedding_spread" in trainer.callback_metrics and "test/encoder_spread" in trainer.callback_metrics
     assert ("COLLAPSED" in caplog.text) is constant
 
 

@@ -91,18 +91,19 @@ class EmbeddingSpread(Metric):
         return {k: torch.tensor(float(v)) for k, v in r.items()}
 
 
-def metrics_entries(spread: dict[str, float | int | bool]) -> dict[str, dict]:
-    """``metrics.json`` entries of :func:`embedding_spread`'s result: ``embedding_spread`` (mean pairwise 1 − cos,
+def metrics_entries(spread: dict[str, float | int | bool], prefix: str = "embedding") -> dict[str, dict]:
+    """``metrics.json`` entries of :func:`embedding_spread`'s result: ``<prefix>_spread`` (mean pairwise 1 − cos,
     ``std`` over test windows of each window's mean distance to the others, with ``collapsed``) and
-    ``embedding_rank`` (effective rank: one number of the whole set, ``std`` 0 and ``repeats`` 1)."""
+    ``<prefix>_rank`` (effective rank: one number of the whole set, ``std`` 0 and ``repeats`` 1). ``embedding``:
+    the aligned embeddings; ``encoder``: the encoder's pooled output before the head."""
     n, collapsed = int(spread["n"]), bool(spread["collapsed"])
     return {
-        "embedding_spread": {"mean": float(spread["spread"]), "std": float(spread["spread_std"]), "n": n,
+        f"{prefix}_spread": {"mean": float(spread["spread"]), "std": float(spread["spread_std"]), "n": n,
                              "n_way": None, "chance": None,
                              "collapsed": collapsed, "threshold": COLLAPSE_SPREAD,
-                             "what": "mean pairwise 1 - cos of the test embeddings"},
-        "embedding_rank": {"mean": float(spread["rank"]), "std": 0.0, "repeats": 1, "n": n, "n_way": None,
+                             "what": f"mean pairwise 1 - cos of the test {prefix} outputs"},
+        f"{prefix}_rank": {"mean": float(spread["rank"]), "std": 0.0, "repeats": 1, "n": n, "n_way": None,
                            "chance": None,
                            "collapsed": collapsed, "threshold": COLLAPSE_RANK,
-                           "what": "effective rank (Roy & Vetterli) of the test embeddings"},
+                           "what": f"effective rank (Roy & Vetterli) of the test {prefix} outputs"},
     }

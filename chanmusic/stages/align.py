@@ -104,11 +104,13 @@ class AlignModule(L.LightningModule):
         self.test_metrics = nn.ModuleDict({
             name: Identification(n_way, kind, id_repeats, id_seed) for name, (kind, n_way) in ID_METRICS.items()})
         self.test_spread = EmbeddingSpread()
+        self.test_encoder_spread = EmbeddingSpread()  # of the encoder's pooled output: collapsed before the head?
 
     # ---- forward -------------------------------------------------------------------------------
     def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
         """EEG ``[B, C, T]`` -> CLAP-space embedding ``[B, clap_dim]`` (not normalised)."""
         out = self.encoder(eeg, channel_mask)
+        self._pooled = out.pooled.detach()  # read by test_step (the encoder's spread)
         return self.head(out)
 
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
@@ -197,6 +199,7 @@ class AlignModule(L.LightningModule):
             m.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
                      batch["start"], batch["length"], batch["segment"])
         self.test_spread.update(emb)
+        self.test_encoder_spread.update(self._pooled)
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, dict[str, Any] | None] = {}
@@ -218,13 +221,17 @@ class AlignModule(L.LightningModule):
                 reasons[paper] = (f"{n_way}-way as in the paper needs NMED-T + NMED-H pooled; here {name} is "
                                   + (f"{r['n_way']}-way (see {name})" if r else f"null ({reasons.get(name)})"))
         spread = {k: v.item() for k, v in self.test_spread.compute().items()}
+        enc = {k: v.item() for k, v in self.test_encoder_spread.compute().items()}
         self.test_spread.reset()
+        self.test_encoder_spread.reset()
         results.update(metrics_entries(spread))
-        for name in ("embedding_spread", "embedding_rank"):
+        results.update(metrics_entries(enc, prefix="encoder"))
+        for name in ("embedding_spread", "embedding_rank", "encoder_spread", "encoder_rank"):
             self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
         if results["embedding_spread"]["collapsed"]:
-            log.warning("test embeddings have COLLAPSED: mean pairwise 1 - cos %.2g, effective rank %.2f "
-                        "(chanmusic.evaluation.collapse)", spread["spread"], spread["rank"])
+            log.warning("test embeddings have COLLAPSED: mean pairwise 1 - cos %.2g, effective rank %.2f; the "
+                        "encoder's pooled output: %.2g, %.2f (chanmusic.evaluation.collapse)", spread["spread"],
+                        spread["rank"], enc["spread"], enc["rank"])
         self.write_metrics(results, reasons)
 
     def write_metrics(self, results: dict[str, dict[str, Any] | None],
