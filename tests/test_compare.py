@@ -168,6 +168,9 @@ def test_seed_aggregation_math_on_known_numbers():
     g1 = report.gain_summary({0: {"mean": 0.3, "std": 0.1}}, {0: {"mean": 0.1, "std": 0.1}}, {0: 10})
     se = math.sqrt(2 * (0.1 * math.sqrt(10 / 9)) ** 2 / 10)
     assert g1["ci"] == pytest.approx((0.2 - 2.2621571627409915 * se, 0.2 + 2.2621571627409915 * se))
+    # a metric with one number per run and no spread (e.g. embedding_spread): a gain, no interval
+    g2 = report.gain_summary({0: {"mean": 0.3, "n": 50}}, {0: {"mean": 0.1, "n": 50}}, {0: 50})
+    assert g2["gain"] == pytest.approx(0.2) and g2["ci"] is None
 
 
 def test_collect_aggregates_over_seeds_with_control_and_paper(fake):

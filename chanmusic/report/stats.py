@@ -59,8 +59,9 @@ def gain_summary(music: dict[int, dict], control: dict[int, dict], r_of: dict[in
         return {"gain": d[0], "ci": (d[0] - 1.959964 * se, d[0] + 1.959964 * se), "ci_kind": "test items (bootstrap)",
                 "k": 1}
     r = r_of.get(s, 0)
-    if r < 2:
+    stds = [m[s].get("std") for m in (music, control)]
+    if r < 2 or None in stds:  # e.g. embedding_spread: a single number per run, no spread to combine
         return {"gain": d[0], "ci": None, "ci_kind": "none", "k": 1}
-    se = math.sqrt(sum((m[s]["std"] * math.sqrt(r / (r - 1))) ** 2 / r for m in (music, control)))
+    se = math.sqrt(sum((sd * math.sqrt(r / (r - 1))) ** 2 / r for sd in stds))
     half = t_quantile(r - 1) * se
     return {"gain": d[0], "ci": (d[0] - half, d[0] + half), "ci_kind": f"within-run (r={r})", "k": 1}

@@ -88,9 +88,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                 epilog="Arguments after `--` are passed to every run (e.g. -- --data.root /data/NMED-T).")
     p.add_argument("--config", default=str(DEFAULT_SPEC), help="comparison spec (default experiments/paper.yaml)")
     p.add_argument("--quick", action="store_true", help="the quick profile (demo data, tiny models, ~15 min on 2 CPU cores)")
-    p.add_argument("--profile", default=None, help="profile name from the spec (default: full; --quick = quick)")
+    p.add_argument("--profile", default=None,
+                   help="profile of the spec: demo (`make demo`), quick, full (default; --quick = quick)")
     p.add_argument("--out", default=None, help="output folder (default compare_out/<profile>)")
-    p.add_argument("--rows", default=None, help="comma-separated row names to run (default all)")
+    p.add_argument("--rows", default=None, help="comma-separated row names to run (default: the profile's, else all)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
     p.add_argument("--redo", default="", help="comma-separated rows to rerun even if finished")
     p.add_argument("--jobs", type=int, default=None,
