@@ -199,7 +199,9 @@ class AlignModule(L.LightningModule):
             m.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
                      batch["start"], batch["length"], batch["segment"])
         self.test_spread.update(emb)
-        self.test_encoder_spread.update(self._pooled)
+        pooled = self.__dict__.pop("_pooled", None)  # set by embed (a subclass may embed otherwise)
+        if pooled is not None:
+            self.test_encoder_spread.update(pooled)
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, dict[str, Any] | None] = {}
@@ -221,17 +223,20 @@ class AlignModule(L.LightningModule):
                 reasons[paper] = (f"{n_way}-way as in the paper needs NMED-T + NMED-H pooled; here {name} is "
                                   + (f"{r['n_way']}-way (see {name})" if r else f"null ({reasons.get(name)})"))
         spread = {k: v.item() for k, v in self.test_spread.compute().items()}
-        enc = {k: v.item() for k, v in self.test_encoder_spread.compute().items()}
+        results.update(metrics_entries(spread))
+        enc = None
+        if self.test_encoder_spread.update_called:
+            enc = {k: v.item() for k, v in self.test_encoder_spread.compute().items()}
+            results.update(metrics_entries(enc, prefix="encoder"))
         self.test_spread.reset()
         self.test_encoder_spread.reset()
-        results.update(metrics_entries(spread))
-        results.update(metrics_entries(enc, prefix="encoder"))
         for name in ("embedding_spread", "embedding_rank", "encoder_spread", "encoder_rank"):
-            self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
+            if name in results:
+                self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
         if results["embedding_spread"]["collapsed"]:
-            log.warning("test embeddings have COLLAPSED: mean pairwise 1 - cos %.2g, effective rank %.2f; the "
-                        "encoder's pooled output: %.2g, %.2f (chanmusic.evaluation.collapse)", spread["spread"],
-                        spread["rank"], enc["spread"], enc["rank"])
+            log.warning("test embeddings have COLLAPSED: mean pairwise 1 - cos %.2g, effective rank %.2f%s "
+                        "(chanmusic.evaluation.collapse)", spread["spread"], spread["rank"],
+                        "" if enc is None else f"; the encoder's pooled output: {enc['spread']:.2g}, {enc['rank']:.2f}")
         self.write_metrics(results, reasons)
 
     def write_metrics(self, results: dict[str, dict[str, Any] | None],
