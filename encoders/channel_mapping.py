@@ -175,7 +175,9 @@ def spatial_order(ch_names: Sequence[str] | None, montage: str = DEFAULT_MONTAGE
     u = electrode_unit_positions(ch_names, montage)
     theta = np.arccos(np.clip(u[:, 2], -1.0, 1.0))
     phi = np.arctan2(u[:, 1], u[:, 0])
-    x, y = theta * np.cos(phi), theta * np.sin(phi)
+    # rounded: midline electrodes tie at x = 0 up to ulp noise that differs between numpy builds; stable sorts
+    # then break ties by index, so the order is the same everywhere
+    x, y = np.round(theta * np.cos(phi), 9), np.round(theta * np.sin(phi), 9)
     n_rows = max(1, int(round(np.sqrt(len(u)))))
     front_to_back = np.argsort(-y, kind="stable")
     order: list[int] = []

@@ -39,7 +39,7 @@ def test_snapshot_of_the_full_mapping():
     assert [tueg.electrodes[i] for i in tueg.nearest()] == [
         "E22", "E9", "E24", "E124", "E36", "E104", "E60", "E85", "E70", "E83",
         "E33", "E122", "E39", "E115", "E50", "E96", "E12", "Cz", "E62"]
-    assert _digest(spatial_order(NAMES)) == "5b92047fe09873fc"
+    assert _digest(spatial_order(NAMES)) == "5c8df8257fbcc3a4"  # ties broken by index (rounded positions)
 
 
 def test_deterministic_and_default_names():
