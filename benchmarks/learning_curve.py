@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrain", default="", help="comma-separated pretraining YAMLs")
     p.add_argument("--pretrain-args", default="", help="extra CLI arguments of the pretraining run")
     p.add_argument("--no-control", action="store_true")
+    p.add_argument("--control-only", action="store_true")
+    p.add_argument("--test-only", action="store_true", help="test the checkpoints an earlier run left in OUT")
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv.index("--") if "--" in argv else len(argv)
     a = p.parse_args(argv[:first])
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     cache = a.cache or str(out.parent / "cache")
     pre_cpu = 0.0
+    if a.pretrain and a.test_only:
+        raise SystemExit("learning_curve: --test-only with --pretrain: pass the pretraining checkpoint as "
+                         "--model.init_args.init_encoder_from in EXTRA_ARGS instead")
     if a.pretrain:
         t0 = cpu_s()
         cli = build(out / "pre", a.pretrain.split(","), a.data, cache, f"{a.row}_pre", a.pretrain_args.split())
@@ -80,29 +85,36 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[curve] pretraining: {cli.trainer.global_step} steps, {pre_cpu:.0f} CPU-s", flush=True)
 
     class CpuAtSave(L.Callback):
+        """Writes the CPU time spent so far (pretraining included) into every checkpoint."""
+
         def __init__(self):
-            self.t0, self.at = cpu_s(), {}
+            self.t0 = cpu_s()
 
         def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-            self.at[trainer.global_step] = cpu_s() - self.t0
+            checkpoint["chanmusic_cpu_s"] = pre_cpu + cpu_s() - self.t0
 
-    for control in ([False] if a.no_control else [False, True]):
+    from encoders.weights import safe_load
+
+    for control in ([False] if a.no_control else [True] if a.control_only else [False, True]):
         name = a.row + ("_ctrl" if control else "")
-        ck = L.pytorch.callbacks.ModelCheckpoint(every_n_train_steps=a.every, save_top_k=-1,
-                                                 filename="step{step}", auto_insert_metric_name=False)
         cli = build(out, configs, a.data, cache, name, extra + ["--trainer.max_steps", str(a.steps),
                                                               "--trainer.max_epochs", "-1"]
                     + (["--data.control", "shift"] if control else []))
-        timer = CpuAtSave()
-        cli.trainer.callbacks.extend([ck, timer])
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-        log_dir = Path(cli.trainer.log_dir)
-        for path in sorted((log_dir / "checkpoints").glob("step*.ckpt"), key=lambda q: int(q.stem[4:])):
+        if a.test_only:  # the checkpoints of an earlier run of the same command
+            ckpt_dir = max((out / name).glob("version_*/checkpoints"), key=lambda q: q.stat().st_mtime)
+        else:
+            ck = L.pytorch.callbacks.ModelCheckpoint(every_n_train_steps=a.every, save_top_k=-1,
+                                                     filename="step{step}", auto_insert_metric_name=False)
+            cli.trainer.callbacks.extend([ck, CpuAtSave()])
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            ckpt_dir = Path(cli.trainer.log_dir) / "checkpoints"
+        for path in sorted(ckpt_dir.glob("step*.ckpt"), key=lambda q: int(q.stem[4:])):
             step = int(path.stem[4:])
+            spent = safe_load(path).get("chanmusic_cpu_s")
             cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(path), verbose=False)
-            m = json.loads((log_dir / "metrics.json").read_text())
+            m = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
             rec = {"row": a.row, "control": control, "step": step,
-                   "cpu_s": round(pre_cpu + timer.at.get(step, float("nan")), 1), "pretrain_cpu_s": round(pre_cpu, 1),
+                   "cpu_s": None if spent is None else round(spent, 1), "pretrain_cpu_s": round(pre_cpu, 1),
                    "n": m["song_id"]["n"]}
             rec.update({k: round(m[k]["mean"], 4) for k in METRICS if m.get(k)})
             print("[curve]", json.dumps(rec), flush=True)

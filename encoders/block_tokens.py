@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from encoders.base import EEGEncoder, EncoderOutput
 from encoders.montage import DEFAULT_MONTAGE, distance_matrix, neighbour_groups, resolve_positions
+from encoders.token_gain import TokenGain
 from encoders.token_transformer import BandPower, TokenTransformer, init_weights
 
 GROUPINGS = ("neighbourhood", "partition")
@@ -57,13 +58,16 @@ class BlockTokenEncoder(EEGEncoder):
         embed_dim, depth, num_heads, patch_size, mlp_ratio, dropout, attn_dropout, band_power, max_time_patches:
             as in :class:`~encoders.channel_oriented.ChannelOrientedEncoder` (same defaults, so the ablation
             changes the tokens only).
+        channel_gain, channel_gain_std, channel_gain_lr_scale: a learned output gain per block token
+            (:class:`encoders.token_gain.TokenGain`), the counterpart of the channel-oriented model's per electrode.
     """
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None,
                  grouping: str = "neighbourhood", group_size: int = 8, n_groups: int = 16, embed_dim: int = 64,
                  depth: int = 2, num_heads: int = 4, patch_size: int = 125, mlp_ratio: float = 4.0,
                  dropout: float = 0.0, attn_dropout: float = 0.0, band_power: bool = True,
-                 max_time_patches: int | None = None, group_seed: int = 0,
+                 max_time_patches: int | None = None, group_seed: int = 0, channel_gain: bool = False,
+                 channel_gain_std: float = 1.0, channel_gain_lr_scale: float = 10.0,
                  positions: Sequence[Sequence[float]] | None = None, montage: str = DEFAULT_MONTAGE):
         super().__init__(n_channels, sfreq, n_times, ch_names)
         if patch_size < 1 or patch_size > n_times:
@@ -108,6 +112,9 @@ class BlockTokenEncoder(EEGEncoder):
             self.group_bias = nn.Parameter(torch.zeros(self.n_groups, embed_dim))
         self.time_embed = nn.Parameter(torch.zeros(self.max_time_patches, embed_dim))
         self.transformer = TokenTransformer(embed_dim, depth, num_heads, mlp_ratio, dropout, attn_dropout)
+        # one gain row per block token, as the channel-oriented model has one per electrode token
+        self.channel_gain = (TokenGain(self.n_groups, embed_dim, channel_gain_std, channel_gain_lr_scale)
+                             if channel_gain else None)
         self.apply(init_weights)
         if grouping == "partition":
             nn.init.trunc_normal_(self.group_weight, std=0.02)
@@ -166,5 +173,7 @@ class BlockTokenEncoder(EEGEncoder):
         P = tok.shape[2]
         tok_present = present.repeat_interleave(P, dim=1)
         cls, out, attn = self.transformer(tok.flatten(1, 2), tok_present)
+        if self.channel_gain is not None:  # removed blocks' outputs are 0 and stay 0
+            out = self.channel_gain(out.view(B, self.n_groups, P, -1), torch.arange(self.n_groups, device=dev).expand(B, -1)).flatten(1, 2)
         return EncoderOutput(pooled=cls, tokens=out, token_time=torch.arange(P, device=dev).repeat(self.n_groups),
                              channel_attention=self.token_channel_share(attn, mask), token_mask=tok_present)

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from encoders.base import EEGEncoder, EncoderOutput
 from encoders.channel_embedding import LookupChannelEmbedding, PositionChannelEmbedding, channel_positions
 from encoders.montage import DEFAULT_MONTAGE
+from encoders.token_gain import TokenGain
 from encoders.token_transformer import BandPower, TokenTransformer, init_weights
 
 CHANNEL_EMBEDDINGS = ("lookup", "position")
@@ -78,16 +79,19 @@ class ChannelOrientedEncoder(EEGEncoder):
         positions: ``[n_channels, 3]`` electrode positions, instead of looking names up (``"position"`` only).
         max_time_patches: size of the time-embedding table (default ``n_times // patch_size``); larger lets
             the same weights run longer windows. Shorter inputs (e.g. local crops) use its first rows.
-        channel_gain: a learned vector per electrode (initialised to ones) multiplying its output tokens
-            feature-wise, after the final norm (lookup embedding only). A readout that averages tokens then
-            computes ``embed_dim`` spatial filters (each feature weighted and signed per electrode) instead of
-            a plain average over electrodes; removed electrodes still contribute nothing.
+        channel_gain: a learned vector per electrode multiplying its output tokens feature-wise, after the final
+            norm (lookup embedding only; :class:`encoders.token_gain.TokenGain`). A readout that averages tokens
+            then computes ``embed_dim`` signed spatial filters instead of a plain average over electrodes, which
+            cancels on average-referenced EEG; removed electrodes still contribute nothing.
+        channel_gain_std: the gains start at ``1 + std·N(0, 1)`` (0: all ones).
+        channel_gain_lr_scale: the gains learn this many times faster than the other weights.
     """
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None,
                  embed_dim: int = 64, depth: int = 2, num_heads: int = 4, patch_size: int = 125,
                  mlp_ratio: float = 4.0, dropout: float = 0.0, attn_dropout: float = 0.0, band_power: bool = True,
                  channel_embedding: str = "lookup", max_time_patches: int | None = None, channel_gain: bool = False,
+                 channel_gain_std: float = 1.0, channel_gain_lr_scale: float = 10.0,
                  montage: str = DEFAULT_MONTAGE, positions: Sequence[Sequence[float]] | None = None):
         super().__init__(n_channels, sfreq, n_times, ch_names)
         if patch_size < 1 or patch_size > n_times:
@@ -115,7 +119,7 @@ class ChannelOrientedEncoder(EEGEncoder):
         self.transformer = TokenTransformer(embed_dim, depth, num_heads, mlp_ratio, dropout, attn_dropout)
         if channel_gain and channel_embedding != "lookup":
             raise ValueError("channel_gain needs channel_embedding='lookup' (one gain vector per training electrode)")
-        self.channel_gain = nn.Parameter(torch.ones(n_channels, embed_dim)) if channel_gain else None
+        self.channel_gain = TokenGain(n_channels, embed_dim, channel_gain_std, channel_gain_lr_scale) if channel_gain else None
         self.apply(init_weights)
         nn.init.trunc_normal_(self.time_embed, std=0.02)
         if channel_embedding == "position":
@@ -234,7 +238,7 @@ class ChannelOrientedEncoder(EEGEncoder):
         cls, out, attn = self.transformer(tok.flatten(1, 2), tok_present)
         out = out.view(B, Ck, P, -1)
         if self.channel_gain is not None:  # per-electrode gain on each output feature (absent rows stay 0)
-            out = out * self.channel_gain[rows][:, :, None, :]
+            out = self.channel_gain(out, rows)
         attn = attn.view(B, Ck, P).sum(-1)
         if sel is not None:
             out = out.new_zeros(B, C, P, out.shape[-1]).scatter(1, sel[..., None, None].expand_as(out), out)

@@ -183,13 +183,14 @@ def test_channel_gain_weights_electrodes_and_keeps_removal_exact():
     plain = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=16, depth=1, num_heads=2, patch_size=PATCH).eval()
     torch.manual_seed(0)
     gained = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=16, depth=1, num_heads=2, patch_size=PATCH,
-                                    channel_gain=True).eval()
+                                    channel_gain=True, channel_gain_std=0.0).eval()
     x = torch.randn(2, C, T)
-    torch.testing.assert_close(gained(x).tokens, plain(x).tokens)  # gains start at one: the same model
+    torch.testing.assert_close(gained(x).tokens, plain(x).tokens)  # std 0: gains start at one, the same model
     with torch.no_grad():
-        gained.channel_gain.copy_(torch.randn(C, 16))
+        gained.channel_gain.weight.copy_(torch.randn(C, 16))
     out = gained(x)
-    want = plain(x).tokens.view(2, C, -1, 16) * gained.channel_gain[None, :, None, :]
+    assert torch.equal(gained.channel_gain.gain, gained.channel_gain.weight * 10.0)  # stored / lr_scale (default 10)
+    want = plain(x).tokens.view(2, C, -1, 16) * gained.channel_gain.gain[None, :, None, :]
     torch.testing.assert_close(out.tokens, want.flatten(1, 2))
     mask = torch.ones(2, C, dtype=torch.bool)
     mask[0, [3, 4]] = False

@@ -101,6 +101,9 @@ class AlignModule(L.LightningModule):
                                               ch_names=getattr(encoder, "ch_names", None))
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+            gain = getattr(self.encoder, "channel_gain", None)
+            if gain is not None:  # alignment-only (no pretraining has it: encoders.token_gain): it trains as the head
+                gain.requires_grad_(True)
         self.test_metrics = nn.ModuleDict({
             name: Identification(n_way, kind, id_repeats, id_seed) for name, (kind, n_way) in ID_METRICS.items()})
         self.test_spread = EmbeddingSpread()

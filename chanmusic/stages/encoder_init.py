@@ -8,6 +8,7 @@ holds one encoder (``encoder.*``), named ``"aligned"``.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = ["CheckpointError", "load_strict", "safe_load", "state_dict_of", "load
            "checkpoint_encoders", "ENCODER_CHOICES"]
 
 ENCODER_CHOICES = ("teacher", "student")
+log = logging.getLogger("chanmusic")
+GAIN_PREFIX = "channel_gain."  # encoders.token_gain.TokenGain: alignment-only, absent from pretraining checkpoints
 
 
 def checkpoint_encoders(ckpt: Any) -> dict[str, str]:
@@ -61,5 +64,11 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, which: str = "tea
                               f"model.init_encoder_weights to one of them")
     sd = state_dict_of(ckpt)
     sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    own = encoder.state_dict()
+    fresh = [k for k in own if k.startswith(GAIN_PREFIX) and k not in sub]
+    for k in fresh:  # a gain the checkpoint's encoder did not have (pretraining reads the CLS, which it does
+        sub[k] = own[k]  # not touch): it keeps its own initialisation (encoders.token_gain)
+    if fresh:
+        log.info("%s: no %s in the checkpoint; it keeps its initialisation", path, ", ".join(fresh))
     load_strict(encoder, sub, str(path))
     return prefix
