@@ -83,7 +83,7 @@ def summary(out: Path, spec: dict, results: list[RowResult], index: Path | None 
         parts += ["", "Gain over the no-music control (only a gain is evidence that the model reads the music):"]
         parts += verdicts
     flags = detect_random_models(out, spec)
-    wanted = ("RANDOMLY INITIALISED", "synthetic", "the same for every row")
+    wanted = ("RANDOMLY INITIALISED", "synthetic", "the same for every row", " ran: ")
     said = [f"Note: {n.replace('**', '')}" for n in notes(spec, results, flags)
             if any(w in n for w in wanted) and not n.startswith("Profile")]
     parts += [""] + said if said else []

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from chanmusic.evaluation.collapse import is_collapsed
+from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import Cell, RowResult
 
 
@@ -131,6 +132,9 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
         "score (a genre classifier agrees on generated vs true audio). paper: the authors' reported numbers ("
         + (spec.get("paper_source") or "") + "), shown only where the class count matches.",
     ]
+    said = recipe_note(spec, results)
+    if said:
+        out.append(said)
     if random_models.get("clap"):
         out.append("**The CLAP model was a tiny RANDOMLY INITIALISED network** (no pretrained weights offline): "
                    "the numbers show the pipeline learning above chance on this data, not real CLAP-space results.")

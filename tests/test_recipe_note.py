@@ -1,0 +1,42 @@
+"""The table's note on the paper row is read from the run's saved settings (not from today's YAMLs)."""
+import json
+
+import yaml
+
+from chanmusic.report.recipe import recipe_note
+from chanmusic.report.rows import RowResult
+
+
+def _run(tmp, head="temporal", readout="cls+tokens", gain=True, crop_resize=False, mode="cluster"):
+    run = tmp / "runs" / "channel_oriented" / "seed0" / "music"
+    (run / "align").mkdir(parents=True)
+    (tmp / "pre" / "pretrain").mkdir(parents=True)
+    (run / "align" / "hparams.yaml").write_text(yaml.safe_dump(
+        {"head": head, "readout": readout, "channel_dropout": 0.2, "channel_dropout_mode": mode,
+         "init_encoder_from": "x.ckpt", "init_encoder_weights": "teacher"}))
+    enc = {"channel_gain": gain, "channel_gain_std": 1.0, "channel_gain_lr_scale": 10.0}
+    (run / "align" / "config.yaml").write_text(yaml.safe_dump({"model": {"init_args": {"encoder": {"init_args": enc}}}}))
+    (tmp / "pre" / "pretrain" / "hparams.yaml").write_text(yaml.safe_dump(
+        {"crop_resize": crop_resize, "student_channel_drop": 0.5, "channel_drop_mode": mode}))
+    (run / "status.json").write_text(json.dumps({"steps": {"align": {"dir": str(run / "align")},
+                                                           "pretrain": {"dir": str(tmp / "pre")}}}))
+    return RowResult(name="channel_oriented", label="Channel-oriented", section="main", status="done", run_dirs=[run])
+
+
+def test_note_says_what_the_run_used(tmp_path):
+    note = recipe_note({"reference_row": "channel_oriented"}, [_run(tmp_path)])
+    assert "head `temporal` over `cls+tokens`" in note and "gain per electrode" in note
+    assert "dropout 0.2 (`cluster`)" in note and "native-rate crops" in note and "teacher" in note
+
+
+def test_note_follows_the_files_not_the_repository(tmp_path):
+    note = recipe_note({"reference_row": "channel_oriented"},
+                       [_run(tmp_path, head="mlp", readout="tokens", gain=False, crop_resize=True, mode="random")])
+    assert "head `mlp` over `tokens`" in note and "gain" not in note
+    assert "resized (time-stretched) crops" in note and "(`random`)" in note
+
+
+def test_no_note_without_a_finished_reference_run(tmp_path):
+    row = RowResult(name="channel_oriented", label="x", section="main", status="not run")
+    assert recipe_note({"reference_row": "channel_oriented"}, [row]) is None
+    assert recipe_note({"reference_row": None}, [_run(tmp_path)]) is None
