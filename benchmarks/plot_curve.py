@@ -17,8 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def gains(paths: list[str], metric: str, rows: list[str] | None = None) -> dict[str, list[dict]]:
-    """``{row: [{"step", "cpu_min", "music", "control", "gain", "se", "n"}, ...]}`` sorted by step."""
+def gains(paths: list[str], metric: str, rows: list[str] | None = None,
+          add_cpu: dict[str, float] | None = None) -> dict[str, list[dict]]:
+    """``{row: [{"step", "cpu_min", "music", "control", "gain", "se", "n"}, ...]}`` sorted by step; ``add_cpu``:
+    CPU-seconds per row spent outside the driver (a pretraining run shared by music and control)."""
     recs: dict[tuple[str, int, bool], dict] = {}
     for p in paths:
         for line in Path(p).read_text().splitlines():
@@ -32,7 +34,8 @@ def gains(paths: list[str], metric: str, rows: list[str] | None = None) -> dict[
         c = recs[(row, step, True)]
         pm, pc, n = r[metric], c[metric], r["n"]
         cpu = [x["cpu_s"] for x in (r, c) if x.get("cpu_s") is not None]
-        out[row].append({"step": step, "cpu_min": max(cpu) / 60 if cpu else None, "music": pm, "control": pc,
+        extra = (add_cpu or {}).get(row, 0.0)
+        out[row].append({"step": step, "cpu_min": (max(cpu) + extra) / 60 if cpu else None, "music": pm, "control": pc,
                          "gain": pm - pc, "se": math.sqrt(pm * (1 - pm) / n + pc * (1 - pc) / n), "n": n})
     return dict(out)
 
@@ -53,8 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("curves", nargs="+")
     p.add_argument("--metric", default="song_id")
     p.add_argument("--rows", default=None)
+    p.add_argument("--add-cpu", default="", help="ROW=SECONDS,...: CPU time spent outside the driver (pretraining)")
     a = p.parse_args(argv)
-    curves = gains(a.curves, a.metric, a.rows.split(",") if a.rows else None)
+    add = {k: float(v) for k, v in (x.split("=") for x in a.add_cpu.split(",") if x)}
+    curves = gains(a.curves, a.metric, a.rows.split(",") if a.rows else None, add)
     print(table(curves, a.metric))
     import matplotlib
 
