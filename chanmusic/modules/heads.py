@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from encoders.base import EncoderOutput, masked_mean
 
-HEADS = ("linear", "mlp", "temporal", "attention", "weighted")
+HEADS = ("linear", "mlp", "temporal", "attention")  # any encoder
+GRID_HEADS = ("weighted",)  # encoders with a fixed token grid (n_tokens) only: WeightedPoolHead, end of file
 READOUTS = ("pooled", "tokens", "cls+tokens")
 DEFAULT_READOUT = {"linear": "pooled", "mlp": "tokens", "temporal": "cls+tokens", "attention": "tokens",
                    "weighted": "tokens"}
@@ -159,8 +160,8 @@ def build_head(kind: str, in_dim: int, out_dim: int, hidden: int = 512, readout:
                n_queries: int = 8, n_tokens: int | None = None) -> nn.Module:
     """A head by name (``HEADS``) reading ``readout`` (``READOUTS``; ``None`` = the head's default).
     ``n_tokens``: the encoder's fixed token grid (``encoder.n_tokens``), needed by ``weighted`` only."""
-    if kind not in HEADS:
-        raise ValueError(f"model.head: {kind!r} is not one of {HEADS}")
+    if kind not in HEADS + GRID_HEADS:
+        raise ValueError(f"model.head: {kind!r} is not one of {HEADS + GRID_HEADS}")
     readout = readout or DEFAULT_READOUT[kind]
     if readout not in READOUTS:
         raise ValueError(f"model.readout: {readout!r} is not one of {READOUTS}")
