@@ -217,7 +217,7 @@ class WeightedPoolHead(nn.Module):
     shared part instead and keep each position's own content.
 
     Absent tokens (``token_mask`` False) are left out of the sum and of the count, so removing a channel equals
-    recording without it (up to the ``1/sqrt(|present|)`` scale, which the final LayerNorm removes anyway).
+    recording without it (the sum over the present positions, scaled by ``1/sqrt(|present|)``).
     ``readout="cls+tokens"`` prepends the pooled vector as position 0; ``"pooled"`` is one position.
     """
 
