@@ -115,3 +115,21 @@ def test_eeg2mel_bn_momentum_sets_every_running_average():
     assert all(m.momentum == 0.01 for m in keras.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
     demo = yaml.safe_load(open("experiments/encoders/eeg2mel.yaml"))["model"]["init_args"]["encoder"]["init_args"]
     assert demo["bn_momentum"] == 0.1
+
+
+def test_reconstruction_rebuilds_the_aligned_head_with_its_maps(tmp_path):
+    """The reconstruction step loads the aligned head strictly: it must be rebuilt with the checkpoint's
+    ``head_queries`` and ``readout`` (it used the defaults, and a 32-map head failed to load)."""
+    from chanmusic.stages.reconstruct import ReconstructModule
+
+    torch.manual_seed(0)
+    enc = CBraModEncoder(C, SFREQ, N_TIMES, list(NMED_CH_NAMES), channel_set="nearest", n_layer=1, nhead=4,
+                         dim_feedforward=64)
+    aligned = AlignModule(enc, head="weighted", head_queries=3, readout="cls+tokens")
+    path = tmp_path / "align.ckpt"
+    torch.save({"state_dict": aligned.state_dict(), "hyper_parameters": dict(aligned.hparams)}, path)
+    rec = ReconstructModule(CBraModEncoder(C, SFREQ, N_TIMES, list(NMED_CH_NAMES), channel_set="nearest", n_layer=1,
+                                           nhead=4, dim_feedforward=64),
+                            align_checkpoint=str(path), encoder_source="config")
+    assert rec.head.readout == "cls+tokens" and rec.head.weight.shape == (3, enc.n_tokens + 1)
+    assert torch.equal(rec.head.weight, aligned.head.weight)
