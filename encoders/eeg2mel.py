@@ -33,12 +33,15 @@ from encoders.base import EEGEncoder, EncoderOutput
 FEATURES = ("psd", "raw")
 
 
-def _bn2d(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+KERAS_BN_MOMENTUM = 0.01  # Keras BatchNormalization(momentum=0.99): running = 0.99 running + 0.01 batch
 
 
-def _bn1d(c: int) -> nn.BatchNorm1d:
-    return nn.BatchNorm1d(c, eps=1e-3, momentum=0.01)
+def _bn2d(c: int, momentum: float | None = KERAS_BN_MOMENTUM) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=momentum)
+
+
+def _bn1d(c: int, momentum: float | None = KERAS_BN_MOMENTUM) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(c, eps=1e-3, momentum=momentum)
 
 
 class _TFSameConv2d(nn.Conv2d):
@@ -85,11 +88,16 @@ class EEG2Mel(EEGEncoder):
         base_filters: ``f`` (paper: 8; filters f, 2f, 4f, 8f, then 16f).
         kernel_size: convolution kernel (paper: 4).
         embed_dim: width of the two dense layers (paper: 128).
+        bn_momentum: weight of each batch in the BatchNorm running statistics the model is evaluated with (Keras'
+            0.99 -> 0.01, the default, fits the paper's 200 epochs; after ``n`` steps the statistics are still
+            ``(1 - bn_momentum)**n`` their initial 0 / 1 — after 40 steps 67 % — so a short run needs a larger value,
+            e.g. PyTorch's 0.1, or ``None``: the cumulative average). See docs/encoders.md.
     """
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
                  n_mels: int = 64, n_frames: int = 201, features: str = "psd", psd_segment_s: float = 1.0,
-                 log_psd: bool = True, base_filters: int = 8, kernel_size: int = 4, embed_dim: int = 128):
+                 log_psd: bool = True, base_filters: int = 8, kernel_size: int = 4, embed_dim: int = 128,
+                 bn_momentum: float | None = KERAS_BN_MOMENTUM):
         super().__init__(n_channels, sfreq, n_times, ch_names)
         if features not in FEATURES:
             raise ValueError(f"features: {features!r} is not one of {FEATURES}")
@@ -102,16 +110,16 @@ class EEG2Mel(EEGEncoder):
         layers: list[nn.Module] = []
         c_in = 1
         for c in (f, 2 * f, 4 * f, 8 * f):
-            layers += [_TFSameConv2d(c_in, c, k), nn.ReLU(), _bn2d(c), nn.Dropout(0.1)]
+            layers += [_TFSameConv2d(c_in, c, k), nn.ReLU(), _bn2d(c, bn_momentum), nn.Dropout(0.1)]
             c_in = c
-        layers += [_TFSameConv2d(c_in, 16 * f, k, stride=2), nn.ReLU(), nn.ZeroPad2d(1), _bn2d(16 * f),
-                   nn.MaxPool2d(2), _bn2d(16 * f), nn.Flatten()]
+        layers += [_TFSameConv2d(c_in, 16 * f, k, stride=2), nn.ReLU(), nn.ZeroPad2d(1), _bn2d(16 * f, bn_momentum),
+                   nn.MaxPool2d(2), _bn2d(16 * f, bn_momentum), nn.Flatten()]
         self.conv = nn.Sequential(*layers)
         h, w = (math.ceil(rows / 2) + 2) // 2, (math.ceil(n_channels / 2) + 2) // 2
         self.image_shape = (rows, n_channels)
         self.dense = nn.Sequential(
-            nn.Dropout(0.1), nn.Linear(16 * f * h * w, embed_dim), nn.ReLU(), _bn1d(embed_dim), nn.Dropout(0.15),
-            nn.Linear(embed_dim, embed_dim), nn.ReLU(), _bn1d(embed_dim))
+            nn.Dropout(0.1), nn.Linear(16 * f * h * w, embed_dim), nn.ReLU(), _bn1d(embed_dim, bn_momentum),
+            nn.Dropout(0.15), nn.Linear(embed_dim, embed_dim), nn.ReLU(), _bn1d(embed_dim, bn_momentum))
         self.out = nn.Linear(embed_dim, self.n_mels * self.n_frames)
         self.register_buffer("token_time", torch.zeros(1, dtype=torch.long), persistent=False)
 

@@ -37,9 +37,11 @@ from torch import Tensor, nn
 
 from encoders.base import EncoderOutput, masked_mean
 
-HEADS = ("linear", "mlp", "temporal", "attention")
+HEADS = ("linear", "mlp", "temporal", "attention")  # any encoder
+GRID_HEADS = ("weighted",)  # encoders with a fixed token grid (n_tokens) only: WeightedPoolHead, end of file
 READOUTS = ("pooled", "tokens", "cls+tokens")
-DEFAULT_READOUT = {"linear": "pooled", "mlp": "tokens", "temporal": "cls+tokens", "attention": "tokens"}
+DEFAULT_READOUT = {"linear": "pooled", "mlp": "tokens", "temporal": "cls+tokens", "attention": "tokens",
+                   "weighted": "tokens"}
 
 
 def readout_tokens(out: EncoderOutput, source: str) -> tuple[Tensor, Tensor | None]:
@@ -155,10 +157,11 @@ class AttentionPoolHead(nn.Module):
 
 
 def build_head(kind: str, in_dim: int, out_dim: int, hidden: int = 512, readout: str | None = None,
-               n_queries: int = 8) -> nn.Module:
-    """A head by name (``HEADS``) reading ``readout`` (``READOUTS``; ``None`` = the head's default)."""
-    if kind not in HEADS:
-        raise ValueError(f"model.head: {kind!r} is not one of {HEADS}")
+               n_queries: int = 8, n_tokens: int | None = None) -> nn.Module:
+    """A head by name (``HEADS``) reading ``readout`` (``READOUTS``; ``None`` = the head's default).
+    ``n_tokens``: the encoder's fixed token grid (``encoder.n_tokens``), needed by ``weighted`` only."""
+    if kind not in HEADS + GRID_HEADS:
+        raise ValueError(f"model.head: {kind!r} is not one of {HEADS + GRID_HEADS}")
     readout = readout or DEFAULT_READOUT[kind]
     if readout not in READOUTS:
         raise ValueError(f"model.readout: {readout!r} is not one of {READOUTS}")
@@ -168,6 +171,8 @@ def build_head(kind: str, in_dim: int, out_dim: int, hidden: int = 512, readout:
         return MLPHead(in_dim, out_dim, hidden, readout)
     if kind == "temporal":
         return TemporalHead(in_dim, out_dim, hidden, readout)
+    if kind == "weighted":
+        return weighted_head(in_dim, out_dim, n_tokens, n_queries, readout)
     return AttentionPoolHead(in_dim, out_dim, n_queries, readout)
 
 
@@ -194,3 +199,56 @@ def readout_channel_map(head: nn.Module, encoder: nn.Module, out: EncoderOutput,
     if hasattr(encoder, "rollout_channel_map"):
         return encoder.rollout_channel_map(eeg, channel_mask, include_cls=source == "cls+tokens"), "attention rollout"
     return None, "this encoder has no channel-keeping tokens"
+
+
+# ---- weighted: signed per-position pooling over the present tokens (appended; see WeightedPoolHead) ---------------
+class WeightedPoolHead(nn.Module):
+    """``n_maps`` learned **signed** pooling maps over the token grid's positions, present tokens only -> concat ->
+    Linear, LayerNorm.
+
+    ``y_k = Σ_{n present} a_kn · LN(x_n) / sqrt(|present|)`` with ``a [n_maps, N]`` one weight per token position
+    (channel x patch for channel-token encoders, patch for EEGPT), drawn N(0, 1): a fixed-grid readout like the
+    official flattened heads (CBraMod ``all_patch_reps``, EEGPT's per-patch probe), but with a scalar per position
+    instead of a matrix, so it stays small at the official sizes. Why signed weights and not a mean (``mlp``) or
+    a softmax (``attention``, near-uniform at initialisation): at random initialisation every token carries the same
+    input-independent part (embeddings, biases; measured cos 0.98 between positions for EEGPT and CBraMod), which a
+    mean adds up coherently while it averages away the window-dependent part — and with it a response whose sign
+    differs across electrodes (docs/encoders.md, "Why EEGPT and CBraMod collapsed"). Random signs cancel the
+    shared part instead and keep each position's own content.
+
+    Absent tokens (``token_mask`` False) are left out of the sum and of the count, so removing a channel equals
+    recording without it (the sum over the present positions, scaled by ``1/sqrt(|present|)``).
+    ``readout="cls+tokens"`` prepends the pooled vector as position 0; ``"pooled"`` is one position.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, n_tokens: int, n_maps: int = 8, readout: str = "tokens"):
+        super().__init__()
+        if n_maps < 1:
+            raise ValueError(f"model.head_queries: need >= 1 pooling map, got {n_maps}")
+        self.readout = readout
+        self.n_positions = 1 if readout == "pooled" else int(n_tokens) + int(readout == "cls+tokens")
+        self.norm = nn.LayerNorm(in_dim)
+        self.weight = nn.Parameter(torch.randn(n_maps, self.n_positions))
+        self.out = nn.Sequential(nn.Linear(n_maps * in_dim, out_dim), nn.LayerNorm(out_dim))
+
+    def forward(self, out: EncoderOutput) -> Tensor:
+        x, present = readout_tokens(out, self.readout)
+        if x.shape[1] != self.n_positions:
+            raise ValueError(f"weighted head was built for {self.n_positions} token positions, got {x.shape[1]}")
+        v = self.norm(x)
+        if present is None:
+            w = self.weight.unsqueeze(0).expand(len(x), -1, -1)
+            count = torch.full((len(x), 1, 1), float(x.shape[1]), dtype=v.dtype, device=v.device)
+        else:  # absent positions get weight 0 and do not count (their values are never read: torch.where)
+            w = torch.where(present[:, None, :], self.weight[None], torch.zeros((), dtype=v.dtype, device=v.device))
+            count = present.sum(1).clamp_min(1).to(v.dtype)[:, None, None]
+            v = torch.where(present[..., None], v, torch.zeros((), dtype=v.dtype, device=v.device))
+        y = torch.einsum("bkn,bnd->bkd", w, v) / count.sqrt()
+        return self.out(y.flatten(1))
+
+
+def weighted_head(in_dim: int, out_dim: int, n_tokens: int | None, n_maps: int, readout: str) -> WeightedPoolHead:
+    if readout != "pooled" and not n_tokens:
+        raise ValueError("model.head: weighted needs an encoder with a fixed token grid (n_tokens) — use head: "
+                         "attention or mlp for this encoder")
+    return WeightedPoolHead(in_dim, out_dim, n_tokens or 1, n_maps, readout)

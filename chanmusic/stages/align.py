@@ -93,7 +93,8 @@ class AlignModule(L.LightningModule):
                              "pass --model.init_args.init_encoder_from CKPT, or set freeze_encoder: false")
         if init_encoder_from:
             load_encoder_weights(self.encoder, init_encoder_from, init_encoder_weights)
-        self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, readout, head_queries)
+        self.head = build_head(head, encoder.embed_dim, clap_dim, head_hidden, readout, head_queries,
+                               getattr(encoder, "n_tokens", None))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)),
                                         requires_grad=learn_temperature)
         # cluster mode needs electrode positions: the encoder knows its channel names (linked from the data)

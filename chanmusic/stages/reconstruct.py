@@ -168,6 +168,7 @@ class ReconstructModule(ReconstructSetup, AlignModule):
         if audioldm_dtype not in (None, "float32", "float16", "bfloat16"):
             raise ValueError(f"audioldm_dtype must be null, float32, float16 or bfloat16, got {audioldm_dtype!r}")
         state: dict[str, Tensor] | None = None
+        hp: dict[str, Any] = {}
         encoder_note = "configured (unused: oracle)" if oracle else "configured"
         if align_checkpoint and not oracle:
             state, hp = read_checkpoint(align_checkpoint)
@@ -185,7 +186,8 @@ class ReconstructModule(ReconstructSetup, AlignModule):
                 encoder = encoder_from_config(config, encoder)
                 encoder_note = f"{type(encoder).__name__} from {config}"
                 log.info("reconstruct: encoder rebuilt from the aligned run's %s", config)
-        super().__init__(encoder, clap_dim, head, head_hidden, id_repeats=id_repeats, id_seed=id_seed)
+        readout_hp = {k: hp[k] for k in ("readout", "head_queries") if hp.get(k) is not None}  # the head's shape
+        super().__init__(encoder, clap_dim, head, head_hidden, id_repeats=id_repeats, id_seed=id_seed, **readout_hp)
         if state is not None:
             for prefix, module in (("encoder.", self.encoder), ("head.", self.head)):
                 sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
