@@ -1,7 +1,8 @@
-"""Shared pytest fixtures: small demo data sets written once per test session."""
+"""Shared pytest fixtures: small demo data sets written once per test session; one torch thread per module."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 # The shared demo settings: small and fast (about 2 s to write). Tests that need other settings call
 # write_demo themselves.
@@ -34,3 +35,13 @@ def pool_root(tmp_path_factory):
     write_demo(root / "nmed-t", dataset="nmed-t", seed=0, n_subjects=2, duration_s=24.0)
     write_demo(root / "nmed-h", dataset="nmed-h", seed=0, n_subjects=2, duration_s=24.0, conditions=("orig",))
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one torch thread is as fast and immune to oversubscription on a shared CPU. A test module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,13 +18,7 @@ from chanmusic.audio.clap_laion import build_laion_clap
 SR = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The models here are tiny: one intra-op thread is as fast, and far faster when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _sine(freq: float, seconds: float, sr: int = SR, amp: float = 0.5) -> np.ndarray:

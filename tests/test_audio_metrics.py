@@ -11,12 +11,7 @@ from chanmusic.evaluation.metrics import (PSNR_MAX_DB, ClapScore, LabelAgreement
                                joint_minmax, mel_psnr, mel_ssim)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _mels(b=3, f=64, n=120, seed=0):

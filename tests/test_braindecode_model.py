@@ -39,12 +39,7 @@ EXPECTED = {
 YAMLS = {"REVE": "reve.yaml", "LUNA": "luna.yaml", "EEGDINO": "eeg_dino.yaml", "PBT": "pbt.yaml"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def build(name: str, **kw) -> BraindecodeEncoder:

@@ -18,12 +18,7 @@ from encoders.weights import safe_load
 HAS_LAION = clap_mod.laion_clap_installed()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _clips(n: int = 3, seconds: float = 2.0, sr: int = 48000) -> np.ndarray:

@@ -18,12 +18,7 @@ from encoders.montage import NMED_CH_NAMES
 SFREQ, N_TIMES, C = 125.0, 250, 125
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _out(tokens: torch.Tensor, mask: torch.Tensor | None) -> EncoderOutput:

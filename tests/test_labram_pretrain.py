@@ -18,12 +18,7 @@ SFREQ, N_TIMES, C = 125.0, 250, 12
 NAMES = list(NMED_CH_NAMES)[:C]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _encoder(seed=0):

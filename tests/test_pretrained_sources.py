@@ -21,33 +21,13 @@ from torch import nn
 
 from encoders.braindecode_model import BraindecodeEncoder
 from encoders.cbramod import CBraModEncoder
-from encoders.eegpt import EEGPTEncoder
-from encoders.labram import LaBraMEncoder
-from encoders.montage import NMED_CH_NAMES
 from encoders.pretrained_sources import resolve_pretrained
 from encoders.weights import CheckpointError
+from tooling.tiny_foundation import C, N_TIMES, NAMES, SFREQ, TINY, build  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
-SFREQ, N_TIMES, C = 125.0, 250, 125
-NAMES = list(NMED_CH_NAMES)
-TINY = {
-    "labram": (LaBraMEncoder, dict(embed_dim=100, num_layers=1, num_heads=4)),
-    "eegpt": (EEGPTEncoder, dict(embed_dim=32, embed_num=2, depth=1, num_heads=4)),
-    "cbramod": (CBraModEncoder, dict(n_layer=1, nhead=4, dim_feedforward=64)),
-}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def build(name: str, **kw):
-    cls, size = TINY[name]
-    return cls(C, SFREQ, N_TIMES, NAMES, **{**size, **kw})
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def braindecode_model(name: str, enc, n_outputs: int = 2, **overrides) -> nn.Module:
