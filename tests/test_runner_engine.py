@@ -198,3 +198,18 @@ def test_summary_says_which_rows_beat_their_control(tmp_path):
     runner.run_all(plan_runs(runner.spec, out2))
     text = summary(out2, *report.collect(out2))
     assert "Good: does NOT beat its no-music control (no gain interval above 0: id50 +0.300 [-0.335, 0.935]" in text
+
+
+def test_rows_that_shorten_alike_keep_distinct_names():
+    from chanmusic.report.console import text_table, unique_short_labels
+    from chanmusic.report.rows import RowResult
+
+    rows = [RowResult(name="labram", label="LaBraM (published weights)", section="main", status="done"),
+            RowResult(name="labram_nmed", label="LaBraM (pretrained on NMED, as the authors)", section="main",
+                      status="done"),
+            RowResult(name="cbramod", label="CBraMod", section="main", status="done")]
+    names = unique_short_labels(rows)
+    assert names == {"LaBraM (published weights)": "labram",
+                     "LaBraM (pretrained on NMED, as the authors)": "labram_nmed", "CBraMod": "CBraMod"}
+    table = text_table(rows, ["id50"])
+    assert re.search(r"^labram\s", table, re.M) and re.search(r"^labram_nmed\s", table, re.M)

@@ -36,14 +36,25 @@ def _terminal(cell: str) -> str:
     return re.sub(r" ± [-\d.—]+", "", cell)
 
 
+def unique_short_labels(results: list[RowResult], width: int = 24) -> dict[str, str]:
+    """``{label: short}``: :func:`short_label`, or the row's name where two rows would shorten alike (e.g. the two
+    LaBraM rows)."""
+    short = {r.label: short_label(r.label, width) for r in results}
+    seen: dict[str, int] = {}
+    for v in short.values():
+        seen[v] = seen.get(v, 0) + 1
+    return {r.label: (short[r.label] if seen[short[r.label]] == 1 else short_label(r.name, width)) for r in results}
+
+
 def text_table(results: list[RowResult], metrics: list[str], label_width: int = 24) -> str:
     """:func:`table_lines` as fixed-width text: model, line, one column per metric (``mean [95% CI]``; the
     status column and the std left out)."""
+    names = unique_short_labels(results, label_width)
     lines = [[c[0], c[1]] + [_terminal(x) for x in c[3:]] for c in table_lines(results, metrics)]
     widths = [max(len(m), *(len(c[2 + i]) for c in lines)) for i, m in enumerate(metrics)]
 
     def row(model: str, line: str, cells: Sequence[str]) -> str:
-        return (f"{short_label(model, label_width):<{label_width}} {line:<17} "
+        return (f"{names.get(model) or short_label(model, label_width):<{label_width}} {line:<17} "
                 + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths))).rstrip()
     out = [row("model", "", metrics), "-" * len(row("", "", ["-" * w for w in widths]))]
     out += [row(c[0], c[1], c[2:]) for c in lines]
@@ -61,9 +72,9 @@ def gain_verdicts(results: list[RowResult], metrics: Sequence[str] = GAIN_METRIC
         text = ", ".join(f"{m} {_f(c.gain, True)}{_ci(c.gain_ci)}" for m, c in gains)
         beats = [m for m, c in gains if (c.gain_ci[0] > 0 if c.gain_ci else c.gain > 0)]
         if beats:
-            out.append(f"  {short_label(r.label)}: beats its no-music control on {', '.join(beats)} ({text})")
+            out.append(f"  {r.label}: beats its no-music control on {', '.join(beats)} ({text})")
         else:
-            out.append(f"  {short_label(r.label)}: does NOT beat its no-music control (no gain interval above 0: "
+            out.append(f"  {r.label}: does NOT beat its no-music control (no gain interval above 0: "
                        f"{text})")
     return out
 
