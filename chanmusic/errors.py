@@ -155,6 +155,24 @@ def _project_value_error(exc: BaseException) -> bool:
     return bool(last and root in last.parents and "site-packages" not in last.parts and ".venv" not in last.parts)
 
 
+def _class_init_error(exc: BaseException) -> str | None:
+    """A class the config names refused its arguments (e.g. an encoder's ``ValueError`` from ``__init__``), which
+    jsonargparse reports as "Does not validate against any of the Union subtypes" with one line per alternative:
+    ``<model|data|config>: <the class's own message>``, or None for any other error."""
+    import re
+
+    raw = str(exc)
+    if "Does not validate against any of the Union subtypes" not in raw:
+        return None
+    head, _, rest = raw.partition("Errors:")
+    found = [e.strip() for e in re.findall(r"^\s*- (.+)$", rest, re.M)]
+    own = [e for e in found if not e.startswith("Expected a <class 'NoneType'>")]
+    if not own:
+        return None
+    where = "model" if "LightningModule" in head else "data" if "DataModule" in head else "config"
+    return f"{where}: {own[0]}"
+
+
 def error_line(exc: BaseException) -> str:
     """The one line ``chanmusic`` prints for any exception: the project's own error when one is in the chain
     (a stage may wrap it), a parse error's key, else the exception's type and first words."""
@@ -167,6 +185,11 @@ def error_line(exc: BaseException) -> str:
             return f"chanmusic: error: {_parse_error_line(e)}"
     if isinstance(exc, KeyboardInterrupt):
         return "chanmusic: error: interrupted"
+    for e in chain:
+        refused = _class_init_error(e)
+        if refused:
+            return f"chanmusic: error: {with_dash(one_line(refused))}" + ("" if DASH in refused else
+                                                                         f" {DASH} check the setting it names")
     text = one_line(str(exc))
     if isinstance(exc, _PATH_ERRORS):
         text = with_dash(text)
@@ -185,7 +208,8 @@ def error_exit_code(exc: BaseException) -> int:
     for e in chain:
         if known_error(e):
             return exit_code(e)
-    if any(_argument_error(e) for e in chain) or isinstance(exc, _PATH_ERRORS) or _project_value_error(exc):
+    if (any(_argument_error(e) or _class_init_error(e) for e in chain) or isinstance(exc, _PATH_ERRORS)
+            or _project_value_error(exc)):
         return EXIT_BAD_INPUT
     return 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED
 

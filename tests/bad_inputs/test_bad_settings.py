@@ -99,3 +99,18 @@ def test_error_line_finds_the_project_error_in_a_chain():
         assert error_line(e) == "chanmusic: error: --data.x: is bad — fix it" and error_exit_code(e) == 2
     line = error_line(KeyError("surprise"))
     assert line.startswith("chanmusic: error: KeyError:") and "--debug" in line and error_exit_code(KeyError()) == 1
+
+
+CO = ["--config", str(ROOT / "experiments/encoders/channel_oriented.yaml")]
+CLASS_ARGS = [  # a class the config names refuses its own arguments (jsonargparse wraps its ValueError)
+    ([*CO, "--model.init_args.encoder.init_args.patch_size", "0"], "model: patch_size"),
+    ([*CO, "--model.init_args.encoder.init_args.channel_gain_std", "-1"], "model: channel_gain_std"),
+]
+
+
+@pytest.mark.parametrize("extra,where", CLASS_ARGS, ids=[a[-2] for a, _ in CLASS_ARGS])
+def test_a_class_refusing_its_arguments_is_one_line(world, capsys, tmp_path, extra, where):
+    args = world.args(runs=tmp_path / "runs", cache=tmp_path / "cache")
+    line = assert_refused(*run(["fit", *args, *extra], capsys), where)
+    assert "Union subtypes" not in line and "unexpected" not in line
+    assert not files(tmp_path / "runs"), "a refused command wrote output"
