@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from datamodules.nmed.recording import dataset_name
 from datamodules.validate import SettingError
 
 DATASETS = ("nmed-t", "nmed-h")
@@ -43,11 +44,10 @@ class SelectionError(SettingError):
 
 
 def normalize(name: Any) -> str:
-    key = re.sub(r"[^a-z]", "", str(name).lower())
-    if key in ("nmedt", "t"):
-        return "nmed-t"
-    if key in ("nmedh", "h"):
-        return "nmed-h"
+    """:func:`datamodules.nmed.recording.dataset_name`, or a one-line ``--data.dataset`` error."""
+    canonical = dataset_name(name)
+    if canonical is not None:
+        return canonical
     raise SelectionError(f"--data.dataset: {name!r} is not a dataset — use nmed-t, nmed-h or [nmed-t, nmed-h]")
 
 

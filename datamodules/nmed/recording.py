@@ -63,12 +63,16 @@ def nmed_montage() -> mne.channels.DigMontage:
     )
 
 
-def normalize_dataset(dataset: str) -> str:
-    """``"nmed-t"`` or ``"nmed-h"`` from any common spelling (NMED-T, nmedt, nmed_t …)."""
+def dataset_name(dataset: object) -> str | None:
+    """``"nmed-t"`` or ``"nmed-h"`` from any common spelling (NMED-T, nmedt, nmed_t, t …), or None."""
     key = re.sub(r"[^a-z]", "", str(dataset).lower())
-    if key in ("nmedt", "t"):
-        return "nmed-t"
-    if key in ("nmedh", "h"):
-        return "nmed-h"
-    raise NMEDFormatError(f"unknown dataset {dataset!r}: expected 'nmed-t' or 'nmed-h'")
+    return {"nmedt": "nmed-t", "t": "nmed-t", "nmedh": "nmed-h", "h": "nmed-h"}.get(key)
+
+
+def normalize_dataset(dataset: str) -> str:
+    """:func:`dataset_name`, or an :class:`NMEDFormatError` for a name that is neither dataset."""
+    name = dataset_name(dataset)
+    if name is None:
+        raise NMEDFormatError(f"unknown dataset {dataset!r}: expected 'nmed-t' or 'nmed-h'")
+    return name
 
