@@ -65,3 +65,21 @@ def test_gain_draw_and_learning_rate_scale():
     torch.testing.assert_close(g(x, rows), x * g.gain[rows][:, :, None, :])
     with pytest.raises(ValueError, match="channel_gain"):
         TokenGain(3, 2, std=-1.0, lr_scale=10.0)
+
+
+def test_only_a_pretraining_checkpoint_may_lack_the_gain(tmp_path):
+    from chanmusic.stages.encoder_init import load_encoder_weights
+    from encoders.weights import CheckpointError
+
+    plain = ChannelOrientedEncoder(C, 125.0, T, embed_dim=16, depth=1, num_heads=2, patch_size=125)
+    sd = {f"{p}{k}": v for p in ("encoder.", "teacher_encoder.") for k, v in plain.state_dict().items()}
+    pre = tmp_path / "pre.ckpt"
+    torch.save({"state_dict": sd, "chanmusic_encoders": {"student": "encoder.", "teacher": "teacher_encoder."}}, pre)
+    gained = ChannelOrientedEncoder(C, 125.0, T, embed_dim=16, depth=1, num_heads=2, patch_size=125, channel_gain=True)
+    drawn = gained.channel_gain.weight.detach().clone()
+    load_encoder_weights(gained, pre)  # pretraining reads the CLS: the gain keeps its draw
+    assert torch.equal(gained.channel_gain.weight, drawn)
+    aligned = tmp_path / "aligned.ckpt"
+    torch.save({"state_dict": {k: v for k, v in sd.items() if k.startswith("encoder.")}}, aligned)
+    with pytest.raises(CheckpointError, match="channel_gain"):  # an aligned run without it was another model
+        load_encoder_weights(gained, aligned)

@@ -65,7 +65,8 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, which: str = "tea
     sd = state_dict_of(ckpt)
     sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     own = encoder.state_dict()
-    fresh = [k for k in own if k.startswith(GAIN_PREFIX) and k not in sub]
+    pretraining = prefix != names.get("aligned")  # an aligned encoder must bring every weight it used
+    fresh = [k for k in own if pretraining and k.startswith(GAIN_PREFIX) and k not in sub]
     for k in fresh:  # a gain the checkpoint's encoder did not have (pretraining reads the CLS, which it does
         sub[k] = own[k]  # not touch): it keeps its own initialisation (encoders.token_gain)
     if fresh:
