@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         def on_save_checkpoint(self, trainer, pl_module, checkpoint):
             checkpoint["chanmusic_cpu_s"] = pre_cpu + cpu_s() - self.t0
 
-    from encoders.weights import safe_load
+    from chanmusic.core.checkpoints import safe_load
 
     for control in ([False] if a.no_control else [True] if a.control_only else [False, True]):
         name = a.row + ("_ctrl" if control else "")

@@ -10,10 +10,11 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback
+from chanmusic.core.errors import FormattedError
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or Inf (``chanmusic.errors`` prints it as one line, exit code 1)."""
+class NonFiniteLossError(FormattedError, RuntimeError):
+    """The training loss became NaN or Inf (``chanmusic.core.errors`` prints it as one line, exit code 1)."""
 
     exit_code = 1
 

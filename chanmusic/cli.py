@@ -3,7 +3,7 @@
     chanmusic prepare --data.root DIR [--data.* ...]
     chanmusic fit|validate|test|predict --config experiments/....yaml
 
-Errors end in one line (``chanmusic: error: <file/field>: <what> — <fix>``, :mod:`chanmusic.errors`); ``--debug``
+Errors end in one line (``chanmusic: error: <file/field>: <what> — <fix>``, :mod:`chanmusic.core.errors`); ``--debug``
 or ``CHANMUSIC_DEBUG=1`` shows the traceback instead.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from callbacks.finite import FiniteLossCheck
-from chanmusic.errors import (InputError, ProvenanceError, debug_enabled, error_exit_code, error_line,
+from chanmusic.core.errors import (InputError, ProvenanceError, debug_enabled, error_exit_code, error_line,
                               yaml_config_error)
 from datamodules.datamodule import NMEDDataModule
 
@@ -44,7 +44,7 @@ class KeepRunConfig(SaveConfigCallback):
     """Saves ``config.yaml`` in the run folder, but never replaces one of another run.
 
     An identical config (the subcommand's own ``ckpt_path`` / ``verbose`` aside: a resumed fit, a test in the fit's
-    folder) is left as it is; a different one is a :class:`~chanmusic.errors.ProvenanceError`. A ``fit`` that is not
+    folder) is left as it is; a different one is a :class:`~chanmusic.core.errors.ProvenanceError`. A ``fit`` that is not
     a resume into a folder that already holds checkpoints is refused too.
     """
 
@@ -150,7 +150,7 @@ def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None
         if not Path(ckpt_path).is_file():
             raise ProvenanceError("--ckpt_path", f"{ckpt_path} does not exist",
                                   "pass a checkpoint file, or last / best")
-        from encoders.weights import check_fits
+        from chanmusic.core.checkpoints import check_fits
 
         check_fits(model, ckpt_path, f"--ckpt_path {ckpt_path}")
         return ckpt_path
@@ -234,7 +234,7 @@ def prepare_main(argv: list[str]) -> None:
 def check_checkpoint_arg(argv: list[str]) -> None:
     """``--ckpt_path FILE`` exists and opens with ``weights_only=True`` (else one line naming it, before Lightning's
     own loading turns it into a traceback); ``last`` / ``best`` are resolved later."""
-    from encoders.weights import probe_checkpoint
+    from chanmusic.core.checkpoints import probe_checkpoint
 
     for i, a in enumerate(argv):
         value = a.split("=", 1)[1] if a.startswith("--ckpt_path=") else (argv[i + 1] if a == "--ckpt_path" and

@@ -40,6 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from chanmusic.core.errors import FormattedError
+from chanmusic.core.files import atomic_write_text
+
 CACHE_VERSION = 1
 SEGMENT_COLUMNS = ("rec", "subject", "song", "start", "length", "music")
 MUSIC_COLUMNS = ("stimulus_key", "start", "length")  # stimulus_key indexes manifest["stimuli"]
@@ -53,7 +56,7 @@ _VERIFIED: dict[tuple, str] = {}  # (file, size, mtime_ns, inode) -> checksum, f
 last_verify_seconds = 0.0
 
 
-class CacheError(RuntimeError):
+class CacheError(FormattedError, RuntimeError):
     """A cache file is missing, truncated or inconsistent."""
 
 
@@ -165,22 +168,6 @@ def _no_space(folder: Path, nbytes: int, what: str, free: int | None = None) -> 
     free = shutil.disk_usage(folder).free if free is None else free
     return (f"{folder}: not enough disk space for {what} ({nbytes / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB "
             f"free) — free some space or put the cache elsewhere with --data.cache_dir")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``: readers see the
-    old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:

@@ -26,12 +26,10 @@ from datamodules.songs import GENRES, SONGS
 from datamodules.splits import Split, SplitConfig, split_windows
 from datamodules.validate import check_cache_facts, validate_settings
 from datamodules.windows import WindowDataset, collate_batch
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.constants import CONTROLS, NATIVE_SFREQ
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 log = logging.getLogger("chanmusic")
-
-NATIVE_SFREQ = 125.0
-CONTROLS = ("none", "shift", "shuffle")
 
 
 def default_cache_dir() -> Path:

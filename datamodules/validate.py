@@ -6,7 +6,7 @@
     --data.bandpass: [40, 1]: the low edge must be below the high edge (it would act as a band-stop) — …
 
 :func:`check_cache_facts` checks an opened cache against the data module's facts (sampling rate, window length)
-that the encoder is told. ``chanmusic.errors`` prints a :class:`SettingError` as one line, exit code 2.
+that the encoder is told. ``chanmusic.core.errors`` prints a :class:`SettingError` as one line, exit code 2.
 """
 from __future__ import annotations
 
@@ -16,18 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.songs import SONGS
+from chanmusic.core.constants import CONTROLS, NATIVE_SFREQ, SPLIT_MODES
+from chanmusic.core.errors import FormattedError
 
 log = logging.getLogger("chanmusic")
 
-NATIVE_SFREQ = 125.0  # both releases' cleaned EEG
 CONDITIONS = ("orig", "rev", "phase", "meas")
 SCALINGS = ("zscore", "robust", "none")
-CONTROLS = ("none", "shift", "shuffle")
-SPLIT_MODES = ("random", "block", "hearing", "subjects")
 MIN_WINDOW_SAMPLES = 2
 
 
-class SettingError(ValueError):
+class SettingError(FormattedError, ValueError):
     """A data setting is out of range or inconsistent: ``<where>: <what> — <fix>`` (exit code 2)."""
 
     exit_code = 2

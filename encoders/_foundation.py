@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from encoders.base import EEGEncoder, EncoderOutput, masked_mean
-from encoders.weights import CheckpointError, key_diff, load_strict, safe_load
+from chanmusic.core.checkpoints import CheckpointError, key_diff, load_strict, safe_load
 
 INPUT_UNITS = ("zscore", "uV", "mV", "V")
 ABSENT = ("remove", "zero")

@@ -9,7 +9,7 @@ token embeds differs. Two groupings:
   electrode's learned channel vector and the time vector. Same token count (``C · P``), same patch size,
   same channel and time embeddings as the full model: the one change is that a token sees a block of
   electrodes instead of one (``(group_size − 1) · F · D`` more patch-embedding weights).
-- ``"partition"``: ``n_groups`` disjoint spatial groups (``encoders.montage.neighbour_groups``: seeded
+- ``"partition"``: ``n_groups`` disjoint spatial groups (``chanmusic.core.electrodes.neighbour_groups``: seeded
   farthest-point init + k-means on the positions), one token per (group, patch) with the group's own linear
   map (its bias is the group identity) — the classic block tokens, with ``n_groups · P`` tokens.
 """
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from encoders.base import EEGEncoder, EncoderOutput
-from encoders.montage import DEFAULT_MONTAGE, distance_matrix, neighbour_groups, resolve_positions
+from chanmusic.core.electrodes import DEFAULT_MONTAGE, distance_matrix, neighbour_groups, resolve_positions
 from encoders.token_gain import TokenGain
 from encoders.token_transformer import BandPower, TokenTransformer, init_weights
 

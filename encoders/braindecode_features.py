@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from encoders.channel_mapping import electrode_unit_positions
-from encoders.montage import montage_ch_names
+from chanmusic.core.electrodes import montage_ch_names
 
 if TYPE_CHECKING:
     from encoders.braindecode_model import BraindecodeEncoder

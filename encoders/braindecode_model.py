@@ -24,7 +24,7 @@ from encoders._foundation import FoundationAdapter, channel_major, load_mapped, 
 from encoders.braindecode_features import reve_positions
 from encoders.braindecode_table import resolve
 from encoders.channel_mapping import default_ch_names
-from encoders.montage import electrode_positions
+from chanmusic.core.electrodes import electrode_positions
 from encoders.pretrained_sources import check_config, resolve_pretrained
 
 # keyword arguments the adapter sets itself (from the data and the table), never through model_kwargs

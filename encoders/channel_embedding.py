@@ -7,7 +7,7 @@
   another net, or a subset in any order, without retraining (how well it transfers is another question:
   see the caveat in the class docstring).
 
-Positions come from MNE standard montages through :mod:`encoders.montage` (metres, MNE's template frame);
+Positions come from MNE standard montages through :mod:`chanmusic.core.electrodes` (metres, MNE's template frame);
 this module imports neither ``datamodules`` nor ``chanmusic``.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from encoders.montage import DEFAULT_MONTAGE, resolve_positions
+from chanmusic.core.electrodes import DEFAULT_MONTAGE, resolve_positions
 
 
 class LookupChannelEmbedding(nn.Embedding):
@@ -96,5 +96,5 @@ class PositionChannelEmbedding(nn.Module):
 def channel_positions(n_channels: int, ch_names: Sequence[str] | None = None, positions=None,
                       montage: str = DEFAULT_MONTAGE) -> Tensor:
     """``[C, 3]`` float32 positions: explicit ``positions``, else ``ch_names`` looked up in the MNE ``montage``,
-    else the montage's default names for ``C`` channels (:func:`encoders.montage.resolve_positions`)."""
+    else the montage's default names for ``C`` channels (:func:`chanmusic.core.electrodes.resolve_positions`)."""
     return torch.from_numpy(np.asarray(resolve_positions(n_channels, ch_names, positions, montage), dtype=np.float32))

@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from encoders.montage import (DEFAULT_MONTAGE, NMED_CH_NAMES, channel_key, lookup_positions, montage_fiducials,
+from chanmusic.core.electrodes import (DEFAULT_MONTAGE, NMED_CH_NAMES, channel_key, lookup_positions, montage_fiducials,
                               montage_positions)
 
 VOCAB_MONTAGE = "standard_1005"

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from encoders.base import EEGEncoder, EncoderOutput
 from encoders.channel_embedding import LookupChannelEmbedding, PositionChannelEmbedding, channel_positions
-from encoders.montage import DEFAULT_MONTAGE
+from chanmusic.core.electrodes import DEFAULT_MONTAGE
 from encoders.token_gain import TokenGain
 from encoders.token_transformer import BandPower, TokenTransformer, init_weights
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from encoders._foundation import FoundationAdapter, load_mapped, load_official, named_channels
 from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
-from encoders.weights import CheckpointError
+from chanmusic.core.checkpoints import CheckpointError
 
 # submodules of the official pretraining LightningModule (LitEEGPT) that downstream use ignores: the online
 # encoder (downstream code loads the EMA ``target_encoder``), the feature predictor and the reconstructor.

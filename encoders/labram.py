@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official, named_channels
 from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
-from encoders.weights import CheckpointError
+from chanmusic.core.checkpoints import CheckpointError
 
 # keys of the official pretraining checkpoint (labram-base.pth, ckpt["model"]) that the encoder does not
 # use: the masked-EEG-modelling token and code-prediction heads (modeling_pretrain.py,

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 
 from torch import Tensor, nn
 
-from encoders.weights import CheckpointError
+from chanmusic.core.checkpoints import CheckpointError
 
 #: weight files of a braindecode folder, in the order they are tried (``save_pretrained`` writes both)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

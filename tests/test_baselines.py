@@ -16,7 +16,7 @@ from encoders.cbramod import CBraModEncoder
 from encoders.eeg2mel import EEG2Mel
 from encoders.eegpt import EEGPTEncoder
 from encoders.labram import LaBraMEncoder
-from encoders.weights import CheckpointError
+from chanmusic.core.checkpoints import CheckpointError
 from tooling.tiny_foundation import C, N_TIMES, NAMES, SFREQ, TINY, build  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -15,8 +15,8 @@ from torch import nn
 from encoders.braindecode_features import luna_cross_attention, luna_features, luna_patch_embed
 from encoders.braindecode_model import BraindecodeEncoder, window_zscore
 from encoders.braindecode_table import MODELS, markdown_table, resolve
-from encoders.montage import NMED_CH_NAMES
-from encoders.weights import CheckpointError
+from chanmusic.core.electrodes import NMED_CH_NAMES
+from chanmusic.core.checkpoints import CheckpointError
 
 SFREQ, N_TIMES, C = 125.0, 250, 125
 NAMES = list(NMED_CH_NAMES)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from encoders.channel_mapping import TUEG19, main, map_to_vocabulary, order_step_degrees, spatial_order, vocabulary
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 NAMES = list(NMED_CH_NAMES)
 # published EGI HydroCel-128 10-20 equivalents that the geometric mapping reproduces

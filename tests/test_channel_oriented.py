@@ -11,7 +11,7 @@ import yaml
 from chanmusic.modules.channel_dropout import ChannelDropout, drop_clusters
 from encoders.block_tokens import BlockTokenEncoder
 from encoders.channel_oriented import ChannelOrientedEncoder
-from encoders.montage import default_ch_names, distance_matrix, electrode_positions, neighbour_groups, resolve_positions
+from chanmusic.core.electrodes import default_ch_names, distance_matrix, electrode_positions, neighbour_groups, resolve_positions
 from encoders.token_transformer import BandPower
 
 ROOT = Path(__file__).resolve().parents[1]

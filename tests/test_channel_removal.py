@@ -8,7 +8,7 @@ import torch
 from encoders.cbramod import CBraModEncoder
 from encoders.eegpt import EEGPTEncoder
 from encoders.labram import LaBraMEncoder
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 SFREQ, N_TIMES, C = 125.0, 250, 40
 NAMES = list(NMED_CH_NAMES)[:C]

@@ -13,7 +13,7 @@ import chanmusic.audio as A
 import chanmusic.audio.clap as clap_mod
 from chanmusic.audio.clap_convert import LAION_AUDIO_CFG, convert, feature_extractor, laion_to_transformers
 from chanmusic.audio.clap_convert import main as clap_convert_main
-from encoders.weights import safe_load
+from chanmusic.core.checkpoints import safe_load
 
 HAS_LAION = clap_mod.laion_clap_installed()
 

@@ -13,7 +13,7 @@ from encoders.base import EncoderOutput
 from encoders.cbramod import CBraModEncoder
 from encoders.eeg2mel import EEG2Mel
 from encoders.eegpt import EEGPTEncoder
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 SFREQ, N_TIMES, C = 125.0, 250, 125
 

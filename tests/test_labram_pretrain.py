@@ -12,7 +12,7 @@ from chanmusic.modules.vqnsp import NormEMAQuantizer, spectral_targets
 from chanmusic.stages.encoder_init import load_encoder_weights
 from chanmusic.stages.labram_pretrain import LabramPretrainModule
 from encoders.labram import LaBraMEncoder
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 SFREQ, N_TIMES, C = 125.0, 250, 12
 NAMES = list(NMED_CH_NAMES)[:C]

@@ -8,7 +8,7 @@ import yaml
 
 from encoders.channel_embedding import LookupChannelEmbedding, PositionChannelEmbedding, unit_directions
 from encoders.channel_oriented import ChannelOrientedEncoder
-from encoders.montage import default_ch_names, electrode_positions
+from chanmusic.core.electrodes import default_ch_names, electrode_positions
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from torch import nn
 from encoders.braindecode_model import BraindecodeEncoder
 from encoders.cbramod import CBraModEncoder
 from encoders.pretrained_sources import resolve_pretrained
-from encoders.weights import CheckpointError
+from chanmusic.core.checkpoints import CheckpointError
 from tooling.tiny_foundation import C, N_TIMES, NAMES, SFREQ, TINY, build  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,8 +224,8 @@ def test_hub_id_from_the_hf_cache_offline(tmp_path):
         import torch
         from safetensors.torch import load_file
         from encoders.cbramod import CBraModEncoder
-        from encoders.montage import NMED_CH_NAMES
-        from encoders.weights import CheckpointError
+        from chanmusic.core.electrodes import NMED_CH_NAMES
+        from chanmusic.core.checkpoints import CheckpointError
         kw = dict(n_layer=1, nhead=4, dim_feedforward=64)
         enc = CBraModEncoder({C}, {SFREQ}, {N_TIMES}, list(NMED_CH_NAMES), pretrained="someone/tiny-cbramod", **kw)
         saved = load_file("{folder / 'model.safetensors'}")

@@ -13,7 +13,7 @@ from chanmusic.modules.views import MultiCropEEG, crop_length, temporal_crop
 from encoders.base import EncoderOutput
 from encoders.block_tokens import BlockTokenEncoder
 from encoders.channel_oriented import ChannelOrientedEncoder
-from encoders.montage import default_ch_names
+from chanmusic.core.electrodes import default_ch_names
 from encoders.token_transformer import BandPower
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from chanmusic.stages.align import AlignModule
 from encoders.cbramod import CBraModEncoder
 from encoders.labram import LaBraMEncoder
 from encoders.linear_reference import LinearReference
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 SFREQ, N_TIMES, C = 125.0, 250, 30

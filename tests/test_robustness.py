@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from chanmusic.evaluation.robustness import kept_channels, metrics_entries, removal_order, run
-from encoders.montage import default_ch_names, distance_matrix, electrode_positions
+from chanmusic.core.electrodes import default_ch_names, distance_matrix, electrode_positions
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

@@ -68,7 +68,7 @@ class ClapEmbedder:
       With laion-clap installed (``pip install 'chanmusic[laion]'``) laion-clap's own model reads it; without it
       (the default install) transformers' CLAP does, through :mod:`chanmusic.audio.clap_convert` (same weights
       and mel settings; embeddings agree to 1e-7). The two get different cache identities.
-      Read with :func:`encoders.weights.safe_load` (allow-listed unpickling: no code from the file runs).
+      Read with :func:`chanmusic.core.checkpoints.safe_load` (allow-listed unpickling: no code from the file runs).
     * a local directory or hub id of a transformers CLAP (``ClapModel`` or ``ClapAudioModelWithProjection``
       weights, e.g. ``laion/clap-htsat-unfused`` or ``laion/larger_clap_music``). A local folder without
       ``preprocessor_config.json`` gets the default ``ClapFeatureExtractor`` (48 kHz, 64 mels, 10 s), with a warning.

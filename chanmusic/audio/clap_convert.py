@@ -173,7 +173,7 @@ def build_transformers_clap(sd: Mapping[str, torch.Tensor], source: str = "check
 def read_laion_audio(path: Path) -> dict[str, torch.Tensor]:
     """The CLAP audio weights of the laion-clap file ``path`` (the same reading as the laion-clap backend)."""
     from chanmusic.audio.clap_laion import laion_audio_state_dict
-    from encoders.weights import safe_load
+    from chanmusic.core.checkpoints import safe_load
 
     return laion_audio_state_dict(safe_load(path))
 

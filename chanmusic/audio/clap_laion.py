@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from chanmusic.audio._common import CLAP_PREP_VERSION, CLAP_SR, file_stamp
-from encoders.weights import key_diff, safe_load
+from chanmusic.core.checkpoints import key_diff, safe_load
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _is_laion_audio_key(k: str) -> bool:
 
 
 def _load_checkpoint(path: Path) -> Any:
-    """A laion-clap checkpoint's contents without running code from it (:func:`encoders.weights.safe_load`).
+    """A laion-clap checkpoint's contents without running code from it (:func:`chanmusic.core.checkpoints.safe_load`).
 
     The official LAION ``.pt`` files pickle numpy scalars beside the weights, which ``weights_only=True`` refuses;
     ``safe_load`` then reads the file with its allow-listed unpickler (numpy scalars are on the list; any other
@@ -112,7 +112,7 @@ def laion_audio_state_dict(checkpoint: Any) -> dict[str, torch.Tensor]:
 
 def _check_audio_keys(path: Path, amodel: str, model: torch.nn.Module, audio_sd: Mapping[str, torch.Tensor]) -> None:
     """Raise ``ValueError`` naming every missing, unexpected or mis-shaped CLAP audio key of ``audio_sd`` against
-    ``model`` (:func:`encoders.weights.key_diff`; the model's text keys, never loaded, are not missing)."""
+    ``model`` (:func:`chanmusic.core.checkpoints.key_diff`; the model's text keys, never loaded, are not missing)."""
     missing, unexpected, bad_shape = key_diff(model, audio_sd)
     missing = [k for k in missing if _is_laion_audio_key(k)]
     if not (missing or unexpected or bad_shape):

@@ -1,7 +1,7 @@
 """Checks of the input signals at ``prepare``: song audio (silence, clipping, channels that cancel when mixed to
 mono) and EEG recordings (constant).
 
-Where results would be meaningless the check raises :class:`~chanmusic.errors.DataError` (silent audio, or
+Where results would be meaningless the check raises :class:`~chanmusic.core.errors.DataError` (silent audio, or
 stereo whose mono mix cancels: every window of the song would get one CLAP embedding); otherwise it counts a
 warning that ``prepare`` stores in the manifest's ``warnings`` and prints.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chanmusic.errors import DataError
+from chanmusic.core.errors import DataError
 
 SILENCE_RMS = 1e-4
 CANCEL_ERROR = 0.05

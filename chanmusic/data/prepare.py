@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from chanmusic.core.constants import NATIVE_SFREQ
 from chanmusic.data.audio_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
 from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS, cache_lock
 from datamodules.nmed import NMEDFormatError, Recording, audio_path, read_audio, read_recordings
 from datamodules.selection import parse_subject_refs, songs_by_dataset, subject_id
 
 log = logging.getLogger("chanmusic")
-NATIVE_SFREQ = 125.0  # the releases' rate, expected unless the settings say otherwise
 
 
 def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:

@@ -4,7 +4,7 @@ Every checkpoint a stage saves carries ``checkpoint["chanmusic_provenance"]`` (:
 hash and training time spans, the cache key, the data selection and the package version. At ``test``,
 :class:`ProvenanceCallback` compares the split being scored with the checkpoint's: a different split (another
 ``test_fraction``, ``split_seed``, window, subject or song selection) is refused with a
-:class:`~chanmusic.errors.ProvenanceError` that says how many test windows were training windows, unless
+:class:`~chanmusic.core.errors.ProvenanceError` that says how many test windows were training windows, unless
 ``--data.allow_split_change true`` (then the change is recorded). ``metrics.json`` gets a ``"provenance"`` entry
 (:func:`run_provenance`)::
 
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from lightning.pytorch import Callback
 
-from chanmusic.errors import ProvenanceError
+from chanmusic.core.errors import ProvenanceError
 
 log = logging.getLogger("chanmusic")
 

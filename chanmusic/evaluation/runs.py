@@ -17,7 +17,7 @@ Reading side, **the checkpoint rule** (:func:`find_checkpoint`), used by every r
 The run folder of a checkpoint file (:func:`run_dir_of`): the first of the file's folder and the folder above it
 that holds a ``config.yaml``; when neither does, the folder above ``checkpoints/`` (or the file's own folder).
 
-Weights always load with ``weights_only=True`` and every key checked (``encoders.weights``).
+Weights always load with ``weights_only=True`` and every key checked (``chanmusic.core.checkpoints``).
 
 Public: :func:`selected_checkpoint`, :func:`find_checkpoint`, :func:`run_dir_of`, :func:`run_config_of`,
 :func:`resolve_run`, :func:`load_run` (-> :class:`LoadedRun`), :func:`read_checkpoint`,
@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from encoders.weights import CheckpointError, load_strict, safe_load, state_dict_of
+from chanmusic.core.checkpoints import CheckpointError, load_strict, safe_load, state_dict_of
 
 __all__ = ["CONFIG_KEYS", "LoadedRun", "selected_checkpoint", "find_checkpoint", "run_dir_of", "run_config_of",
            "resolve_run", "load_run", "read_checkpoint", "encoder_from_config"]

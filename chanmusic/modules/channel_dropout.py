@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from encoders.montage import DEFAULT_MONTAGE, distance_matrix, resolve_positions
+from chanmusic.core.electrodes import DEFAULT_MONTAGE, distance_matrix, resolve_positions
 
 __all__ = ["drop_channels", "drop_clusters", "ChannelDropout"]
 
@@ -72,7 +72,7 @@ class ChannelDropout(nn.Module):
             region of the cap), see :func:`drop_clusters`. Electrode positions come from ``positions [C, 3]``,
             else ``ch_names`` resolved through the MNE ``montage`` (default ``GSN-HydroCel-129``), else — when
             neither is given, as in ``AlignModule`` — from the default names for ``C`` channels
-            (``encoders.montage.default_ch_names``: NMED's ``E1``–``E124`` + ``Cz`` for 125), resolved at
+            (``chanmusic.core.electrodes.default_ch_names``: NMED's ``E1``–``E124`` + ``Cz`` for 125), resolved at
             the first call.
     """
 

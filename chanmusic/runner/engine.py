@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chanmusic.errors import InputError
+from chanmusic.core.errors import InputError
 
 EXECUTORS = ("local", "slurm")
 LOCAL_NO_LIMIT_MIN = 60 * 24 * 30  # submitit's local executor always has a time limit: 30 days = none

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chanmusic.errors import InputError
+from chanmusic.core.errors import InputError
 from chanmusic.runner.cache_pass import data_settings
 from chanmusic.runner.plan import Step
 

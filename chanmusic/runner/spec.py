@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chanmusic.errors import InputError
+from chanmusic.core.errors import InputError
 
 import yaml
 

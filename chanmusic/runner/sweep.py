@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from chanmusic.errors import InputError
+from chanmusic.core.errors import InputError
 from chanmusic.runner import cache_pass, folds
 from chanmusic.runner.engine import EngineSettings, GpuPool
 from chanmusic.runner.execute import default_worker_cmd, kill_live_workers, run_step, wipe

@@ -20,7 +20,7 @@ from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
 from chanmusic.evaluation.metrics import Identification, MetricUnavailable, reset_metric
 from chanmusic.evaluation.intervals import metric_entry
 from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
-from datamodules.cache import atomic_write_text
+from chanmusic.core.files import atomic_write_text
 
 log = logging.getLogger("chanmusic")
 

@@ -1,4 +1,4 @@
-"""Checkpoint loading for the stages (safe loading itself lives in ``encoders.weights``).
+"""Checkpoint loading for the stages (safe loading itself lives in ``chanmusic.core.checkpoints``).
 
 A pretraining checkpoint holds two encoders and names them in ``checkpoint["chanmusic_encoders"]``
 (``{"student": "encoder.", "teacher": "teacher_encoder."}``, written by
@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from encoders.weights import CheckpointError, load_strict, safe_load, state_dict_of
+from chanmusic.core.checkpoints import CheckpointError, load_strict, safe_load, state_dict_of
 
 __all__ = ["CheckpointError", "load_strict", "safe_load", "state_dict_of", "load_encoder_weights",
            "checkpoint_encoders", "ENCODER_CHOICES"]

@@ -1,7 +1,7 @@
 """The NMED readers' vocabulary: the channel count, NMED-H conditions and hearings, :class:`Recording`,
 :class:`NMEDFormatError`, the dataset names and the montage of the 125 rows.
 
-The channel-name table itself (``E1``–``E124`` + ``Cz``) is :data:`encoders.montage.NMED_CH_NAMES` (a tuple),
+The channel-name table itself (``E1``–``E124`` + ``Cz``) is :data:`chanmusic.core.electrodes.NMED_CH_NAMES` (a tuple),
 re-exported here.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
+from chanmusic.core.errors import FormattedError
 
 if TYPE_CHECKING:
     import mne
@@ -22,7 +23,7 @@ NMEDH_CONDITION_NAMES: tuple[str, ...] = ("orig", "rev", "phase", "meas")
 NMEDH_HEARINGS: tuple[str, ...] = ("a", "b")
 
 
-class NMEDFormatError(ValueError):
+class NMEDFormatError(FormattedError, ValueError):
     """An NMED file, folder or audio file is missing or not in the release's format."""
 
 

@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 from ..nmed import NMED_N_CHANNELS, NMEDH_CONDITION_NAMES, normalize_dataset
 from ..songs import NMEDH_CONDITIONS, SONGS, song_of

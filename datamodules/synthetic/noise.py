@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from encoders.montage import NMED_CH_NAMES, electrode_positions
+from chanmusic.core.electrodes import NMED_CH_NAMES, electrode_positions
 
 from ..nmed import NMED_N_CHANNELS
 from . import seeds

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from encoders.montage import NMED_CH_NAMES, electrode_positions
+from chanmusic.core.electrodes import NMED_CH_NAMES, electrode_positions
 
 _POS: np.ndarray | None = None
 

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.io
 import scipy.io.wavfile
 
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 from .config import AUDIO_SR, NOISE, AltConfig, rng
 from .features import song_features

@@ -88,7 +88,7 @@ def test_console_script_prints_one_line_and_no_warning(world, tmp_path):
 
 
 def test_error_line_finds_the_project_error_in_a_chain():
-    from chanmusic.errors import InputError, error_exit_code, error_line
+    from chanmusic.core.errors import InputError, error_exit_code, error_line
 
     try:
         try:

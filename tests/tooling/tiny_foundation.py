@@ -5,7 +5,7 @@ from __future__ import annotations
 from encoders.cbramod import CBraModEncoder
 from encoders.eegpt import EEGPTEncoder
 from encoders.labram import LaBraMEncoder
-from encoders.montage import NMED_CH_NAMES
+from chanmusic.core.electrodes import NMED_CH_NAMES
 
 SFREQ, N_TIMES, C = 125.0, 250, 125
 NAMES = list(NMED_CH_NAMES)

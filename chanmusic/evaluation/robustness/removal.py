@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from encoders.montage import DEFAULT_MONTAGE, distance_matrix, resolve_positions
+from chanmusic.core.electrodes import DEFAULT_MONTAGE, distance_matrix, resolve_positions
 
 MODES = ("random", "region")
 

@@ -8,11 +8,8 @@ which carry a message already in the same form) and printed by ``chanmusic`` as 
 with exit code 2 (:data:`EXIT_BAD_INPUT`) for bad input and 1 (:data:`EXIT_FAILED`) for a run that failed
 on its own (a non-finite loss). The traceback is shown only with ``--debug`` or ``CHANMUSIC_DEBUG=1``.
 
-``encoders``, ``datamodules`` and ``callbacks`` import nothing of ``chanmusic``; their errors
-(:class:`encoders.weights.CheckpointError`, :class:`datamodules.nmed.recording.NMEDFormatError`,
-:class:`datamodules.cache.CacheError`, :class:`datamodules.validate.SettingError`,
-:class:`callbacks.finite.NonFiniteLossError`) are recognised here by :func:`known_error` and formatted the same
-way; so are parse errors (the key they name), missing paths, and ``ValueError`` raised by the project's own code
+The lower layers' own error types (checkpoint, cache, NMED format, data setting, non-finite loss) derive from
+:class:`FormattedError` and are formatted the same way; so are parse errors (the key they name), missing paths, and ``ValueError`` raised by the project's own code
 (its older convention). Anything else is one line too, marked "unexpected", with the hint to rerun with
 ``--debug``. :func:`error_line` finds a project error anywhere in the exception's chain (a stage may wrap it).
 
@@ -46,6 +43,13 @@ class ChanmusicError(Exception):
         return one_line(f"{text} {DASH} {self.fix}" if self.fix else text)
 
 
+class FormattedError(Exception):
+    """Base of the lower layers' own error types (checkpoint, cache, NMED format, data setting, non-finite loss):
+    their message is already ``<where>: <what> — <fix>``; ``exit_code`` says bad input (2) or a failed run (1)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class InputError(ChanmusicError, ValueError):
     """A command-line value or config field is out of range, inconsistent or unsupported."""
 
@@ -65,29 +69,7 @@ def one_line(text: str) -> str:
 
 def known_error(exc: BaseException) -> bool:
     """Whether ``exc`` is one of the project's user-facing errors (any layer)."""
-    return isinstance(exc, _known_types())
-
-
-def _known_types() -> tuple[type, ...]:
-    types: list[type] = [ChanmusicError]
-    try:
-        from encoders.weights import CheckpointError
-        types.append(CheckpointError)
-    except ImportError:  # pragma: no cover - the package is always installed together
-        pass
-    try:
-        from datamodules.cache import CacheError
-        from datamodules.nmed.recording import NMEDFormatError
-        from datamodules.validate import SettingError
-        types += [CacheError, NMEDFormatError, SettingError]
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from callbacks.finite import NonFiniteLossError
-        types.append(NonFiniteLossError)
-    except ImportError:  # callbacks.finite not merged yet
-        pass
-    return tuple(types)
+    return isinstance(exc, (ChanmusicError, FormattedError))
 
 
 def exit_code(exc: BaseException) -> int:
@@ -150,7 +132,7 @@ def _project_value_error(exc: BaseException) -> bool:
     if not isinstance(exc, ValueError) or exc.__traceback__ is None:
         return False
     frames = traceback.extract_tb(exc.__traceback__)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     last = Path(frames[-1].filename).resolve() if frames else None
     return bool(last and root in last.parents and "site-packages" not in last.parts and ".venv" not in last.parts)
 

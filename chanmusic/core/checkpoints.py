@@ -13,17 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from chanmusic.core.errors import FormattedError
+
 log = logging.getLogger("chanmusic")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FormattedError, RuntimeError):
     """A checkpoint is missing, unsafe, truncated, or its keys do not match the model."""
 
 
 def safe_load(path: str | Path) -> dict[str, Any]:
     """A checkpoint's contents without running code from it: safetensors, else ``torch.load(weights_only=True)``,
     else (a file that names other Python objects: laion-clap ``.pt``, full Lightning saves such as the official
-    EEGPT ``.ckpt``) the allow-listed unpickler of :mod:`encoders.safe_pickle`.
+    EEGPT ``.ckpt``) the allow-listed unpickler of :mod:`chanmusic.core.safe_pickle`.
 
     In the last case every object outside the allow-list is skipped (``None`` in the result; nothing of it is
     built); a state dict that would need one of them is refused with the one-off re-save command.
@@ -98,7 +100,7 @@ def resave_command(path: str | Path) -> str:
 
 
 def _load_allowlisted(path: Path, why: str) -> dict[str, Any]:
-    from encoders.safe_pickle import contains_refused, drop_refused, load_allowlisted
+    from chanmusic.core.safe_pickle import contains_refused, drop_refused, load_allowlisted
 
     try:
         obj, refused = load_allowlisted(path)

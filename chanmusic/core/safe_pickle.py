@@ -12,7 +12,7 @@ yet real release files do: official laion-clap ``.pt`` files pickle numpy scalar
   state only records the arguments. No function of the file's choosing runs.
 
 The caller then keeps what it needs (the state dict) and must check that no :class:`Refused` sits where a tensor
-should (``encoders.weights.safe_load`` does).
+should (``chanmusic.core.checkpoints.safe_load`` does).
 """
 from __future__ import annotations
 
