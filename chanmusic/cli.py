@@ -13,12 +13,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-
-from callbacks.finite import FiniteLossCheck
 from chanmusic.core.errors import (InputError, ProvenanceError, debug_enabled, error_exit_code, error_line,
                               yaml_config_error)
+from chanmusic.lightning_cli import StageCLI, build_cli
+from chanmusic.results.checkpoint_rule import earlier_best_checkpoint, earlier_last_checkpoint
 from datamodules.datamodule import NMEDDataModule
 
 # extra subcommands: name -> "module:function" taking argv (kept lazy so `--help` is fast)
@@ -26,12 +24,10 @@ EXTRA_COMMANDS: dict[str, str] = {
     "prepare": "chanmusic.cli:prepare_main",
     "compare": "chanmusic.runner.compare:main",
     "report": "chanmusic.report.main:main",
-    "robustness": "chanmusic.evaluation.robustness:main",
+    "robustness": "chanmusic.evaluation.robustness.command:main",
 }
 #: subcommands whose parse errors raise (one line from main) instead of printing argparse's usage block
 _RAISE_ON_PARSE_ERROR = {"exit_on_error": False}
-#: data settings that are paths: saved absolute in config.yaml, so a run can be reloaded from any folder
-_DATA_PATHS = ("root", "audio_root", "cache_dir")
 
 
 def _install_preparer() -> None:
@@ -40,83 +36,13 @@ def _install_preparer() -> None:
     NMEDDataModule.preparer = staticmethod(prepare)
 
 
-class KeepRunConfig(SaveConfigCallback):
-    """Saves ``config.yaml`` in the run folder, but never replaces one of another run.
-
-    An identical config (the subcommand's own ``ckpt_path`` / ``verbose`` aside: a resumed fit, a test in the fit's
-    folder) is left as it is; a different one is a :class:`~chanmusic.core.errors.ProvenanceError`. A ``fit`` that is not
-    a resume into a folder that already holds checkpoints is refused too.
-    """
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        if self.already_saved or not self.save_to_log_dir:
-            return super().setup(trainer, pl_module, stage)
-        path = Path(trainer.log_dir) / self.config_filename  # log_dir broadcasts
-        verdict = _config_verdict(self, path, stage, trainer) if trainer.is_global_zero else None
-        verdict = trainer.strategy.broadcast(verdict)
-        if verdict is None:
-            return super().setup(trainer, pl_module, stage)
-        if verdict == "same":
-            self.already_saved = True
-            return None
-        raise ProvenanceError(str(path.parent), verdict,
-                              "give this run its own folder (drop --trainer.logger.init_args.version or choose a new "
-                              "one), or resume the earlier fit with --ckpt_path last")
-
-
-def _config_verdict(cb: SaveConfigCallback, path: Path, stage: str, trainer) -> str | None:
-    """``None`` (write it), ``"same"`` (keep the existing file) or why the folder is another run's."""
-    import yaml
-
-    ckpts = sorted((path.parent / "checkpoints").glob("*.ckpt"))
-    if stage == "fit" and not trainer.ckpt_path and ckpts:
-        return (f"holds checkpoints of an earlier fit ({ckpts[0].name}, {len(ckpts)} in all); a new fit there "
-                f"would overwrite them")
-    if not path.is_file():
-        return None
-    skip = ("ckpt_path", "verbose")
-    new = yaml.safe_load(cb.parser.dump(cb.config, skip_none=False)) or {}
-    try:
-        old = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        old = {}
-    diff = _diff({k: v for k, v in old.items() if k not in skip}, {k: v for k, v in new.items() if k not in skip})
-    if not diff:
-        return "same"
-    return (f"{path.name} holds another run's config (differs in {', '.join(diff[:4])}"
-            f"{' …' if len(diff) > 4 else ''}); it is never overwritten")
-
-
-def _diff(a, b, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
-
-
-class ChanMusicCLI(LightningCLI):
-    """LightningCLI with the data module's facts linked into the encoder and the stage."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        for fact in ("n_channels", "sfreq", "n_times", "ch_names"):
-            parser.link_arguments(f"data.{fact}", f"model.init_args.encoder.init_args.{fact}", apply_on="instantiate")
-        parser.link_arguments("data.clap_dim", "model.init_args.clap_dim", apply_on="instantiate")
-
-    def before_instantiate_classes(self) -> None:
-        """Data paths absolute (the saved ``config.yaml`` then works from any folder)."""
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        data = cfg.get("data")
-        init = data.get("init_args", data) if data is not None else None
-        for key in _DATA_PATHS if init is not None else ():
-            value = init.get(key)
-            if value:
-                init[key] = str(Path(value).expanduser().absolute())
+class ChanMusicCLI(StageCLI):
+    """The entry point's LightningCLI: :class:`~chanmusic.lightning_cli.StageCLI` plus the ``--ckpt_path`` rules of
+    ``fit`` / ``test`` / ``predict`` (:mod:`chanmusic.results.checkpoint_rule`)."""
 
     def before_fit(self) -> None:
         """``--ckpt_path last`` resumes the newest ``last.ckpt`` of an earlier version of the run (see
-        :func:`earlier_last_checkpoint`)."""
+        :func:`~chanmusic.results.checkpoint_rule.earlier_last_checkpoint`)."""
         cfg = self.config_init[self.subcommand]
         if cfg.get("ckpt_path") == "last":
             found = earlier_last_checkpoint(self.trainer)
@@ -162,53 +88,11 @@ def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None
                           "fit's config")
 
 
-def earlier_last_checkpoint(trainer) -> Path | None:
-    """The newest ``last*.ckpt`` in ``<logger root>/<version>/checkpoints/`` over all versions, when the
-    checkpoint callbacks use the logger's folders (no ``dirpath``); else ``None`` (Lightning finds it).
-
-    Lightning looks for ``last`` only in the *new* run's version folder, which a logger with automatic
-    versions (our YAMLs' TensorBoardLogger) has just made empty: ``--ckpt_path last`` after a crash would
-    warn and train from scratch.
-    """
-    found = _checkpoints(trainer, "last*.ckpt")
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def earlier_best_checkpoint(trainer) -> Path | None:
-    """The best checkpoint of the newest earlier version: its ``fit_done.json`` choice, else its newest
-    ``*.ckpt`` not named ``last*`` (ModelCheckpoint's ``save_top_k=1`` keeps only the best), else ``None``."""
-    import json
-
-    found = [p for p in _checkpoints(trainer, "*.ckpt") if not p.name.startswith("last")]
-    if not found:
-        return None
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    done = newest.parent.parent / "fit_done.json"
-    chosen = json.loads(done.read_text()).get("checkpoint") if done.is_file() else None
-    return Path(chosen) if chosen and Path(chosen).is_file() else newest
-
-
-def _checkpoints(trainer, pattern: str) -> list[Path]:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-    dirs = {c.dirpath for c in callbacks if c.dirpath}
-    if dirs:  # explicit folders (test and fit share the config, so they are the fit's)
-        return [p for d in dirs for p in Path(d).glob(pattern)]
-    root = getattr(trainer.logger, "root_dir", None)
-    if not callbacks or not root:
-        return []
-    return list(Path(root).glob(f"*/checkpoints/{pattern}"))
-
-
 def lightning_main(args: list[str] | None = None, run: bool = True, parser_kwargs: dict | None = None
                    ) -> ChanMusicCLI:
+    """The LightningCLI of ``chanmusic fit|validate|test|predict`` (``run=False``: build it, run nothing)."""
     _install_preparer()
-    return ChanMusicCLI(
-        LightningModule, NMEDDataModule, subclass_mode_model=True, args=args, run=run,
-        save_config_callback=KeepRunConfig, trainer_defaults={"callbacks": [FiniteLossCheck()]},
-        parser_kwargs=parser_kwargs,
-    )
+    return build_cli(args, run, parser_kwargs, ChanMusicCLI)
 
 
 def prepare_main(argv: list[str]) -> None:

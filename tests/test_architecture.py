@@ -26,14 +26,15 @@ LAYERS: list[list[str]] = [
     ["datamodules"],                               # files -> batches (readers, demo data, cache, splits)
     ["callbacks"],                                 # Lightning callbacks
     ["chanmusic", "chanmusic.audio", "chanmusic.modules"],  # package root (itself only); audio; nn pieces
-    ["chanmusic.data"],                            # prepare: release files -> cache
+    ["chanmusic.data", "chanmusic.lightning_cli"],  # prepare: release files -> cache; a stage + data from YAML
+    ["chanmusic.evaluation"],                      # metrics (torchmetrics), intervals, collapse, provenance
+    ["chanmusic.results"],                         # metrics.json, run layout, checkpoint rule, metric registry, run loader
+    ["chanmusic.stages",                           # one LightningModule a file
+     "chanmusic.evaluation.interpret", "chanmusic.evaluation.robustness"],  # finished runs: compute, never draw
     ["chanmusic.cli"],                             # the entry point; commands reached by name, not imported
-    ["chanmusic.evaluation"],                      # metrics, the one run loader, genre classifier
-    ["chanmusic.stages"],                          # one LightningModule a file
-    ["chanmusic.report"],                          # tables, plots, HTML
-    ["chanmusic.evaluation.robustness", "chanmusic.evaluation.interpret",  # commands on finished runs
-     "chanmusic.runner"],
-    ["chanmusic.demo"],                            # `python -m chanmusic.demo`: forwards to the runner
+    ["chanmusic.report"],                          # tables, plots (every figure), HTML
+    ["chanmusic.evaluation.robustness.command", "chanmusic.runner"],  # commands that draw or report
+    ["chanmusic.demo", "chanmusic.evaluation.robustness.__main__"],  # `python -m ...`: forward to a command
     ["benchmarks"],                                # make bench
 ]
 
@@ -163,6 +164,12 @@ def test_the_checker_sees_imports_and_catches_violations(edges):
     assert not layer_violations([("datamodules.datamodule", "chanmusic.core.electrodes", "x")])
     assert layer_violations([("chanmusic.core.errors", "encoders.base", "x")])  # the bottom imports nothing
     assert layer_violations([("chanmusic.stages.align", "chanmusic.report.plots", "x")])
+    assert layer_violations([("chanmusic.results.runs", "chanmusic.cli", "x")])  # evaluation never reaches up
+    assert layer_violations([("chanmusic.evaluation.interpret", "chanmusic.report.plots", "x")])  # nor draws
+    assert layer_violations([("chanmusic.evaluation.robustness.evaluate", "chanmusic.report.plots", "x")])
+    assert not layer_violations([("chanmusic.evaluation.robustness.command", "chanmusic.report.plots", "x")])
+    assert layer_violations([("chanmusic.evaluation.metrics", "chanmusic.results.registry", "x")])
+    assert not layer_violations([("chanmusic.cli", "chanmusic.results.checkpoint_rule", "x")])
     assert layer_violations([("chanmusic.audio.mel", "chanmusic.modules.losses", "x")])  # same layer
     assert layer_violations([("chanmusic.newthing", "encoders.base", "x")])  # in no layer
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

@@ -105,4 +105,4 @@ def test_report_aggregates_the_spread_entries_with_their_control():
         c = _cell(name, {0: music[name]}, {0: control[name]}, {0: 10}, {})
         assert c.mean == pytest.approx(music[name]["mean"]) and c.gain == pytest.approx(
             music[name]["mean"] - control[name]["mean"])
-    assert _cell("embedding_rank", {0: music["embedding_rank"]}, {}, {0: 10}, {}).ci is None  # one number, no CI
+    assert _cell("embedding_rank", {0: music["embedding_rank"]}, {}, {0: 10}, {}).ci95 is None  # one number, no CI

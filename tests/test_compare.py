@@ -157,20 +157,20 @@ def test_seed_aggregation_math_on_known_numbers():
     s = report.seed_summary([0.1, 0.2, 0.3])
     assert s["mean"] == pytest.approx(0.2) and s["std"] == pytest.approx(0.1)
     half = 4.302652729911275 * 0.1 / math.sqrt(3)         # t(0.975, df=2)
-    assert s["ci"] == pytest.approx((0.2 - half, 0.2 + half))
+    assert s["ci95"] == pytest.approx((0.2 - half, 0.2 + half))
     w = report.within_run_summary(0.5, 0.1, 10)             # std 0.1 with ddof=0 over 10 repeats
     s1 = 0.1 * math.sqrt(10 / 9)
     half = 2.2621571627409915 * s1 / math.sqrt(10)          # t(0.975, df=9)
-    assert w["ci"] == pytest.approx((0.5 - half, 0.5 + half)) and w["ci_kind"] == "within-run (r=10)"
+    assert w["ci95"] == pytest.approx((0.5 - half, 0.5 + half)) and w["ci95_kind"] == "within-run (r=10)"
     g = report.gain_summary({0: {"mean": 0.3}, 1: {"mean": 0.5}}, {0: {"mean": 0.1}, 1: {"mean": 0.1}}, {})
     half = 12.706204736174707 * math.sqrt(0.02) / math.sqrt(2)  # differences 0.2, 0.4: std sqrt(0.02), df=1
-    assert g["gain"] == pytest.approx(0.3) and g["ci"] == pytest.approx((0.3 - half, 0.3 + half))
+    assert g["gain"] == pytest.approx(0.3) and g["ci95"] == pytest.approx((0.3 - half, 0.3 + half))
     g1 = report.gain_summary({0: {"mean": 0.3, "std": 0.1}}, {0: {"mean": 0.1, "std": 0.1}}, {0: 10})
     se = math.sqrt(2 * (0.1 * math.sqrt(10 / 9)) ** 2 / 10)
-    assert g1["ci"] == pytest.approx((0.2 - 2.2621571627409915 * se, 0.2 + 2.2621571627409915 * se))
+    assert g1["ci95"] == pytest.approx((0.2 - 2.2621571627409915 * se, 0.2 + 2.2621571627409915 * se))
     # a metric with one number per run and no spread (e.g. embedding_spread): a gain, no interval
     g2 = report.gain_summary({0: {"mean": 0.3, "n": 50}}, {0: {"mean": 0.1, "n": 50}}, {0: 50})
-    assert g2["gain"] == pytest.approx(0.2) and g2["ci"] is None
+    assert g2["gain"] == pytest.approx(0.2) and g2["ci95"] is None
 
 
 def test_collect_aggregates_over_seeds_with_control_and_paper(fake):
@@ -180,9 +180,9 @@ def test_collect_aggregates_over_seeds_with_control_and_paper(fake):
     c = good.cells["id50"]
     assert good.status == "done" and good.seeds_done == 2
     assert c.mean == pytest.approx(0.35) and c.std == pytest.approx(math.sqrt(0.005)) and c.k == 2
-    assert c.control == pytest.approx(0.05) and c.gain == pytest.approx(0.30) and c.gain_ci_kind == "seeds (paired)"
+    assert c.control == pytest.approx(0.05) and c.gain == pytest.approx(0.30) and c.gain_ci95_kind == "seeds (paired)"
     assert c.paper == 0.487 and c.chance == 0.02 and c.n == 100
-    assert c.ci == pytest.approx((0.35 - 12.706204736174707 * 0.05, 0.35 + 12.706204736174707 * 0.05))
+    assert c.ci95 == pytest.approx((0.35 - 12.706204736174707 * 0.05, 0.35 + 12.706204736174707 * 0.05))
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from chanmusic.evaluation.intervals import bootstrap_ci, metric_entry
+from chanmusic.evaluation.intervals import bootstrap_ci95
+from chanmusic.results.metrics_file import metric_entry
 from chanmusic.evaluation.metrics import Identification, MetricUnavailable
 from chanmusic.modules.losses import clip_loss
 
@@ -47,9 +48,9 @@ def test_bootstrap_interval_is_seeded_and_agrees_with_scipy():
 
     rng = np.random.default_rng(3)
     v = (rng.random(400) < 0.3).astype(float)
-    a, b = bootstrap_ci(v, seed=1), bootstrap_ci(v, seed=1)
+    a, b = bootstrap_ci95(v, seed=1), bootstrap_ci95(v, seed=1)
     assert a == b  # seeded
-    assert bootstrap_ci(v, seed=2) != a
+    assert bootstrap_ci95(v, seed=2) != a
     ref = bootstrap((v,), np.mean, method="percentile", n_resamples=4000, random_state=0).confidence_interval
     assert a[0] == pytest.approx(ref.low, abs=0.012) and a[1] == pytest.approx(ref.high, abs=0.012)
     # and the normal approximation of a binomial proportion (half-width 1.96 sqrt(p(1-p)/n))
@@ -60,12 +61,12 @@ def test_bootstrap_interval_is_seeded_and_agrees_with_scipy():
 def test_identification_interval_is_over_items_not_draws():
     p, t, song, start = _data(n_songs=4, per_song=40, noise=3.0)
     r = _metric(50, "segment", p, t, song, start, repeats=30)
-    mean, lo, hi = float(r["mean"]), float(r["ci_low"]), float(r["ci_high"])
+    mean, lo, hi = float(r["mean"]), float(r["ci95_low"]), float(r["ci95_high"])
     assert lo < mean < hi
     # the spread of repeated distractor draws shrinks with repeats and is far narrower than the item interval
     assert float(r["draw_std"]) < (hi - lo) / 4
     again = _metric(50, "segment", p, t, song, start, repeats=30)
-    assert float(again["ci_low"]) == lo and float(again["ci_high"]) == hi  # seeded
+    assert float(again["ci95_low"]) == lo and float(again["ci95_high"]) == hi  # seeded
     e = metric_entry(r)
     assert set(e) >= {"mean", "n", "n_way", "chance", "ci95", "draw_std", "repeats"} and "std" not in e
     assert e["ci95"] == [pytest.approx(lo), pytest.approx(hi)] and e["n"] == 160 and e["n_way"] == 50

@@ -8,7 +8,8 @@ import json
 import yaml
 
 from chanmusic.report.results import write_results
-from chanmusic.runner import load_spec, run_dir, save_spec, write_status
+from chanmusic.results.layout import run_folder as run_dir
+from chanmusic.runner import load_spec, save_spec, write_status
 
 
 def _entry(mean, lo, hi, n_way=None):

@@ -17,7 +17,8 @@ import yaml
 from chanmusic import report
 from chanmusic.evaluation.interpret import rdm_correlation, song_dissimilarity
 from chanmusic.report import plots
-from chanmusic.runner import load_spec, run_dir, save_spec, write_status
+from chanmusic.results.layout import run_folder as run_dir
+from chanmusic.runner import load_spec, save_spec, write_status
 from tooling.browser import check_in_browser, find_browser
 
 

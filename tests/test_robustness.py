@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.evaluation.robustness import kept_channels, metrics_entries, removal_order, run
+from chanmusic.evaluation.robustness import kept_channels, metrics_entries, removal_order
+from chanmusic.evaluation.robustness.command import run
 from chanmusic.core.electrodes import default_ch_names, distance_matrix, electrode_positions
 
 torch.set_num_threads(1)
@@ -113,9 +114,9 @@ def test_robustness_curve_on_two_encoders(runs):
 
 def test_cli_is_registered_and_checks_arguments():
     from chanmusic.cli import EXTRA_COMMANDS
-    from chanmusic.evaluation.robustness import parse_args
+    from chanmusic.evaluation.robustness.command import parse_args
 
-    assert EXTRA_COMMANDS["robustness"] == "chanmusic.evaluation.robustness:main"
+    assert EXTRA_COMMANDS["robustness"] == "chanmusic.evaluation.robustness.command:main"
     args, extra = parse_args(["--ckpt", "a", "b", "--k", "0,32", "--data.root", "X"])
     assert args.ckpt == ["a", "b"] and args.k == [0, 32] and extra == ["--data.root", "X"]
     with pytest.raises(SystemExit):

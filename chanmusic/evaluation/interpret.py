@@ -1,12 +1,13 @@
-"""Interpreting a trained alignment run: its CLS→channel attention as a scalp map and the song-by-song
+"""Interpreting a trained alignment run: its readout→channel map (the scalp map's values) and the song-by-song
 dissimilarity of its EEG embeddings beside that of the music heard.
 
     python -m chanmusic.evaluation.interpret OUT [--rows a,b] [--max-windows N]
 
 :func:`interpret_comparison` does every row of a ``chanmusic compare`` output folder (``chanmusic compare`` and
 ``chanmusic report --interpret`` launch it in a subprocess, :func:`chanmusic.report.main.run_interpretation`);
-the run is rebuilt with the one run loader (:func:`chanmusic.evaluation.runs.load_run`, its checkpoint rule) and
-the figures are drawn by :mod:`chanmusic.report.plots`.
+the run is rebuilt with the one run loader (:func:`chanmusic.results.runs.load_run`, the checkpoint rule).
+This module computes and saves (``OUT/interpretation/<row>.json``, ``<row>_attention.npy``,
+``<row>_dissimilarity.npz``); the report draws the figures the summary names (:mod:`chanmusic.report.interpretation`).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from chanmusic.report.rows import read_json, run_folder, units
-from chanmusic.report.plots import attention_topomap, dissimilarity_figure
+from chanmusic.results.checkpoint_rule import find_checkpoint
+from chanmusic.results.layout import run_folder, units
+from chanmusic.results.metrics_file import read_json
 
 
 def collect_test_outputs(model, dm, max_windows: int | None = None) -> dict[str, np.ndarray]:
@@ -78,8 +80,9 @@ def rdm_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def interpret_run(stepdir: str | Path, outdir: str | Path, name: str, label: str = "",
                   max_windows: int | None = 2000) -> dict[str, Any]:
-    """Scalp map + dissimilarity matrix of one trained run; returns a summary (paths relative to ``outdir``)."""
-    from chanmusic.evaluation.runs import load_run
+    """Channel map + dissimilarity matrices of one trained run, saved in ``outdir``; returns the summary (written as
+    ``<name>.json``; the figure names in it are relative to ``outdir`` and drawn by the report)."""
+    from chanmusic.results.runs import load_run
     from datamodules.songs import SONGS
 
     outdir = Path(outdir)
@@ -98,10 +101,9 @@ def interpret_run(stepdir: str | Path, outdir: str | Path, name: str, label: str
         summary["attention_note"] = f"channel_attention has {att.shape[1]} channels, the montage {len(ch_names)}"
     else:
         mean = att.mean(0)
-        attention_topomap(mean, ch_names, outdir / f"{name}_attention.png",
-                          f"{label or name}: readout→channel map, {res['attention_kind']}\n"
-                          f"(mean over {len(att)} test windows)")
         summary["attention"] = f"{name}_attention.png"
+        summary["attention_windows"] = int(len(att))
+        summary["ch_names"] = ch_names
         summary["attention_kind"] = res["attention_kind"]
         top = np.argsort(mean)[::-1][:10]
         summary["top_channels"] = [[ch_names[i], float(mean[i])] for i in top]
@@ -111,9 +113,7 @@ def interpret_run(stepdir: str | Path, outdir: str | Path, name: str, label: str
     titles = {i: s.title for i, s in enumerate(SONGS)} if SONGS else {}
     names = [_song_name(s, titles) for s in songs]
     r = rdm_correlation(eeg_rdm, audio_rdm)
-    dissimilarity_figure(eeg_rdm, names, outdir / f"{name}_dissimilarity.png",
-                         f"{label or name}: song dissimilarity (test windows)"
-                         + (f"; Spearman r(EEG, music) = {r:.2f}" if r is not None else ""), audio_rdm)
+    np.savez(outdir / f"{name}_dissimilarity.npz", eeg_rdm=eeg_rdm, audio_rdm=audio_rdm)
     summary.update(dissimilarity=f"{name}_dissimilarity.png", songs=names, eeg_rdm=eeg_rdm.round(4).tolist(),
                    audio_rdm=audio_rdm.round(4).tolist(), rdm_spearman=r)
     (outdir / f"{name}.json").write_text(json.dumps(summary, indent=2))
@@ -126,9 +126,7 @@ def _song_name(s: int, titles: dict) -> str:
 
 
 def _checkpoint_of(stepdir: Path) -> str | None:
-    """The checkpoint :func:`chanmusic.evaluation.runs.load_run` will load (None when the rule finds none)."""
-    from chanmusic.evaluation.runs import find_checkpoint
-
+    """The checkpoint :func:`chanmusic.results.runs.load_run` will load (None when the rule finds none)."""
     try:
         return str(find_checkpoint(stepdir))
     except (OSError, ValueError):
@@ -176,10 +174,11 @@ def interpret_comparison(out: str | Path, rows: Sequence[str] | None = None, max
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m chanmusic.evaluation.interpret OUT``: interpretation figures of every finished row."""
+    """``python -m chanmusic.evaluation.interpret OUT``: the interpretation data of every finished row."""
     p = argparse.ArgumentParser(prog="python -m chanmusic.evaluation.interpret",
-                                description="Interpretation figures (scalp maps, dissimilarity matrices) of a "
-                                            "`chanmusic compare` output folder.")
+                                description="Interpretation data (channel maps, dissimilarity matrices) of a "
+                                            "`chanmusic compare` output folder; `chanmusic report --interpret` "
+                                            "also draws the figures.")
     p.add_argument("out")
     p.add_argument("--rows", default=None, help="comma-separated row names (default: every row)")
     p.add_argument("--max-windows", type=int, default=2000)

@@ -1,6 +1,6 @@
 """Evaluation metrics as torchmetrics ``Metric``s (state + ``update`` / ``compute``), usable outside Lightning.
 
-Identification (DESIGN.md): for each test item, its true audio embedding competes with N-1 distractor
+Identification (the project's evaluation protocol): for each test item, its true audio embedding competes with N-1 distractor
 audio embeddings; a hit is the true one scoring the highest cosine with the item's prediction. Repeated
 with a seeded generator. Distractor rules by ``distractors``:
 
@@ -14,9 +14,9 @@ with a seeded generator. Distractor rules by ``distractors``:
 
 ``compute()`` gives the mean over items of each item's hit rate over the repeats, ``n`` (items scored),
 ``n_way`` (the number of candidates actually used: the largest; ``n_way_min`` where items had fewer),
-``chance`` (mean of ``1 / n_candidates``), ``ci_low`` / ``ci_high`` (seeded bootstrap 95% interval over
-items, :mod:`chanmusic.evaluation.intervals`) and ``draw_std`` (spread of the repeats' accuracies: NOT an
-uncertainty; also under its old name ``std`` for in-process callers). Items with no possible distractor
+``chance`` (mean of ``1 / n_candidates``), ``ci95_low`` / ``ci95_high`` (the ends of the seeded bootstrap 95%
+interval over items, :mod:`chanmusic.evaluation.intervals`) and ``draw_std`` (spread of the repeats' accuracies:
+NOT an uncertainty; also under its old name ``std`` for in-process callers). Items with no possible distractor
 are left out and counted (``n_excluded``); when no item has one — e.g. genre identification on NMED-H alone,
 whose four songs share one genre — ``compute()`` raises :class:`MetricUnavailable` with the reason, which the
 stages write as ``null``.
@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import Metric
 
-from chanmusic.evaluation.intervals import bootstrap_ci
+from chanmusic.evaluation.intervals import bootstrap_ci95
 
 DISTRACTORS = ("segment", "song", "genre", "within_song")
 
@@ -50,7 +50,7 @@ class Identification(Metric):
     """N-way identification of the heard music segment from a predicted embedding.
 
     ``update(preds [B, D], targets [B, D], music [B], song [B], genre [B], stimulus [B], start [B], length [B],
-    segment [B] | None)``; ``compute() -> {"mean", "n", "n_way", "chance", "ci_low", "ci_high", "draw_std", ...}``
+    segment [B] | None)``; ``compute() -> {"mean", "n", "n_way", "chance", "ci95_low", "ci95_high", "draw_std", ...}``
     (tensors; see the module docstring). ``n_way=None``: every class present (song / genre modes).
 
     ``segment`` (the EEG window's id) makes the result independent of how the test set was dealt out:
@@ -105,10 +105,10 @@ class Identification(Metric):
                 + (f" (only {present} {what}{'s' if present != 1 else ''} present in the test set)" if what else
                    f" ({len(P)} test items, too few distinct non-overlapping segments)"))
         per_item = hits[:, ok].mean(0)
-        lo, hi = bootstrap_ci(per_item, self.seed)
+        lo, hi = bootstrap_ci95(per_item, self.seed)
         draws = hits[:, ok].mean(1)
         out = {"mean": float(per_item.mean()), "n": int(ok.sum()), "n_way": int(n_cand[ok].max()),
-               "chance": float(np.mean(1.0 / n_cand[ok])), "ci_low": lo, "ci_high": hi,
+               "chance": float(np.mean(1.0 / n_cand[ok])), "ci95_low": lo, "ci95_high": hi,
                "draw_std": float(draws.std()), "std": float(draws.std()), "repeats": self.repeats}
         if n_cand[ok].min() != n_cand[ok].max():
             out["n_way_min"] = int(n_cand[ok].min())
@@ -171,7 +171,7 @@ def summarize(values: np.ndarray | list[float], chance: float | None = None, see
               ) -> dict[str, float | int | None | list]:
     """``{"mean", "std", "n", "chance", "ci95"}`` of per-item values (std with ddof=0; ci95: bootstrap)."""
     v = np.asarray(values, dtype=np.float64)
-    lo, hi = bootstrap_ci(v, seed)
+    lo, hi = bootstrap_ci95(v, seed)
     return {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size), "chance": chance, "ci95": [lo, hi]}
 
 
@@ -180,7 +180,7 @@ def summarize(values: np.ndarray | list[float], chance: float | None = None, see
 #
 # Like Identification, each keeps the EEG window id (``segment``) of its items, so an item seen twice (DDP padding)
 # counts once; ``segment=None`` (ids unknown) keeps every item. ``compute()`` returns tensors
-# ``{"mean", "std", "n", "chance", "ci_low", "ci_high"}`` (std over items; the interval is the bootstrap over items);
+# ``{"mean", "std", "n", "chance", "ci95_low", "ci95_high"}`` (std over items; the interval is the bootstrap over items);
 # ``chance`` is NaN where the metric has no chance level.
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -274,10 +274,10 @@ class _PerItemMetric(Metric):
         if len(keep) == 0:
             raise ValueError(f"{type(self).__name__}: no items were updated")
         v = self._cat(self.values)[torch.from_numpy(keep)].double().numpy()
-        lo, hi = bootstrap_ci(v)
+        lo, hi = bootstrap_ci95(v)
         return {"mean": torch.tensor(float(v.mean())), "std": torch.tensor(float(v.std())),
                 "n": torch.tensor(len(v)), "chance": torch.tensor(self._chance(keep)),
-                "ci_low": torch.tensor(lo), "ci_high": torch.tensor(hi)}
+                "ci95_low": torch.tensor(lo), "ci95_high": torch.tensor(hi)}
 
 
 class ClapScore(_PerItemMetric):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from chanmusic.report.rows import RowResult, detect_random_models, sections
-from chanmusic.report.tables import _ci, _f, notes, table_lines
+from chanmusic.report.tables import _ci95, _f, notes, table_lines
 
 GAIN_METRICS = ("id50", "song_id", "within_song")  # identification in the aligned space
 
@@ -69,8 +69,8 @@ def gain_verdicts(results: list[RowResult], metrics: Sequence[str] = GAIN_METRIC
         gains = [(m, r.cells[m]) for m in metrics if r.cells.get(m) and r.cells[m].gain is not None]
         if not gains:
             continue
-        text = ", ".join(f"{m} {_f(c.gain, True)}{_ci(c.gain_ci)}" for m, c in gains)
-        beats = [m for m, c in gains if (c.gain_ci[0] > 0 if c.gain_ci else c.gain > 0)]
+        text = ", ".join(f"{m} {_f(c.gain, True)}{_ci95(c.gain_ci95)}" for m, c in gains)
+        beats = [m for m, c in gains if (c.gain_ci95[0] > 0 if c.gain_ci95 else c.gain > 0)]
         if beats:
             out.append(f"  {r.label}: beats its no-music control on {', '.join(beats)} ({text})")
         else:

@@ -15,9 +15,10 @@ import jinja2
 from markupsafe import Markup, escape
 
 from chanmusic.report.assets import audio_samples, copy_asset
-from chanmusic.report.rows import RowResult, detect_random_models, read_json, sections
+from chanmusic.report.rows import RowResult, detect_random_models, sections
 from chanmusic.report.results import write_results
 from chanmusic.report.tables import metric_header, notes, table_lines
+from chanmusic.results.metrics_file import read_json
 
 TEMPLATES = Path(__file__).parent / "templates"
 LINE_KIND = {"chance": "chance", "ours": "ours", "no-music control": "control", "gain over control": "gain",
@@ -47,8 +48,8 @@ def table_rows(results: list[RowResult], metrics: list[str]) -> list[dict]:
     for cells in table_lines(results, metrics):
         nums = []
         for c in cells[3:]:
-            value, ci = c.split(" [", 1) if " [" in c else (c, None)
-            nums.append({"value": value, "ci": ci, "failed": c in ("failed", "not run")})
+            value, ci95 = c.split(" [", 1) if " [" in c else (c, None)
+            nums.append({"value": value, "ci95": ci95, "failed": c in ("failed", "not run")})
         rows.append({"kind": LINE_KIND.get(cells[1] or ("chance" if cells[0] == "chance" else ""), ""),
                      "model": cells[0], "line": cells[1], "status": cells[2],
                      "status_failed": cells[2].startswith(("failed", "partial")), "nums": nums})

@@ -6,8 +6,8 @@ Reads ``OUT/spec.json`` and every run's ``status.json`` / ``metrics.json`` (writ
 and writes:
 
 - ``OUT/results.md`` and ``OUT/results.csv``: per row × metric the mean ± std over seeds, the 95% CI
-  (t-distribution over seeds; with one seed, over the run's distractor repeats — flagged, it is not seed
-  variability), n, chance, the no-music control, the gain over it (paired by seed) and the paper's number.
+  (t-distribution over seeds; with one seed, the run's bootstrap interval over test windows — flagged, it is not
+  seed variability), n, chance, the no-music control, the gain over it (paired by seed) and the paper's number.
   Failed rows stay in the table with the error's first line.
 - ``OUT/plots/*.png``: one bar chart per metric and the ablation chart.
 - ``OUT/report/index.html`` + ``OUT/report/assets/``: the table, the plots, the scalp maps and dissimilarity
@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Sequence
 
 from chanmusic.report.html import build_report
+from chanmusic.report.interpretation import draw_interpretation
 
 
 def run_interpretation(out: str | Path, rows: Sequence[str] | None = None, timeout_s: float | None = 1800) -> bool:
-    """Interpretation figures (:mod:`chanmusic.evaluation.interpret`) in a subprocess (model loading stays out
-    of the runner's process); True when it succeeded."""
+    """Interpretation figures: the data computed by :mod:`chanmusic.evaluation.interpret` in a subprocess (model
+    loading stays out of the runner's process), then drawn here (:mod:`chanmusic.report.interpretation`); True when
+    the computation succeeded."""
     cmd = [sys.executable, "-m", "chanmusic.evaluation.interpret", str(out)] + \
           (["--rows", ",".join(rows)] if rows else [])
     log = Path(out) / "interpretation" / "log.txt"
@@ -40,10 +42,12 @@ def run_interpretation(out: str | Path, rows: Sequence[str] | None = None, timeo
             proc = subprocess.run(cmd, timeout=timeout_s, stdout=f, stderr=subprocess.STDOUT)
     except subprocess.TimeoutExpired:
         print("[report] interpretation timed out", file=sys.stderr)
+        draw_interpretation(out)
         return False
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("[interpret]"):
             print(line)
+    draw_interpretation(out)
     return proc.returncode == 0
 
 

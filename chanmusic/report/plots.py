@@ -7,9 +7,11 @@
 - :func:`dissimilarity_figure`: song-by-song dissimilarity (1 − cosine of per-song mean embeddings) of the
   EEG embeddings, beside the same matrix of the true CLAP embeddings of the music heard.
 - :func:`mel_png`: a wav's log-mel spectrogram (the project's one mel) for the report's audio players.
+- :func:`removal_curves`: ``chanmusic robustness``'s id50 vs electrodes removed.
 
-:mod:`chanmusic.evaluation.interpret` runs a trained model and draws its scalp map and dissimilarity matrix
-with these functions.
+Evaluation computes, this module draws: the scalp maps and dissimilarity matrices from what
+:mod:`chanmusic.evaluation.interpret` saved (:mod:`chanmusic.report.interpretation`), the removal curves from
+``chanmusic robustness``'s rows.
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ def _short(label: str, width: int = 18) -> str:
 
 
 def metric_bars(metric: str, items: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Bar chart of one metric. ``items``: dicts with ``label``, ``mean``, ``ci`` ((low, high) or None),
-    ``control`` (mean or None), ``control_ci``, ``paper`` (or None), ``chance`` (or None), ``failed`` (bool)."""
+    """Bar chart of one metric. ``items``: dicts with ``label``, ``mean``, ``ci95`` ((low, high) or None),
+    ``control`` (mean or None), ``control_ci95``, ``paper`` (or None), ``chance`` (or None), ``failed`` (bool)."""
     n = len(items)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.15 * n + 1.5), 3.8))
     x = np.arange(n)
@@ -43,9 +45,9 @@ def metric_bars(metric: str, items: Sequence[dict], path: str | Path, title: str
             ax.text(i, 0.0, "failed" if it.get("failed") else "n/a", ha="center", va="bottom", fontsize=8,
                     color="#c53030", rotation=90)
             continue
-        _bar(ax, i - w / 2, it["mean"], it.get("ci"), w, OURS, "ours" if i == 0 else None)
+        _bar(ax, i - w / 2, it["mean"], it.get("ci95"), w, OURS, "ours" if i == 0 else None)
         if it.get("control") is not None:
-            _bar(ax, i + w / 2, it["control"], it.get("control_ci"), w, CONTROL, None, hatch="//")
+            _bar(ax, i + w / 2, it["control"], it.get("control_ci95"), w, CONTROL, None, hatch="//")
         if it.get("paper") is not None:
             ax.plot([i - w / 2], [it["paper"]], marker="D", color=PAPER, ms=6, ls="none", zorder=5)
     chances = [it.get("chance") for it in items if it.get("chance") is not None]
@@ -62,7 +64,7 @@ def metric_bars(metric: str, items: Sequence[dict], path: str | Path, title: str
     ax.set_ylabel(metric)
     ax.set_title(title or metric, fontsize=10)
     top = [v for it in items for v in (it.get("mean"), it.get("paper"), it.get("control"),
-                                       (it.get("ci") or (None, None))[1]) if v is not None and np.isfinite(v)]
+                                       (it.get("ci95") or (None, None))[1]) if v is not None and np.isfinite(v)]
     if top:
         ax.set_ylim(min(0.0, min(top) * 1.1), max(top) * 1.35 + 1e-6)
     ax.spines[["top", "right"]].set_visible(False)
@@ -70,10 +72,10 @@ def metric_bars(metric: str, items: Sequence[dict], path: str | Path, title: str
     return _save(fig, path)
 
 
-def _bar(ax, x, mean, ci, w, color, label, hatch=None):
+def _bar(ax, x, mean, ci95, w, color, label, hatch=None):
     yerr = None
-    if ci is not None and all(c is not None and np.isfinite(c) for c in ci):
-        yerr = [[max(0.0, mean - ci[0])], [max(0.0, ci[1] - mean)]]
+    if ci95 is not None and all(c is not None and np.isfinite(c) for c in ci95):
+        yerr = [[max(0.0, mean - ci95[0])], [max(0.0, ci95[1] - mean)]]
     ax.bar([x], [mean], w, yerr=yerr, color=color if not hatch else "white", edgecolor=color if hatch else None,
            hatch=hatch, capsize=3, label=label, zorder=3, error_kw={"lw": 1})
 
@@ -90,8 +92,8 @@ def ablation_chart(metrics: Sequence[str], items: Sequence[dict], path: str | Pa
             if g is None or g[0] is None:
                 ax.text(0, yi, "failed" if it.get("failed") else "n/a", va="center", fontsize=7, color="#c53030")
                 continue
-            gain, ci = g
-            xerr = [[max(0.0, gain - ci[0])], [max(0.0, ci[1] - gain)]] if ci else None
+            gain, ci95 = g
+            xerr = [[max(0.0, gain - ci95[0])], [max(0.0, ci95[1] - gain)]] if ci95 else None
             ax.barh([yi], [gain], xerr=xerr, color=OURS if it.get("reference") else "#63b3ed", capsize=3,
                     error_kw={"lw": 1})
         ax.axvline(0, color="k", lw=0.8)
@@ -99,6 +101,37 @@ def ablation_chart(metrics: Sequence[str], items: Sequence[dict], path: str | Pa
         ax.spines[["top", "right"]].set_visible(False)
     axes[0][0].set_yticks(y)
     axes[0][0].set_yticklabels([_short(it["label"], 34) for it in items], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def removal_curves(summary: dict, encoders: Sequence[str], modes: Sequence[str], n_channels: int, path: str | Path,
+                   title: str = "") -> Path:
+    """id50 vs electrodes removed (``chanmusic robustness``), one line per encoder (mean ± std over seeds), one panel
+    per mode. ``summary``: ``(encoder, mode, k) -> {"mean", "std", "n_seeds", "chance"}``
+    (:func:`chanmusic.evaluation.robustness.outputs.curves` gives every argument)."""
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 3.6), sharey=True, squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for i, enc in enumerate(encoders):
+            pts = sorted((k, s) for (e, m, k), s in summary.items() if e == enc and m == mode)
+            if not pts:
+                continue
+            k = np.array([p[0] for p in pts])
+            mean = np.array([p[1]["mean"] for p in pts])
+            std = np.array([p[1]["std"] for p in pts])
+            color = f"C{i}"
+            ax.plot(k, mean, marker="o", ms=4, color=color, label=enc)
+            ax.fill_between(k, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        chance = np.mean([s["chance"] for (e, m, k), s in summary.items() if m == mode])
+        ax.axhline(chance, color="k", ls="--", lw=1, label="chance")
+        ax.set_xlabel(f"electrodes removed (of {n_channels})")
+        ax.set_title(f"{mode} removal" if mode == "random" else "whole regions removed", fontsize=10)
+        ax.spines[["top", "right"]].set_visible(False)
+    n_seeds = max(s["n_seeds"] for s in summary.values())
+    axes[0][0].set_ylabel(f"50-way identification\n(mean ± std over {n_seeds} seeds)")
+    axes[0][0].legend(fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from chanmusic.report.rows import RowResult, read_json
+from chanmusic.report.rows import RowResult
+from chanmusic.results.metrics_file import read_json
 
 __all__ = ["recipe_note"]
 

@@ -22,7 +22,7 @@ def write_plots(out: Path, spec: dict, results: list[RowResult]) -> list[Path]:
         ms = [m for m in spec.get("ablation_metrics") or spec["metrics"]
               if any(r.cells.get(m) and r.cells[m].gain is not None for r in abl)]
         items = [{"label": r.label, "reference": r.name == spec.get("reference_row"), "failed": r.status == "failed",
-                  "gains": {m: (r.cells[m].gain, r.cells[m].gain_ci) if r.cells.get(m) and r.cells[m].gain is not None
+                  "gains": {m: (r.cells[m].gain, r.cells[m].gain_ci95) if r.cells.get(m) and r.cells[m].gain is not None
                             else None for m in ms}} for r in abl]
         if ms:
             paths.append(plots.ablation_chart(ms, items, out / "plots" / "ablations.png",
@@ -32,8 +32,8 @@ def write_plots(out: Path, spec: dict, results: list[RowResult]) -> list[Path]:
 
 def _bar_item(r: RowResult, m: str) -> dict:
     c = r.cells.get(m)
-    return {"label": r.label, "mean": c.mean if c else None, "ci": c.ci if c else None,
-            "control": c.control if c else None, "control_ci": c.control_ci if c else None,
+    return {"label": r.label, "mean": c.mean if c else None, "ci95": c.ci95 if c else None,
+            "control": c.control if c else None, "control_ci95": c.control_ci95 if c else None,
             "paper": c.paper if c else r.paper.get(m), "chance": c.chance if c else None,
             "failed": r.status in ("failed", "not run")}
 

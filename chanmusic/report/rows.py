@@ -4,28 +4,26 @@
 state and metrics, aggregated per metric into a :class:`Cell` (mean ± std over seeds with a 95% CI, the no-music
 control and the gain over it; see :mod:`chanmusic.report.stats`). Also: which models were tiny random ones.
 
-Intervals: with two or more seeds a cell's CI is the t-interval over seeds (``ci_kind`` "seeds"); with one seed it
-is the run's own 95% bootstrap interval over test windows (``ci95`` in ``metrics.json``, ``ci_kind`` "test items").
-``item_ci`` keeps the runs' bootstrap intervals (averaged over seeds) beside the seed interval. Metrics whose class
-count depends on the data (``song_id``, ``genre_id``) carry the ``n_way`` they used; the paper's number is shown
-beside them only where the count is the paper's (:data:`PAPER_NAMES`).
+Intervals (``ci95``): with two or more seeds a cell's interval is the t-interval over seeds (``ci95_kind``
+"seeds"); with one seed it is the run's own 95% bootstrap interval over test windows (``ci95`` in ``metrics.json``,
+``ci95_kind`` "test items"). ``item_ci95`` keeps the runs' bootstrap intervals (averaged over seeds) beside the seed
+interval. Metrics whose class count depends on the data (``song_id``, ``genre_id``) carry the ``n_way`` they used;
+the paper's number is shown beside them only where the count is the paper's (the metric registry's paper names,
+:mod:`chanmusic.results.registry`). Run folders are found by :mod:`chanmusic.results.layout`.
 """
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chanmusic.report.manifest import find_manifests
 from chanmusic.report.stats import gain_summary, seed_summary, within_run_summary
+from chanmusic.results.layout import RUNS, run_folder, step_folder, units
+from chanmusic.results.metrics_file import METRICS_FILE, metric_entries, read_json
+from chanmusic.results.registry import paper_name, std_over_draws
 
 DEFAULT_REPEATS = 10
-# our metric -> (the paper's name for it, the class count the paper used)
-PAPER_NAMES = {"song_id": ("song14", 14), "genre_id": ("genre10", 10)}
-# identification metrics: their std in metrics.json is over repeated distractor draws, not over items
-REPEAT_METRIC = re.compile(r"^(id\d+|song\d+|genre\d+|within_song|mel_id\d+)(_.*)?$")
 
 
 @dataclass
@@ -33,20 +31,20 @@ class Cell:
     metric: str
     mean: float | None = None
     std: float | None = None
-    ci: tuple[float, float] | None = None
-    ci_kind: str = ""
+    ci95: tuple[float, float] | None = None
+    ci95_kind: str = ""
     k: int = 0
     n: int | None = None
     chance: float | None = None
     control: float | None = None
     control_std: float | None = None
-    control_ci: tuple[float, float] | None = None
+    control_ci95: tuple[float, float] | None = None
     gain: float | None = None
-    gain_ci: tuple[float, float] | None = None
-    gain_ci_kind: str = ""
+    gain_ci95: tuple[float, float] | None = None
+    gain_ci95_kind: str = ""
     paper: float | None = None
     n_way: int | None = None
-    item_ci: tuple[float, float] | None = None
+    item_ci95: tuple[float, float] | None = None
 
 
 @dataclass
@@ -64,23 +62,16 @@ class RowResult:
     notes: list[str] = field(default_factory=list)
 
 
-def read_json(p: Path) -> Any:
-    """The parsed JSON file, or None when it is missing or unreadable."""
-    try:
-        return json.loads(Path(p).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def run_metrics(d: Path, status: dict | None) -> dict[str, dict]:
     """A run's metrics: the merged ones in its status, else every ``metrics.json`` in it (steps in order)."""
     if status and status.get("metrics"):
         return status["metrics"]
     merged: dict[str, dict] = {}
-    for p in [d / "metrics.json"] + sorted(d.glob("*/metrics.json"), key=lambda q: (q.parent.name != "align", str(q))):
+    steps = sorted(d.glob(f"*/{METRICS_FILE}"), key=lambda q: (q.parent != step_folder(d, "align"), str(q)))
+    for p in [d / METRICS_FILE] + steps:
         m = read_json(p)
         if isinstance(m, dict):
-            merged.update({k: v for k, v in m.items() if isinstance(v, dict) and "mean" in v})
+            merged.update(metric_entries(m))
     return merged
 
 
@@ -88,8 +79,8 @@ def paper_value(paper: dict[str, float], metric: str, n_way: int | None) -> floa
     """The paper's number for ``metric``: by name, or under the paper's name where the class count matches."""
     if metric in paper:
         return paper[metric]
-    name, count = PAPER_NAMES.get(metric, (None, None))
-    return paper.get(name) if name and n_way == count else None
+    alias = paper_name(metric)
+    return paper.get(alias.name) if alias is not None and n_way == alias.n_way else None
 
 
 def run_repeats(d: Path) -> int:
@@ -110,23 +101,7 @@ def run_repeats(d: Path) -> int:
 def _r_for(metric: str, entry: dict, repeats: int) -> int:
     if entry.get("repeats"):
         return int(entry["repeats"])
-    return repeats if REPEAT_METRIC.match(metric) else int(entry.get("n") or 0)
-
-
-def run_folder(out: Path, row: str, seed: int, control: bool, fold: int | None = None) -> Path:
-    """One run's folder: ``OUT/runs/<row>/[fold<f>/]seed<k>/music`` or ``.../control`` (the runner writes it)."""
-    d = Path(out) / "runs" / row
-    if fold is not None:
-        d = d / f"fold{fold}"
-    return d / f"seed{seed}" / ("control" if control else "music")
-
-
-def units(spec: dict) -> list[tuple[Any, int | None, int]]:
-    """(key, fold, seed) of every replicate of a row: its seeds, or folds × seeds when the spec has folds."""
-    folds = spec.get("folds")
-    if not folds:
-        return [(s, None, s) for s in spec["seeds"]]
-    return [(f"fold{f}-seed{s}", f, s) for f in range(int(folds["k"])) for s in spec["seeds"]]
+    return repeats if std_over_draws(metric) else int(entry.get("n") or 0)
 
 
 def load_spec_json(out: Path) -> dict:
@@ -189,16 +164,16 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
     return spec, results
 
 
-def _ci95(entry: dict) -> tuple[float, float] | None:
-    ci = entry.get("ci95")
-    return (float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and None not in ci[:2] else None
+def _entry_ci95(entry: dict) -> tuple[float, float] | None:
+    ci95 = entry.get("ci95")
+    return (float(ci95[0]), float(ci95[1])) if isinstance(ci95, (list, tuple)) and None not in ci95[:2] else None
 
 
 def _one_seed(metric: str, entry: dict, r: int) -> dict[str, Any]:
     """One seed: the run's bootstrap interval over test items (``ci95``); older files: the within-run spread."""
-    ci = _ci95(entry)
-    if ci is not None:
-        return {"mean": entry["mean"], "std": None, "ci": ci, "ci_kind": "test items (bootstrap)", "k": 1}
+    ci95 = _entry_ci95(entry)
+    if ci95 is not None:
+        return {"mean": entry["mean"], "std": None, "ci95": ci95, "ci95_kind": "test items (bootstrap)", "k": 1}
     return within_run_summary(entry["mean"], entry.get("std") or 0.0, r)
 
 
@@ -206,31 +181,31 @@ def _cell(metric: str, music: dict[int, dict], control: dict[int, dict], r_of: d
           paper: dict[str, float]) -> Cell:
     c = Cell(metric)
     if not music:
-        c.paper = paper_value(paper, metric, None) if metric not in PAPER_NAMES else None
+        c.paper = paper_value(paper, metric, None) if paper_name(metric) is None else None
         return c
     seeds = sorted(music)
     first = music[seeds[0]]
     c.n, c.chance, c.n_way = first.get("n"), first.get("chance"), first.get("n_way")
     c.paper = paper_value(paper, metric, c.n_way)
-    items = [_ci95(music[x]) for x in seeds]
+    items = [_entry_ci95(music[x]) for x in seeds]
     if all(items):
-        c.item_ci = (sum(i[0] for i in items) / len(items), sum(i[1] for i in items) / len(items))
+        c.item_ci95 = (sum(i[0] for i in items) / len(items), sum(i[1] for i in items) / len(items))
     r = {s: _r_for(metric, music[s], r_of.get(s, DEFAULT_REPEATS)) for s in seeds}
     if len(seeds) >= 2:
         s = seed_summary([music[x]["mean"] for x in seeds])
     else:
         s = _one_seed(metric, first, r[seeds[0]])
-    c.mean, c.std, c.ci, c.ci_kind, c.k = s["mean"], s["std"], s["ci"], s["ci_kind"], s["k"]
+    c.mean, c.std, c.ci95, c.ci95_kind, c.k = s["mean"], s["std"], s["ci95"], s["ci95_kind"], s["k"]
     if control:
         cs = sorted(control)
         if len(cs) >= 2:
             cc = seed_summary([control[x]["mean"] for x in cs])
         else:
             cc = _one_seed(metric, control[cs[0]], _r_for(metric, control[cs[0]], r_of.get(cs[0], DEFAULT_REPEATS)))
-        c.control, c.control_std, c.control_ci = cc["mean"], cc["std"], cc["ci"]
+        c.control, c.control_std, c.control_ci95 = cc["mean"], cc["std"], cc["ci95"]
         g = gain_summary(music, control, r)
         if g:
-            c.gain, c.gain_ci, c.gain_ci_kind = g["gain"], g["ci"], g["ci_kind"]
+            c.gain, c.gain_ci95, c.gain_ci95_kind = g["gain"], g["ci95"], g["ci95_kind"]
     return c
 
 
@@ -250,7 +225,7 @@ def detect_random_models(out: Path, spec: dict) -> dict[str, bool]:
 
     flags = {"clap": False, "audioldm": False, "demo": bool(spec.get("profile", {}).get("demo_data"))}
     caches: set[Path] = set((out / "cache").glob("*/manifest.json"))
-    for cfg in list((out / "runs").glob("*/seed*/*/config.yaml"))[:50]:
+    for cfg in list((out / RUNS).glob("*/seed*/*/config.yaml"))[:50]:
         try:
             c = yaml.safe_load(cfg.read_text()) or {}
         except (OSError, yaml.YAMLError):

@@ -14,6 +14,7 @@ import numpy as np
 from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import Cell, RowResult
+from chanmusic.results.registry import paper_name
 
 
 def _f(x: float | None, sign: bool = False) -> str:
@@ -22,28 +23,26 @@ def _f(x: float | None, sign: bool = False) -> str:
     return f"{x:+.3f}" if sign else f"{x:.3f}"
 
 
-def _ci(ci: tuple[float, float] | None) -> str:
-    return f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else ""
+def _ci95(ci95: tuple[float, float] | None) -> str:
+    return f" [{_f(ci95[0])}, {_f(ci95[1])}]" if ci95 else ""
 
 
 def metric_header(results: list[RowResult], metric: str) -> str:
     """A column's name: the paper's name where the class count is the paper's (``song_id`` 14-way -> ``song14``),
     else the metric with the count it used (``song_id (10-way)``)."""
-    from chanmusic.report.rows import PAPER_NAMES
-
     ways = {r.cells[metric].n_way for r in results if r.cells.get(metric) and r.cells[metric].n_way}
-    if metric not in PAPER_NAMES or not ways:
+    alias = paper_name(metric)
+    if alias is None or not ways:
         return metric
-    name, count = PAPER_NAMES[metric]
-    if ways == {count}:
-        return name
+    if ways == {alias.n_way}:
+        return alias.name
     return f"{metric} ({'/'.join(str(w) for w in sorted(ways))}-way)"
 
 
 def _value(c: Cell) -> str:
     """``mean ± std [CI]`` over seeds; one seed: ``mean [CI]†`` (the run's own interval)."""
-    spread = f" ± {_f(c.std)}" if c.std is not None and c.k >= 2 or c.ci_kind.startswith("within") else ""
-    return f"{_f(c.mean)}{spread}{_ci(c.ci)}" + ("†" if c.k == 1 and c.ci is not None else "")
+    spread = f" ± {_f(c.std)}" if c.std is not None and c.k >= 2 or c.ci95_kind.startswith("within") else ""
+    return f"{_f(c.mean)}{spread}{_ci95(c.ci95)}" + ("†" if c.k == 1 and c.ci95 is not None else "")
 
 
 def status_text(r: RowResult) -> str:
@@ -86,10 +85,10 @@ def table_lines(results: list[RowResult], metrics: list[str]) -> list[list[str]]
         if any(r.cells.get(m) and r.cells[m].control is not None for m in metrics):
             lines.append(["", "no-music control", ""] + [
                 (f"{_f(r.cells[m].control)} ± {_f(r.cells[m].control_std)}" if r.cells[m].control_std is not None
-                 else f"{_f(r.cells[m].control)}{_ci(r.cells[m].control_ci)}")
+                 else f"{_f(r.cells[m].control)}{_ci95(r.cells[m].control_ci95)}")
                 if r.cells.get(m) and r.cells[m].control is not None else "—" for m in metrics])
             lines.append(["", "gain over control", ""] + [
-                f"{_f(r.cells[m].gain, True)}{_ci(r.cells[m].gain_ci)}" if r.cells.get(m) and r.cells[m].gain is not None
+                f"{_f(r.cells[m].gain, True)}{_ci95(r.cells[m].gain_ci95)}" if r.cells.get(m) and r.cells[m].gain is not None
                 else "—" for m in metrics])
         if r.paper:
             lines.append(["", "paper", ""] + [_f(r.cells[m].paper) if r.cells.get(m) and r.cells[m].paper is not None
@@ -118,10 +117,10 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
          f"interval over test windows is in results.csv (item_ci_low/high). " if k >= 2 else "Cells: one seed. ")
         + ("† one seed: the interval is the run's 95% bootstrap interval over test windows (seeded) — how much the "
            "number moves with another draw of test windows, NOT seed-to-seed variability. "
-           if any(c.k == 1 and c.ci_kind.startswith("test items") for r in results for c in r.cells.values()) else "")
+           if any(c.k == 1 and c.ci95_kind.startswith("test items") for r in results for c in r.cells.values()) else "")
         + ("† (older runs) one seed: std and CI are the run's own spread over its repeated distractor draws — NOT "
            "an uncertainty of the estimate. "
-           if any(c.k == 1 and c.ci_kind.startswith("within") for r in results for c in r.cells.values()) else ""),
+           if any(c.k == 1 and c.ci95_kind.startswith("within") for r in results for c in r.cells.values()) else ""),
         "no-music control: the same EEG with each recording's music targets circularly shifted by its own seeded "
         "amount (`--data.control shift`): recording fingerprints kept, the music pairing broken for every recording "
         "separately (a response shared across subjects cannot survive it). Only the gain over it is evidence that "
@@ -177,8 +176,8 @@ def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
                 num = lambda x: "" if x is None else f"{x:.6g}"  # noqa: E731
                 w.writerow([r.section, r.name, r.label, r.status, r.error or "", m, "" if c.n_way is None else c.n_way,
                             num(c.mean), num(c.std),
-                            num(c.ci[0] if c.ci else None), num(c.ci[1] if c.ci else None), c.ci_kind,
-                            num(c.item_ci[0] if c.item_ci else None), num(c.item_ci[1] if c.item_ci else None), c.k,
+                            num(c.ci95[0] if c.ci95 else None), num(c.ci95[1] if c.ci95 else None), c.ci95_kind,
+                            num(c.item_ci95[0] if c.item_ci95 else None), num(c.item_ci95[1] if c.item_ci95 else None), c.k,
                             "" if c.n is None else c.n, num(c.chance), num(c.control), num(c.control_std),
-                            num(c.gain), num(c.gain_ci[0] if c.gain_ci else None),
-                            num(c.gain_ci[1] if c.gain_ci else None), c.gain_ci_kind, num(c.paper)])
+                            num(c.gain), num(c.gain_ci95[0] if c.gain_ci95 else None),
+                            num(c.gain_ci95[1] if c.gain_ci95 else None), c.gain_ci95_kind, num(c.paper)])

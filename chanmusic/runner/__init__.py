@@ -13,8 +13,7 @@ from importlib import import_module
 _WHERE = {
     "data_settings": "cache_pass", "run_step": "execute", "acquire_lock": "lock",
     "EngineSettings": "engine", "StepJob": "engine",
-    "RunPlan": "plan", "Step": "plan", "plan_runs": "plan", "pretrain_dir": "plan", "run_dir": "plan",
-    "run_overrides": "plan",
+    "RunPlan": "plan", "Step": "plan", "plan_runs": "plan", "run_overrides": "plan",
     "DEFAULT_SPEC": "spec", "EXPERIMENTS": "spec", "Row": "spec", "Spec": "spec", "deep_merge": "spec",
     "load_spec": "spec",
     "merged_metrics": "status", "read_status": "status", "save_spec": "status", "write_status": "status",

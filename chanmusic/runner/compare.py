@@ -1,51 +1,11 @@
 """``chanmusic compare``: the paper's comparison — every row and ablation, over seeds, each with its control.
 
     chanmusic compare --config experiments/paper.yaml [--quick | --profile NAME] [--out DIR] [--rows a,b]
-                      [--seeds N] [--folds "subjects k=5"] [--jobs N] [--redo a,b] [--no-report] [--dry-run]
-                      [--executor local|slurm] [--partition P] [--gpus-per-job N] [--time MIN] [--account A]
-                      [-- EXTRA ARGS FOR EVERY RUN]
+                      [--seeds N] [--jobs N] [--executor local|slurm] ... [-- EXTRA ARGS FOR EVERY RUN]
 
-    chanmusic compare --profile demo                   # `make demo`: every stage once, a few minutes on 2 cores
-    chanmusic compare --quick                          # demo data, tiny models, 1 seed: ~15 min on 2 CPU cores
-    chanmusic compare --out runs/paper -- --data.root /data/NMED-T --data.cache_dir /scratch/cache   # GPU, 5 seeds
-    chanmusic compare --out runs/paper --jobs 8 -- ...                  # 8-GPU node: one GPU per run
-    chanmusic compare --out runs/paper --executor slurm --partition gpu --gpus-per-job 1 --time 240 -- ...
-
-The spec (``experiments/paper.yaml``) lists rows (main table) and ablations; each row is a YAML list run as
-``fit`` then ``test`` (+ a shared pretraining step where the row declares ``pretrain:``, + the reconstruction
-step where enabled), for each seed, once on the real pairing and once as its no-music control
-(``--data.control shift``). Layout of ``OUT``:
-
-    OUT/spec.json                       the resolved spec and profile (what ``chanmusic report`` reads)
-    OUT/runs/<row>/seed<k>/music/       status.json + one folder per step (Lightning log dir: config.yaml,
-    OUT/runs/<row>/seed<k>/control/     metrics.json, checkpoints/, TensorBoard events, log.txt, submitit/)
-                                        (with folds: OUT/runs/<row>/fold<f>/seed<k>/...; OUT/folds.json)
-    OUT/runs/_pretrain/<key>/seed<k>/   pretraining shared by the rows (and by music and control runs)
-    OUT/results.md, results.csv, plots/, interpretation/, report/index.html
-    (``tensorboard --logdir OUT/runs`` names every run by its folder: row/seed0/music/align, ...)
-
-Resumable: a run whose ``status.json`` says ``done`` is not redone (``--redo ROW`` forces it); a run killed
-midway (status ``running`` or missing) redoes its unfinished steps, resuming each from its ``last.ckpt``
-when there is one (from scratch if that fails). Failed runs are retried on the next call.
-
-``--jobs N`` (the quick and demo profiles: 2) runs N runs at a time, each local job with cores/N threads (small
-models use two single-thread processes far better than one two-thread one) and, when several GPUs are visible,
-its own GPU (``CUDA_VISIBLE_DEVICES``); the data cache is prepared once before, and runs that share a
-pretraining wait for the one that runs it.
-
-Each step is a job of an existing engine, submitit (:mod:`chanmusic.runner.engine`): ``--executor local`` (the
-default) runs it as a process here, ``--executor slurm`` as an ``sbatch`` job with the spec's or the flags'
-partition, GPUs per job, time (minutes) and account; the runner stays the one place that plans, records status
-and writes the tables. Inside the job the worker (``python -m chanmusic.runner.worker --worker JOB``) calls the
-same ``LightningCLI`` as ``chanmusic fit`` then ``chanmusic test`` in one process, so a crash fails that run and
-the runner goes on. ``status.json`` records the equivalent ``chanmusic fit|test`` command lines.
-
-This file is the command line (arguments, the output folder's lock, demo data, the results and report at the
-end); the pieces are beside it in ``chanmusic/runner/``: ``spec.py`` (the spec and its profiles), ``plan.py``
-(runs, folders, steps), ``sweep.py`` (the runner, sequential or parallel), ``execute.py`` (one step's job),
-``engine.py`` (submitit executors, GPU pinning), ``worker.py`` (inside the job), ``cache_pass.py`` (data caches
-before parallel runs), ``folds.py`` (cross-subject folds), ``progress.py`` (progress lines), ``status.py``
-(status.json, spec.json), ``lock.py``.
+This file is the command line: the arguments, the output folder's lock, the demo data, then the table and the
+report at the end. The runner itself is the package beside it (:mod:`chanmusic.runner`: spec, plan, sweep, execute,
+engine, worker), the layout of the output folder :mod:`chanmusic.results.layout`; the README says how to use it.
 """
 from __future__ import annotations
 

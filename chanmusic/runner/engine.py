@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from chanmusic.core.errors import InputError
+from chanmusic.results.checkpoint_rule import FIT_DONE
 
 EXECUTORS = ("local", "slurm")
 LOCAL_NO_LIMIT_MIN = 60 * 24 * 30  # submitit's local executor always has a time limit: 30 days = none
@@ -101,7 +102,7 @@ def refresh_resume(job_json: Path) -> None:
     job = json.loads(job_json.read_text())
     d = Path(job["dir"])
     last = d / "checkpoints" / "last.ckpt"
-    if not (d / "fit_done.json").is_file() and last.is_file():
+    if not (d / FIT_DONE).is_file() and last.is_file():
         job["resume"] = str(last)
         job_json.write_text(json.dumps(job, indent=2))
 

@@ -23,7 +23,9 @@ import yaml
 from chanmusic.runner.engine import EngineSettings, GpuPool, StepJob, job_env, make_executor
 from chanmusic.runner.plan import Step, cli_command, display_path, missing_configs
 from chanmusic.runner.spec import EXPERIMENTS
-from chanmusic.runner.status import error_from_log, first_line, now, read_json
+from chanmusic.results.checkpoint_rule import FIT_DONE
+from chanmusic.results.metrics_file import read_json
+from chanmusic.runner.status import error_from_log, first_line, now
 
 
 def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str] | None = None,
@@ -64,9 +66,9 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
     stepdir.mkdir(parents=True, exist_ok=True)
     over = stepdir / "compare_overrides.yaml"
     configs = list(step.configs) + [over]
-    fit_done = read_json(stepdir / "fit_done.json")
+    fit_done = read_json(stepdir / FIT_DONE)
     if fit_done and not (fit_done.get("checkpoint") and Path(fit_done["checkpoint"]).is_file()):
-        (stepdir / "fit_done.json").unlink(missing_ok=True)
+        (stepdir / FIT_DONE).unlink(missing_ok=True)
         fit_done = None
     last = stepdir / "checkpoints" / "last.ckpt"
     resume = None if fit_done else (str(last) if last.is_file() else None)

@@ -1,7 +1,7 @@
 """The plan: which runs a spec asks for, where each lives in ``OUT``, and the steps (subprocesses) of each run.
 
 A :class:`RunPlan` is one row × (fold) × seed × (music | control), in ``OUT/runs/<row>/[fold<f>/]seed<k>/music``
-or ``.../control`` (:func:`chanmusic.report.rows.run_folder`); it runs as a list of :class:`Step` — the row's
+or ``.../control`` (the layout of :mod:`chanmusic.results.layout`); it runs as a list of :class:`Step` — the row's
 main step (``align``: fit + test, or ``reconstruct``: test + predict), then the reconstruction step where
 enabled — after the row's shared pretraining step, if it declares one. Each step's YAML list is the profile's base
 configs, the profile's ``defaults``, the row's configs, then :func:`run_overrides` (seed, folders, control).
@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from chanmusic.results.layout import run_folder, step_folder
 from chanmusic.runner.spec import EXPERIMENTS, STEP_COMMANDS, Row, Spec, deep_merge
 
 
@@ -44,23 +45,6 @@ class RunPlan:
                         + [f"seed{self.seed}", "control" if self.control else "music"])
 
 
-def run_dir(out: Path, row: str, seed: int, control: bool, fold: int | None = None) -> Path:
-    """The run's folder (the report reads the same layout; imported here on use: a job's process stays light)."""
-    from chanmusic.report.rows import run_folder
-
-    return run_folder(out, row, seed, control, fold)
-
-
-def pretrain_key(configs: list[str]) -> str:
-    return "+".join(re.sub(r"[^A-Za-z0-9_.-]", "_", Path(c).with_suffix("").as_posix().replace("/", "-"))
-                    for c in configs)
-
-
-def pretrain_dir(out: Path, configs: list[str], seed: int, fold: int | None = None) -> Path:
-    """``OUT/runs/_pretrain/<configs>/[fold<f>/]seed<k>``: shared by the rows (music and control) using it."""
-    return out / "runs" / "_pretrain" / pretrain_key(configs) / (f"fold{fold}" if fold is not None else "") / f"seed{seed}"
-
-
 def plan_runs(spec: Spec, out: Path) -> list[RunPlan]:
     plans = []
     folds = list(range(spec.folds["k"])) if spec.folds else [None]
@@ -68,7 +52,7 @@ def plan_runs(spec: Spec, out: Path) -> list[RunPlan]:
         for fold in folds:
             for seed in spec.seeds:
                 for control in ((False, True) if row.control else (False,)):
-                    plans.append(RunPlan(row, seed, control, run_dir(out, row.name, seed, control, fold), fold))
+                    plans.append(RunPlan(row, seed, control, run_folder(out, row.name, seed, control, fold), fold))
     return plans
 
 
@@ -130,7 +114,8 @@ def run_steps(spec: Spec, out: Path, plan: RunPlan, pretrain_ckpt: str | None,
     base = _step_base(spec, out)
     args = list(row.args) + ([f"--{spec.pretrain_arg}", pretrain_ckpt] if pretrain_ckpt else []) + spec.extra_args
     main = Step(row.kind, base + [spec.config_path(c) for c in row.configs], args,
-                deep_merge(deep_merge(run_overrides(spec, row.kind, plan.dir / row.kind, plan.seed, plan.control),
+                deep_merge(deep_merge(run_overrides(spec, row.kind, step_folder(plan.dir, row.kind), plan.seed,
+                                                    plan.control),
                                       (spec.profile.get("row_set") or {}).get(row.name) or {}), fold),
                 STEP_COMMANDS[row.kind])
     steps = [main]
@@ -138,8 +123,8 @@ def run_steps(spec: Spec, out: Path, plan: RunPlan, pretrain_ckpt: str | None,
         rc = spec.reconstruct or {}
         steps.append(Step("reconstruct", base + [spec.config_path(c) for c in rc.get("configs", [])],
                           list(spec.extra_args),
-                          deep_merge(run_overrides(spec, "reconstruct", plan.dir / "reconstruct", plan.seed,
-                                                   plan.control), fold),
+                          deep_merge(run_overrides(spec, "reconstruct", step_folder(plan.dir, "reconstruct"),
+                                                   plan.seed, plan.control), fold),
                           tuple(rc.get("commands", STEP_COMMANDS["reconstruct"]))))
     return steps
 

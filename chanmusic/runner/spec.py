@@ -132,7 +132,12 @@ def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list
     n_seeds = int(seeds if seeds is not None else prof.get("seeds", 1))
     if n_seeds < 1:
         raise InputError("--seeds", f"{n_seeds} seeds", "use at least 1")
-    metrics = list(raw.get("metrics", ["id50", "song_id", "genre_id", "within_song"]))
+    if "metrics" in raw:
+        metrics = list(raw["metrics"])
+    else:  # the registry's default columns (imported here: torchmetrics only when a spec names none)
+        from chanmusic.results.registry import default_columns
+
+        metrics = default_columns()
     return Spec(
         path=str(path), title=raw.get("title", "comparison"),
         config_root=str((path.parent / raw.get("config_root", ".")).resolve()),

@@ -13,19 +13,15 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from chanmusic.results.metrics_file import metric_entries, read_json
 from chanmusic.runner.spec import Spec
 
 STATUS = "status.json"
 
 
 def read_status(d: Path) -> dict | None:
-    p = Path(d) / STATUS
-    if not p.is_file():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None  # a status half-written when the runner was killed: treat as missing
+    """A run's ``status.json``; ``None`` when missing or half-written (the runner was killed): treat as missing."""
+    return read_json(Path(d) / STATUS)
 
 
 def write_status(d: Path, status: dict) -> None:
@@ -33,14 +29,6 @@ def write_status(d: Path, status: dict) -> None:
     tmp = d / (STATUS + ".tmp")
     tmp.write_text(json.dumps(status, indent=2, default=str))
     os.replace(tmp, d / STATUS)
-
-
-def read_json(p: Path) -> dict | None:
-    """A JSON file's content, or ``None`` when it is missing or not (yet) valid JSON."""
-    try:
-        return json.loads(Path(p).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def now() -> str:
@@ -81,7 +69,7 @@ def merged_metrics(status: dict) -> dict:
         if res.get("status") == "done" and res.get("metrics"):
             m = read_json(Path(res["metrics"]))
             if m:
-                merged.update({k: v for k, v in m.items() if isinstance(v, dict) and "mean" in v})
+                merged.update(metric_entries(m))
     return merged
 
 

@@ -25,8 +25,8 @@ from chanmusic.core.errors import InputError
 from chanmusic.runner import cache_pass, folds
 from chanmusic.runner.engine import EngineSettings, GpuPool
 from chanmusic.runner.execute import default_worker_cmd, kill_live_workers, run_step, wipe
-from chanmusic.runner.plan import (RunPlan, Step, base_configs, display_path, missing_configs, pretrain_dir,
-                                   pretrain_key, pretrain_step, run_steps)
+from chanmusic.results.layout import pretrain_folder, pretrain_key
+from chanmusic.runner.plan import RunPlan, Step, base_configs, display_path, missing_configs, pretrain_step, run_steps
 from chanmusic.runner.progress import Progress
 from chanmusic.runner.spec import Row, Spec
 from chanmusic.runner.status import merged_metrics, now, read_status, step_outputs_exist, write_status
@@ -83,7 +83,7 @@ class Runner:
     def pretrain(self, row: Row, seed: int, fold: int | None = None) -> tuple[str | None, str | None]:
         """(checkpoint, error) of the row's shared pretraining run for ``seed`` (and fold; run it if needed;
         runs in parallel that share it wait for the one that runs it)."""
-        d = pretrain_dir(self.out, row.pretrain, seed, fold)
+        d = pretrain_folder(self.out, row.pretrain, seed, fold)
         with self._lock(str(d)):
             return self._pretrain(row, seed, d, fold)
 
@@ -136,7 +136,7 @@ class Runner:
                     failed_step = "pretrain"
                     error = f"pretraining failed: {error}"
             status["steps"]["pretrain"] = {"status": "failed" if error else "done", "checkpoint": ckpt,
-                                           "dir": str(pretrain_dir(self.out, plan.row.pretrain, plan.seed,
+                                           "dir": str(pretrain_folder(self.out, plan.row.pretrain, plan.seed,
                                                                    plan.fold)),
                                            **({"error": error} if error else {})}
         if error is None:

@@ -4,7 +4,7 @@
 
 It builds one ``LightningCLI`` the way ``chanmusic fit|test|predict`` does (so the libraries are imported once
 per step) and runs the job's commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint
-selected on validation (:func:`chanmusic.evaluation.runs.selected_checkpoint`, the run loader's writer side).
+selected on validation (:func:`chanmusic.results.checkpoint_rule.selected_checkpoint`, the rule's writer side).
 It writes ``fit_done.json`` once ``fit`` has finished (a resumed step skips it) and ``result.json`` (status,
 checkpoint, metrics path, the equivalent ``chanmusic`` command lines, the error).
 """
@@ -17,9 +17,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from chanmusic.results.checkpoint_rule import FIT_DONE
+from chanmusic.results.metrics_file import METRICS_FILE, read_json
 from chanmusic.runner.plan import cli_command
 from chanmusic.runner.spec import EXPERIMENTS
-from chanmusic.runner.status import first_line, now, read_json
+from chanmusic.runner.status import first_line, now
 
 
 def worker(job_path: str) -> int:
@@ -33,7 +35,7 @@ def worker(job_path: str) -> int:
     result: dict[str, Any] = {"status": "failed"}
     try:
         from chanmusic import cli as cli_mod
-        from chanmusic.evaluation.runs import selected_checkpoint
+        from chanmusic.results.checkpoint_rule import selected_checkpoint
 
         if hasattr(cli_mod, "_setup_logging"):
             cli_mod._setup_logging()
@@ -46,19 +48,19 @@ def worker(job_path: str) -> int:
         commands, best = [], None
         if "fit" in todo:
             commands.append(cli_command("fit", configs, job["args"]))
-            fit_done = read_json(d / "fit_done.json")
+            fit_done = read_json(d / FIT_DONE)
             if fit_done and fit_done.get("checkpoint") and Path(fit_done["checkpoint"]).is_file():
                 best = fit_done["checkpoint"]
             else:
                 trainer.fit(model, datamodule=dm, ckpt_path=job.get("resume"))
                 best = selected_checkpoint(trainer, d)
-                (d / "fit_done.json").write_text(json.dumps({"checkpoint": best, "time": now()}))
+                (d / FIT_DONE).write_text(json.dumps({"checkpoint": best, "time": now()}))
             result["checkpoint"] = best
         ckpt_args = ["--ckpt_path", best] if best else []
         if "test" in todo:
             commands.append(cli_command("test", configs, job["args"] + ckpt_args))
             trainer.test(model, datamodule=dm, ckpt_path=best)
-            metrics = Path(trainer.log_dir or d) / "metrics.json"
+            metrics = Path(trainer.log_dir or d) / METRICS_FILE
             if not metrics.is_file():
                 raise RuntimeError(f"test wrote no metrics.json in {metrics.parent}")
             result["metrics"] = str(metrics)

@@ -1,7 +1,6 @@
 """Alignment stage: EEG encoder + head trained to the cached CLAP embeddings with symmetric InfoNCE."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -17,18 +16,12 @@ from chanmusic.modules.heads import build_head, readout_channel_map
 from chanmusic.modules.losses import clip_loss
 from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosine, total_steps
 from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
-from chanmusic.evaluation.metrics import Identification, MetricUnavailable, reset_metric
-from chanmusic.evaluation.intervals import metric_entry
+from chanmusic.evaluation.metrics import MetricUnavailable, reset_metric
 from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
-from chanmusic.core.files import atomic_write_text
+from chanmusic.results.metrics_file import METRICS_FILE, merge_metrics, metric_entry
+from chanmusic.results.registry import ALIGN, paper_names, test_metrics
 
 log = logging.getLogger("chanmusic")
-
-# name -> (distractors, n_way); None = every class present (its count is recorded as the entry's n_way)
-ID_METRICS = {"id50": ("segment", 50), "song_id": ("song", None), "genre_id": ("genre", None),
-              "within_song": ("within_song", 10)}
-# the paper's names: written as their metric where the count matches the paper (the NMED-T + NMED-H pool), else null
-PAPER_NAMES = {"song14": ("song_id", 14), "genre10": ("genre_id", 10)}
 
 
 class AlignModule(L.LightningModule):
@@ -105,8 +98,10 @@ class AlignModule(L.LightningModule):
             gain = getattr(self.encoder, "channel_gain", None)
             if gain is not None:  # alignment-only (no pretraining has it: encoders.token_gain): it trains as the head
                 gain.requires_grad_(True)
-        self.test_metrics = nn.ModuleDict({
-            name: Identification(n_way, kind, id_repeats, id_seed) for name, (kind, n_way) in ID_METRICS.items()})
+        # the registry's test metrics of this stage (chanmusic.results.registry), in its order
+        self._test_specs = {s.name: s for s in test_metrics(ALIGN)}
+        hp = {**self.hparams, "id_repeats": id_repeats, "id_seed": id_seed}
+        self.test_metrics = nn.ModuleDict({name: s.build(hp) for name, s in self._test_specs.items()})
         self.test_spread = EmbeddingSpread()
         self.test_encoder_spread = EmbeddingSpread()  # of the encoder's pooled output: collapsed before the head?
 
@@ -199,9 +194,8 @@ class AlignModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         loss, emb = self._step(batch, train=False)
         self.log("test/loss", loss, sync_dist=True, batch_size=len(batch["eeg"]))
-        for m in self.test_metrics.values():
-            m.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
-                     batch["start"], batch["length"], batch["segment"])
+        for name, m in self.test_metrics.items():
+            self._test_specs[name].update(m, emb, batch)
         self.test_spread.update(emb)
         pooled = self.__dict__.pop("_pooled", None)  # set by embed (a subclass may embed otherwise)
         if pooled is not None:
@@ -218,14 +212,17 @@ class AlignModule(L.LightningModule):
                 results[name], reasons[name] = None, str(e)
                 log.warning("%s not computed: %s", name, e)
             reset_metric(m)
-        for paper, (name, n_way) in PAPER_NAMES.items():
-            r = results.get(name)
+        # the paper's names: written as their metric where the count matches the paper (the pool), else null
+        for spec, paper in paper_names():
+            if spec.name not in self.test_metrics:
+                continue
+            name, n_way, r = spec.name, paper.n_way, results.get(spec.name)
             if r is not None and r["n_way"] == n_way:
-                results[paper] = dict(r)
+                results[paper.name] = dict(r)
             else:
-                results[paper] = None
-                reasons[paper] = (f"{n_way}-way as in the paper needs NMED-T + NMED-H pooled; here {name} is "
-                                  + (f"{r['n_way']}-way (see {name})" if r else f"null ({reasons.get(name)})"))
+                results[paper.name] = None
+                reasons[paper.name] = (f"{n_way}-way as in the paper needs NMED-T + NMED-H pooled; here {name} is "
+                                       + (f"{r['n_way']}-way (see {name})" if r else f"null ({reasons.get(name)})"))
         spread = {k: v.item() for k, v in self.test_spread.compute().items()}
         results.update(metrics_entries(spread))
         enc = None
@@ -245,8 +242,8 @@ class AlignModule(L.LightningModule):
 
     def write_metrics(self, results: dict[str, dict[str, Any] | None],
                       reasons: dict[str, str] | None = None) -> Path | None:
-        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only); a ``None`` result is
-        written as ``null`` with its reason under ``"unavailable"``.
+        """Merge ``results`` into ``metrics.json`` in the run's log directory (rank 0 only; the one writer,
+        :func:`chanmusic.results.metrics_file.merge_metrics`, with this test's provenance).
 
         Call it on every rank: ``trainer.log_dir`` is a broadcast under DDP, so asking for it on rank 0 only
         would pair with the next collective of the other ranks (and hang or crash them).
@@ -256,21 +253,9 @@ class AlignModule(L.LightningModule):
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if not self.trainer.is_global_zero:
             return None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "metrics.json"
-        existing = json.loads(path.read_text()) if path.exists() else {}
-        existing.update(results)
-        unavailable = {k: v for k, v in (existing.get("unavailable") or {}).items() if existing.get(k) is None}
-        unavailable.update(reasons or {})
-        if unavailable:
-            existing["unavailable"] = unavailable
-        prov = run_provenance(self.trainer)
-        if prov is not None:  # a test run: what it was made from (evaluation.provenance)
-            existing["provenance"] = prov
-        atomic_write_text(path, json.dumps(existing, indent=2))
-        log.info("wrote %s", path)
-        self.metrics_path = path
-        return path
+        # run_provenance: what a test run was made from (evaluation.provenance); None outside a test
+        self.metrics_path = merge_metrics(out_dir / METRICS_FILE, results, reasons, run_provenance(self.trainer))
+        return self.metrics_path
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         emb = self.embed(batch["eeg"], batch["channel_mask"])

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from chanmusic.evaluation.intervals import metric_entry
+from chanmusic.results.metrics_file import metric_entry
 from chanmusic.stages.align import AlignModule
 from chanmusic.modules.losses import clip_loss
 from chanmusic.evaluation.metrics import Identification, reset_metric, summarize

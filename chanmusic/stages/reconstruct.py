@@ -53,7 +53,7 @@ This file holds the LightningModule; its pieces live beside it: the ridge numeri
 the test/predict-start setup in ``chanmusic.stages.reconstruct_setup``, per-window seeded generation in
 ``chanmusic.stages.generation``, the true clips in ``chanmusic.data.true_audio``, the genre classifier in
 ``chanmusic.evaluation.genre_classifier`` and the encoder rebuilt from the aligned run's config in
-``chanmusic.evaluation.runs``.
+``chanmusic.results.runs``.
 """
 from __future__ import annotations
 
@@ -70,9 +70,9 @@ from torch.nn import functional as F
 
 from chanmusic.data.true_audio import TrueAudio
 from chanmusic.evaluation.genre_classifier import AudioClassifier
-from chanmusic.evaluation.intervals import metric_entry
+from chanmusic.results.metrics_file import metric_entry
 from chanmusic.evaluation.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM, reset_metric
-from chanmusic.evaluation.runs import encoder_from_config, read_checkpoint, run_config_of
+from chanmusic.results.runs import encoder_from_config, read_checkpoint, run_config_of
 from chanmusic.stages.align import AlignModule
 from chanmusic.stages.encoder_init import CheckpointError, load_strict
 from chanmusic.stages.generation import generate_windows

@@ -83,7 +83,7 @@ def test_saved_config_works_from_another_folder(world, capsys, tmp_path, monkeyp
     saved = yaml.safe_load((world.run / "config.yaml").read_text())
     assert all(Path(saved["data"][k]).is_absolute() for k in ("root", "cache_dir"))
     monkeypatch.chdir(tmp_path)
-    from chanmusic.evaluation.runs import load_run
+    from chanmusic.results.runs import load_run
 
     run_ = load_run(world.run)
     run_.datamodule.setup()

@@ -4,8 +4,8 @@
                          [--mode random,region] [--seeds 3] [--out DIR] [--data.* overrides]
 
 Each ``--ckpt`` is a trained alignment run: a checkpoint file or the run folder itself, resolved by the one run
-loader, ``chanmusic.evaluation.runs`` (its checkpoint rule: ``fit_done.json``'s, else the newest non-``last`` one,
-else ``last.ckpt``). The run's saved ``config.yaml`` (or ``--config``) rebuilds the model and the data; weights
+loader, ``chanmusic.results.runs`` (the checkpoint rule of ``chanmusic.results.checkpoint_rule``: ``fit_done.json``'s,
+else the newest non-``last`` one, else ``last.ckpt``). The run's saved ``config.yaml`` (or ``--config``) rebuilds the model and the data; weights
 load with ``weights_only=True`` and every key checked.
 
 For every ``k`` (electrodes removed), ``mode`` and seed, the same electrodes are marked absent
@@ -22,19 +22,21 @@ the channel names, mode and seed, never on the encoder. What each encoder does w
 
 Writes ``OUT/robustness.csv`` (one row per encoder × mode × k × seed: the run's id50 mean/std over its distractor
 repeats, chance, n windows, electrodes kept) and ``OUT/robustness.png`` (id50 vs k for all encoders, mean ± std
-over seeds, one panel per mode, chance dashed), and merges into each run's ``metrics.json`` (the same merge as
-``AlignModule.write_metrics``) ``id50_k{k}`` (random mode) and ``id50_k{k}_region``: mean and std over seeds,
-``n`` test windows, ``chance``, ``repeats`` = number of seeds (what the std is over).
+over seeds, one panel per mode, chance dashed; drawn by ``chanmusic.report.plots``), and merges into each run's
+``metrics.json`` (the one writer, ``chanmusic.results.metrics_file``) ``id50_k{k}`` (random mode) and
+``id50_k{k}_region``: mean and std over seeds, ``n`` test windows, ``chance``, ``repeats`` = number of seeds (what
+the std is over).
 
 Files: ``removal`` (which electrodes go), ``evaluate`` (runs, id50 per removal, metrics.json entries), ``outputs``
-(CSV, plot, text table), ``command`` (arguments and the ``chanmusic robustness`` entry point).
+(CSV, the figure's data, text table): they compute and never draw; ``command`` (arguments and the ``chanmusic
+robustness`` entry point, which has the report draw the figure) is not imported here.
 """
-from chanmusic.evaluation.robustness.command import DEFAULT_K, main, parse_args, run
 from chanmusic.evaluation.robustness.evaluate import (Run, evaluate_run, identification, load_aligned,
-                                                      load_test_batches, metrics_entries, summarize, write_run_metrics)
-from chanmusic.evaluation.robustness.outputs import plot_curves, read_csv, table, write_csv
+                                                      load_test_batches, metric_name, metrics_entries, summarize,
+                                                      write_run_metrics)
+from chanmusic.evaluation.robustness.outputs import curves, read_csv, table, write_csv
 from chanmusic.evaluation.robustness.removal import MODES, kept_channels, removal_order
 
-__all__ = ["DEFAULT_K", "MODES", "Run", "evaluate_run", "identification", "kept_channels", "load_aligned",
-           "load_test_batches", "main", "metrics_entries", "parse_args", "plot_curves", "read_csv", "removal_order",
-           "run", "summarize", "table", "write_csv", "write_run_metrics"]
+__all__ = ["MODES", "Run", "curves", "evaluate_run", "identification", "kept_channels", "load_aligned",
+           "load_test_batches", "metric_name", "metrics_entries", "read_csv", "removal_order", "summarize", "table",
+           "write_csv", "write_run_metrics"]

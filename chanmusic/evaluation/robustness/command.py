@@ -1,4 +1,5 @@
-"""``chanmusic robustness``: its arguments and the run over every ``--ckpt`` (see the package docstring)."""
+"""``chanmusic robustness``: its arguments and the run over every ``--ckpt`` (see the package docstring); the figure
+is drawn by the report (:func:`chanmusic.report.plots.removal_curves`)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from chanmusic.evaluation.robustness.evaluate import evaluate_run, load_aligned, load_test_batches, write_run_metrics
-from chanmusic.evaluation.robustness.outputs import plot_curves, table, write_csv
+from chanmusic.evaluation.robustness.outputs import curves, table, write_csv
 from chanmusic.evaluation.robustness.removal import MODES
 
 log = logging.getLogger("chanmusic")
@@ -85,7 +86,10 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
         runs.append(r)
     out = Path(args.out) if args.out else (runs[0].run_dir / "robustness" if len(runs) == 1 else Path("robustness"))
     csv_path = write_csv(rows, out / "robustness.csv")
-    png = plot_curves(rows, out / "robustness.png", "50-way identification with electrodes removed at test time")
+    from chanmusic.report.plots import removal_curves
+
+    png = removal_curves(**curves(rows), path=out / "robustness.png",
+                         title="50-way identification with electrodes removed at test time")
     print(table(rows))
     print(f"[robustness] {csv_path}\n[robustness] {png}")
     return {"rows": rows, "csv": csv_path, "png": png, "metrics": metrics}

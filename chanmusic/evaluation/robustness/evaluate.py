@@ -1,5 +1,5 @@
 """id50 of trained alignment runs with electrodes absent: loading the runs, evaluating every removal, and the
-``id50_k{k}`` entries merged into each run's ``metrics.json``."""
+``id50_k{k}`` entries merged into each run's ``metrics.json`` (through :mod:`chanmusic.results.metrics_file`)."""
 from __future__ import annotations
 
 import logging
@@ -12,9 +12,13 @@ import numpy as np
 import torch
 
 from chanmusic.evaluation.robustness.removal import kept_channels, removal_order
-from chanmusic.evaluation.runs import load_run
+from chanmusic.results.metrics_file import METRICS_FILE, merge_metrics
+from chanmusic.results.registry import REGISTRY
+from chanmusic.results.runs import load_run
 
 log = logging.getLogger("chanmusic")
+
+BASE_METRIC = "id50"  #: the registry entry measured with electrodes removed
 
 
 @dataclass
@@ -33,7 +37,7 @@ class Run:
 
 def load_aligned(spec: str | Path, config: str | Path | None = None, overrides: Sequence[str] = (),
                  device: str = "cpu") -> Run:
-    """An alignment run (``chanmusic.evaluation.runs.load_run``: weights from the checkpoint, eval mode, its data
+    """An alignment run (``chanmusic.results.runs.load_run``: weights from the checkpoint, eval mode, its data
     module), labelled by its encoder class (and channel embedding when not ``lookup``)."""
     r = load_run(spec, config, overrides, device)
     model = r.model
@@ -55,21 +59,18 @@ def load_test_batches(dm) -> list[dict[str, torch.Tensor]]:
 
 @torch.inference_mode()
 def identification(model, batches: Sequence[dict], keep: torch.Tensor | None, device: str = "cpu") -> dict[str, float]:
-    """id50 (the run's own ``id_repeats`` / ``id_seed``) with the channels where ``keep`` is False absent."""
-    from chanmusic.stages.align import ID_METRICS
-    from chanmusic.evaluation.metrics import Identification
-
-    kind, n_way = ID_METRICS["id50"]
-    hp = getattr(model, "hparams", {})
-    metric = Identification(n_way, kind, int(hp.get("id_repeats", 10)), int(hp.get("id_seed", 0)))
+    """id50 (the registry's entry, with the run's own ``id_repeats`` / ``id_seed``) with the channels where ``keep``
+    is False absent: ``{"mean", "std", "chance", "n"}``."""
+    spec = REGISTRY[BASE_METRIC]
+    metric = spec.build(getattr(model, "hparams", {}))
     for b in batches:
         mask = b["channel_mask"].bool()
         if keep is not None:
             mask = mask & keep[None, :]
         emb = model.embed(b["eeg"].to(device), mask.to(device)).float().cpu()
-        metric.update(emb, b["clap"], b["music"], b["song"], b["genre"], b["stimulus"], b["start"], b["length"],
-                      b["segment"])
-    return {k: float(v) for k, v in metric.compute().items()}
+        spec.update(metric, emb, b)
+    r = metric.compute()
+    return {k: float(r[k]) for k in ("mean", "std", "chance", "n")}
 
 
 def evaluate_run(run: Run, ks: Sequence[int], modes: Sequence[str], seeds: int, device: str = "cpu",
@@ -114,27 +115,24 @@ def summarize(rows: Sequence[dict]) -> dict[tuple[str, str, int], dict[str, floa
     return out
 
 
+def metric_name(k: int, mode: str) -> str:
+    """``id50_k{k}`` (random removals) or ``id50_k{k}_{mode}``: named after the registry entry they vary."""
+    return f"{BASE_METRIC}_k{k}" + ("" if mode == "random" else f"_{mode}")
+
+
 def metrics_entries(rows: Sequence[dict]) -> dict[str, dict[str, Any]]:
     """``metrics.json`` entries of one run: ``id50_k{k}`` (random) and ``id50_k{k}_region``."""
     out = {}
     for (_, mode, k), s in sorted(summarize(rows).items(), key=lambda kv: (kv[0][1], kv[0][2])):
         if k == 0 and mode != "random":
             continue  # nothing removed: the same number as id50_k0
-        name = f"id50_k{k}" + ("" if mode == "random" else f"_{mode}")
+        name = metric_name(k, mode)
         out[name] = {"mean": s["mean"], "std": s["std"], "n": s["n"], "chance": s["chance"], "repeats": s["n_seeds"],
                      "mode": mode, "k": k}
     return out
 
 
-def write_run_metrics(run: Run, rows: Sequence[dict]) -> Path | None:
-    """Merge this run's ``id50_k*`` entries into ``RUN/metrics.json`` through ``AlignModule.write_metrics``."""
-    model = run.model
-    if not hasattr(model, "write_metrics"):
-        log.warning("%s: %s has no write_metrics; metrics.json not updated", run.run_dir, type(model).__name__)
-        return None
-    model.trainer = run.trainer  # its log_dir is the run folder (load_run: no logger, default_root_dir = run)
-    try:
-        return model.write_metrics(metrics_entries(rows))
-    finally:
-        model.trainer = None
-
+def write_run_metrics(run: Run, rows: Sequence[dict]) -> Path:
+    """Merge this run's ``id50_k*`` entries into ``RUN/metrics.json`` (the one writer, beside the run's own test
+    metrics)."""
+    return merge_metrics(run.run_dir / METRICS_FILE, metrics_entries(rows))

@@ -1,4 +1,5 @@
-"""Robustness outputs: the rows as CSV (and back), the id50-vs-electrodes-removed plot, a plain-text table."""
+"""Robustness outputs: the rows as CSV (and back), what the id50-vs-electrodes-removed figure shows, a plain-text
+table."""
 from __future__ import annotations
 
 import csv
@@ -34,40 +35,13 @@ def read_csv(path: Path) -> list[dict]:
     return rows
 
 
-def plot_curves(rows: Sequence[dict], path: Path, title: str = "") -> Path:
-    """id50 vs electrodes removed, one line per encoder (mean ± std over seeds), one panel per mode."""
-    from chanmusic.report.plots import _save  # sets the Agg backend before pyplot loads
-
-    import matplotlib.pyplot as plt
-
-    summ = summarize(rows)
-    encoders = list(dict.fromkeys(r["encoder"] for r in rows))
-    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
-    n_ch = max(r["n_kept"] + r["k"] for r in rows)
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.6 * len(modes), 3.6), sharey=True, squeeze=False)
-    for ax, mode in zip(axes[0], modes):
-        for i, enc in enumerate(encoders):
-            pts = sorted((k, s) for (e, m, k), s in summ.items() if e == enc and m == mode)
-            if not pts:
-                continue
-            k = np.array([p[0] for p in pts])
-            mean = np.array([p[1]["mean"] for p in pts])
-            std = np.array([p[1]["std"] for p in pts])
-            color = f"C{i}"
-            ax.plot(k, mean, marker="o", ms=4, color=color, label=enc)
-            ax.fill_between(k, mean - std, mean + std, color=color, alpha=0.2, lw=0)
-        chance = np.mean([s["chance"] for (e, m, k), s in summ.items() if m == mode])
-        ax.axhline(chance, color="k", ls="--", lw=1, label="chance")
-        ax.set_xlabel(f"electrodes removed (of {n_ch})")
-        ax.set_title(f"{mode} removal" if mode == "random" else "whole regions removed", fontsize=10)
-        ax.spines[["top", "right"]].set_visible(False)
-    n_seeds = max(s["n_seeds"] for s in summ.values())
-    axes[0][0].set_ylabel(f"50-way identification\n(mean ± std over {n_seeds} seeds)")
-    axes[0][0].legend(fontsize=7, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+def curves(rows: Sequence[dict]) -> dict:
+    """What the id50-vs-electrodes-removed figure shows (drawn by :func:`chanmusic.report.plots.removal_curves`):
+    ``summary`` (:func:`~chanmusic.evaluation.robustness.evaluate.summarize`), the ``encoders`` and ``modes`` in
+    order, and ``n_channels``."""
+    return {"summary": summarize(rows), "encoders": list(dict.fromkeys(r["encoder"] for r in rows)),
+            "modes": [m for m in MODES if any(r["mode"] == m for r in rows)],
+            "n_channels": max(r["n_kept"] + r["k"] for r in rows)}
 
 
 def table(rows: Sequence[dict]) -> str:

@@ -1,31 +1,16 @@
 """The one run loader: a finished Lightning run (its saved ``config.yaml`` + one checkpoint) back as objects.
 
 A *run folder* is what ``fit`` leaves: ``RUN/config.yaml`` (LightningCLI's saved config), ``RUN/checkpoints/*.ckpt``
-and, when the runner (``chanmusic compare`` / the demo) fitted it, ``RUN/fit_done.json``.
+and, when the runner (``chanmusic compare`` / the demo) fitted it, ``RUN/fit_done.json``. Which checkpoint counts
+is the checkpoint rule (:mod:`chanmusic.results.checkpoint_rule`). The model, data module and trainer are built by
+the same configured LightningCLI as ``chanmusic fit`` (:mod:`chanmusic.lightning_cli`). Weights always load with
+``weights_only=True`` and every key checked (``chanmusic.core.checkpoints``).
 
-Writing side (after ``fit``): :func:`selected_checkpoint` names the checkpoint the run selected on validation;
-the runner stores it as ``fit_done.json``'s ``"checkpoint"``.
-
-Reading side, **the checkpoint rule** (:func:`find_checkpoint`), used by every reader (robustness, plots, report):
-
-1. ``RUN/fit_done.json``'s ``"checkpoint"`` when the file exists and names one (the runner's choice, so results of
-   ``compare`` and the demo never depend on step 2);
-2. else the newest (by modification time) ``RUN/checkpoints/*.ckpt`` whose name does not start with ``last``: with
-   ModelCheckpoint's default ``save_top_k=1`` that is the best checkpoint on the monitored validation metric;
-3. else the newest ``RUN/checkpoints/last*.ckpt``.
-
-The run folder of a checkpoint file (:func:`run_dir_of`): the first of the file's folder and the folder above it
-that holds a ``config.yaml``; when neither does, the folder above ``checkpoints/`` (or the file's own folder).
-
-Weights always load with ``weights_only=True`` and every key checked (``chanmusic.core.checkpoints``).
-
-Public: :func:`selected_checkpoint`, :func:`find_checkpoint`, :func:`run_dir_of`, :func:`run_config_of`,
-:func:`resolve_run`, :func:`load_run` (-> :class:`LoadedRun`), :func:`read_checkpoint`,
-:func:`encoder_from_config`.
+Public: :func:`run_config_of`, :func:`resolve_run`, :func:`load_run` (-> :class:`LoadedRun`),
+:func:`read_checkpoint`, :func:`encoder_from_config`.
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,64 +19,18 @@ from typing import Any, Sequence
 from torch import Tensor, nn
 
 from chanmusic.core.checkpoints import CheckpointError, load_strict, safe_load, state_dict_of
+from chanmusic.results.checkpoint_rule import find_checkpoint, run_dir_of
 
-__all__ = ["CONFIG_KEYS", "LoadedRun", "selected_checkpoint", "find_checkpoint", "run_dir_of", "run_config_of",
-           "resolve_run", "load_run", "read_checkpoint", "encoder_from_config"]
+__all__ = ["CONFIG_KEYS", "LoadedRun", "run_config_of", "resolve_run", "load_run", "read_checkpoint",
+           "encoder_from_config"]
 
-#: top-level keys of a saved config that ``lightning_main(run=False)`` accepts (``fit`` also saves ``ckpt_path``)
+#: top-level keys of a saved config that the CLI accepts with ``run=False`` (``fit`` also saves ``ckpt_path``)
 CONFIG_KEYS = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
 #: the data facts the CLI links into an encoder (absent from a saved config's encoder section)
 ENCODER_FACTS = ("n_channels", "sfreq", "n_times", "ch_names")
 
 
-# ------------------------------------------------------------------------------------------------ checkpoints
-def selected_checkpoint(trainer, run_dir: str | Path) -> str | None:
-    """The checkpoint a finished ``fit`` selected, as an absolute path (what ``fit_done.json`` records).
-
-    ModelCheckpoint's ``best_model_path`` (selected on validation) when that file exists, else its
-    ``last_model_path``, else the trainer's current state saved now as ``run_dir/checkpoints/final.ckpt``.
-    """
-    cb = getattr(trainer, "checkpoint_callback", None)
-    best = getattr(cb, "best_model_path", "") if cb is not None else ""
-    if best and Path(best).is_file():
-        return str(Path(best).resolve())
-    last = getattr(cb, "last_model_path", "") if cb is not None else ""
-    if last and Path(last).is_file():
-        return str(Path(last).resolve())
-    path = Path(run_dir) / "checkpoints" / "final.ckpt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(str(path))
-    return str(path.resolve())
-
-
-def find_checkpoint(run_dir: str | Path) -> Path:
-    """The checkpoint of a run folder by the module's checkpoint rule (fit_done.json, best, last).
-
-    Raises ``FileNotFoundError`` when the rule finds no checkpoint file.
-    """
-    run_dir = Path(run_dir)
-    done = run_dir / "fit_done.json"
-    ck = json.loads(done.read_text()).get("checkpoint") if done.is_file() else None
-    if ck:
-        if not Path(ck).is_file():
-            raise FileNotFoundError(f"{done}: its checkpoint {ck} does not exist")
-        return Path(ck)
-    cks = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda q: q.stat().st_mtime, reverse=True)
-    best = [q for q in cks if not q.name.startswith("last")]
-    if not cks:
-        raise FileNotFoundError(f"{run_dir}: no checkpoints/*.ckpt (is this a finished run folder?)")
-    return (best or cks)[0]
-
-
-def run_dir_of(ckpt: str | Path) -> Path:
-    """The run folder of checkpoint file ``ckpt`` (see the module docstring; the path is not resolved)."""
-    p = Path(ckpt)
-    for d in (p.parent, p.parent.parent):
-        if (d / "config.yaml").is_file():
-            return d
-    return p.parent.parent if p.parent.name == "checkpoints" else p.parent
-
-
+# ------------------------------------------------------------------------------------------------ run folders
 def run_config_of(ckpt: str | Path) -> Path | None:
     """The ``config.yaml`` LightningCLI saved for the run that wrote ``ckpt`` (beside it or one folder up)."""
     cfg = run_dir_of(Path(ckpt).resolve()) / "config.yaml"
@@ -135,16 +74,16 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
              device: str = "cpu") -> LoadedRun:
     """Rebuild a trained run (checkpoint file or run folder, see :func:`resolve_run`) from its saved config.
 
-    The saved config (only its :data:`CONFIG_KEYS`) goes through ``chanmusic.cli.lightning_main(run=False)`` with
-    no logger, no callbacks, no checkpointing, one CPU device and ``default_root_dir = run_dir``; ``overrides``
-    (``--data.*`` / ``--model.*`` arguments) come last. ``init_encoder_from`` is dropped (the checkpoint holds every
+    The saved config (only its :data:`CONFIG_KEYS`) goes through the configured LightningCLI
+    (:func:`chanmusic.lightning_cli.build_cli`, ``run=False``) with no logger, no callbacks, no checkpointing, one
+    CPU device and ``default_root_dir = run_dir``; ``overrides`` (``--data.*`` / ``--model.*`` arguments) come last. ``init_encoder_from`` is dropped (the checkpoint holds every
     weight). The checkpoint's weights load strictly (``weights_only=True``, every key checked); the model is put
     in eval mode on ``device``. Gradient mode and the random state are left as the CLI leaves them
     (``seed_everything`` in the config seeds).
     """
     import yaml
 
-    from chanmusic.cli import lightning_main
+    from chanmusic.lightning_cli import build_cli
 
     run_dir, ckpt, cfg = resolve_run(spec, config)
     saved = yaml.safe_load(cfg.read_text()) or {}
@@ -158,15 +97,24 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
     init = (saved.get("model") or {}).get("init_args") or {}
     if init.get("init_encoder_from"):  # the checkpoint holds every weight: the pretraining file is not needed
         args += ["--model.init_args.init_encoder_from", "null"]
+    _install_preparer()
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI reads `args` only
     try:
-        cli = lightning_main(args + list(overrides), run=False)
+        cli = build_cli(args + list(overrides), run=False)
     finally:
         sys.argv = argv
     model = cli.model
     load_strict(model, state_dict_of(safe_load(ckpt)), str(ckpt))
     model.eval().to(device)
     return LoadedRun(run_dir, ckpt, cfg, model, cli.datamodule, cli.trainer)
+
+
+def _install_preparer() -> None:
+    """A missing cache is built as ``chanmusic fit`` builds it (the same hook ``chanmusic.cli`` installs)."""
+    from chanmusic.data.prepare import prepare
+    from datamodules.datamodule import NMEDDataModule
+
+    NMEDDataModule.preparer = staticmethod(prepare)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
