@@ -16,7 +16,7 @@ import yaml
 
 from chanmusic import report
 from chanmusic.evaluation.interpret import rdm_correlation, song_dissimilarity
-from chanmusic.report import plots
+from chanmusic.report.interpretation import draw_interpretation
 from chanmusic.results.layout import run_folder as run_dir
 from chanmusic.runner import load_spec, save_spec, write_status
 from tooling.browser import check_in_browser, find_browser
@@ -84,20 +84,27 @@ def fake_out(tmp_path):
     # the tiny random CLAP flag in the cache manifest
     (out / "cache" / "nmed-t-abc").mkdir(parents=True)
     (out / "cache" / "nmed-t-abc" / "manifest.json").write_text(json.dumps({"clap_is_random": True}))
-    # interpretation figures, drawn with the real functions
+    # interpretation: the data chanmusic.evaluation.interpret saves, the figures drawn by the report
     inter = out / "interpretation"
+    inter.mkdir()
     from datamodules.nmed import NMED_CH_NAMES
 
     att = np.random.default_rng(0).random(len(NMED_CH_NAMES))
-    plots.attention_topomap(att / att.sum(), NMED_CH_NAMES, inter / "ours_attention.png", "ours")
+    np.save(inter / "ours_attention.npy", att / att.sum())
     emb = np.random.default_rng(1).normal(size=(40, 8))
     song = np.repeat(np.arange(4), 10)
     names, rdm = song_dissimilarity(emb, song)
-    plots.dissimilarity_figure(rdm, [str(s) for s in names], inter / "ours_dissimilarity.png", "ours", rdm)
-    (inter / "ours.json").write_text(json.dumps({"row": "ours", "attention": "ours_attention.png",
-                                                 "top_channels": [["E1", 0.1]], "dissimilarity": "ours_dissimilarity.png",
+    np.savez(inter / "ours_dissimilarity.npz", eeg_rdm=rdm, audio_rdm=rdm)
+    (inter / "ours.json").write_text(json.dumps({"row": "ours", "label": "ours", "attention": "ours_attention.png",
+                                                 "attention_windows": 40, "attention_kind": "CLS attention",
+                                                 "ch_names": list(NMED_CH_NAMES), "top_channels": [["E1", 0.1]],
+                                                 "dissimilarity": "ours_dissimilarity.png",
+                                                 "songs": [str(s) for s in names],
                                                  "n_windows": 40, "rdm_spearman": 1.0}))
     (inter / "linear.json").write_text(json.dumps({"row": "linear", "error": "FileNotFoundError: no checkpoint"}))
+    drawn = draw_interpretation(out)
+    assert sorted(p.name for p in drawn) == ["ours_attention.png", "ours_dissimilarity.png"]
+    assert draw_interpretation(out) == []  # up to date: not redrawn
     return out
 
 

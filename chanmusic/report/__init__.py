@@ -1,8 +1,10 @@
 """``chanmusic report``: the comparison's tables, plots and static HTML report.
 
 stats (t-intervals, gains) · rows (run folders -> one :class:`RowResult` per table row) · tables (Markdown,
-CSV) · plots (figures) · manifest (prediction manifests) · assets (files copied beside the page) · results
-(results.md/csv, plots/) · html (the page, from ``templates/*.html.j2``) · main (the command line).
+CSV) · plots (every figure) · interpretation (the scalp maps and dissimilarity matrices from the saved data) ·
+manifest (prediction manifests) · assets (files copied beside the page) · results (results.md/csv, plots/) · html
+(the page, from ``templates/*.html.j2``) · main (the command line). Metric names, paper names and run folders come
+from :mod:`chanmusic.results`.
 """
 from chanmusic.report.html import build_report
 from chanmusic.report.main import run_interpretation

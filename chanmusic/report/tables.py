@@ -88,8 +88,8 @@ def table_lines(results: list[RowResult], metrics: list[str]) -> list[list[str]]
                  else f"{_f(r.cells[m].control)}{_ci95(r.cells[m].control_ci95)}")
                 if r.cells.get(m) and r.cells[m].control is not None else "—" for m in metrics])
             lines.append(["", "gain over control", ""] + [
-                f"{_f(r.cells[m].gain, True)}{_ci95(r.cells[m].gain_ci95)}" if r.cells.get(m) and r.cells[m].gain is not None
-                else "—" for m in metrics])
+                f"{_f(r.cells[m].gain, True)}{_ci95(r.cells[m].gain_ci95)}"
+                if r.cells.get(m) and r.cells[m].gain is not None else "—" for m in metrics])
         if r.paper:
             lines.append(["", "paper", ""] + [_f(r.cells[m].paper) if r.cells.get(m) and r.cells[m].paper is not None
                                               else "" for m in metrics])

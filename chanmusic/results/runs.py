@@ -76,10 +76,10 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
 
     The saved config (only its :data:`CONFIG_KEYS`) goes through the configured LightningCLI
     (:func:`chanmusic.lightning_cli.build_cli`, ``run=False``) with no logger, no callbacks, no checkpointing, one
-    CPU device and ``default_root_dir = run_dir``; ``overrides`` (``--data.*`` / ``--model.*`` arguments) come last. ``init_encoder_from`` is dropped (the checkpoint holds every
-    weight). The checkpoint's weights load strictly (``weights_only=True``, every key checked); the model is put
-    in eval mode on ``device``. Gradient mode and the random state are left as the CLI leaves them
-    (``seed_everything`` in the config seeds).
+    CPU device and ``default_root_dir = run_dir``; ``overrides`` (``--data.*`` / ``--model.*`` arguments) come last.
+    ``init_encoder_from`` is dropped (the checkpoint holds every weight). The checkpoint's weights load strictly
+    (``weights_only=True``, every key checked); the model is put in eval mode on ``device``. Gradient mode and the
+    random state are left as the CLI leaves them (``seed_everything`` in the config seeds).
     """
     import yaml
 

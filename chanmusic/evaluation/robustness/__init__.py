@@ -4,9 +4,9 @@
                          [--mode random,region] [--seeds 3] [--out DIR] [--data.* overrides]
 
 Each ``--ckpt`` is a trained alignment run: a checkpoint file or the run folder itself, resolved by the one run
-loader, ``chanmusic.results.runs`` (the checkpoint rule of ``chanmusic.results.checkpoint_rule``: ``fit_done.json``'s,
-else the newest non-``last`` one, else ``last.ckpt``). The run's saved ``config.yaml`` (or ``--config``) rebuilds the model and the data; weights
-load with ``weights_only=True`` and every key checked.
+loader, ``chanmusic.results.runs`` (the checkpoint rule of ``chanmusic.results.checkpoint_rule``:
+``fit_done.json``'s, else the newest non-``last`` one, else ``last.ckpt``). The run's saved ``config.yaml`` (or
+``--config``) rebuilds the model and the data; weights load with ``weights_only=True`` and every key checked.
 
 For every ``k`` (electrodes removed), ``mode`` and seed, the same electrodes are marked absent
 (``channel_mask`` False) in every test window and for every encoder:
