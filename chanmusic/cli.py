@@ -34,12 +34,6 @@ _RAISE_ON_PARSE_ERROR = {"exit_on_error": False}
 _DATA_PATHS = ("root", "audio_root", "cache_dir")
 
 
-def _install_preparer() -> None:
-    from chanmusic.data.prepare import prepare
-
-    NMEDDataModule.preparer = staticmethod(prepare)
-
-
 class KeepRunConfig(SaveConfigCallback):
     """Saves ``config.yaml`` in the run folder, but never replaces one of another run.
 
@@ -203,7 +197,6 @@ def _checkpoints(trainer, pattern: str) -> list[Path]:
 
 def lightning_main(args: list[str] | None = None, run: bool = True, parser_kwargs: dict | None = None
                    ) -> ChanMusicCLI:
-    _install_preparer()
     return ChanMusicCLI(
         LightningModule, NMEDDataModule, subclass_mode_model=True, args=args, run=run,
         save_config_callback=KeepRunConfig, trainer_defaults={"callbacks": [FiniteLossCheck()]},
@@ -226,7 +219,6 @@ def prepare_main(argv: list[str]) -> None:
     cfg = parser.parse_args(argv)
     init = parser.instantiate_classes(cfg)
     dm: NMEDDataModule = init.data
-    _install_preparer()
     dm.prepare_data()
     print(f"[prepare] cache: {dm.cache_path()}")
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..nmed import NMED_N_CHANNELS
-from ..songs import NMEDH_CONDITIONS
+from ..nmed.songs import NMEDH_CONDITIONS
 from .generator import DemoGenerator
 
 
