@@ -6,12 +6,17 @@ Everything that differs between datasets is asked of the table, never written as
 1000), the seed code of per-recording draws (:func:`dataset_code`), and the song table (:func:`song_table`: each
 dataset's songs in code order, so NMED-T's ten are songs 0-9 and NMED-H's four 10-13).
 
-A dataset registered later (``docs/datasets.md``) takes the next free code; its subjects and songs then follow the
-built-in ones. Register it at import of the module that defines it, so every process that reads its cache has it.
+A dataset added later (``docs/datasets.md``) takes the next free code; its subjects and songs then follow the
+built-in ones. Its module registers it when imported; the modules named in ``$CHANMUSIC_DATASETS`` (comma-separated)
+are imported on the table's first use, so the CLI and the processes it starts know them too.
 """
 from __future__ import annotations
 
+import importlib
+import os
 from functools import lru_cache
+
+from chanmusic.core.errors import InputError
 
 from datamodules.nmed.datasets import NMEDH, NMEDT
 from datamodules.protocol import MusicEEGDataset, spelling_key
@@ -24,6 +29,8 @@ __all__ = ["dataset_code", "dataset_name", "genre_table", "get_dataset", "names"
 SUBJECTS_PER_DATASET = 1000
 _TABLE: dict[str, MusicEEGDataset] = {}
 _BUILT_IN = ("nmed-t", "nmed-h")
+_LISTED = "CHANMUSIC_DATASETS"
+_listed_imported = False
 
 
 def register(dataset: MusicEEGDataset) -> MusicEEGDataset:
@@ -61,7 +68,7 @@ def unregister(name: str) -> None:
 
 def names() -> tuple[str, ...]:
     """The datasets' names in the table's order (by code): NMED-T, NMED-H, then any registered later."""
-    return tuple(d.name for d in sorted(_TABLE.values(), key=lambda d: d.code))
+    return tuple(d.name for d in sorted(_table().values(), key=lambda d: d.code))
 
 
 def get_dataset(name: str) -> MusicEEGDataset:
@@ -69,13 +76,13 @@ def get_dataset(name: str) -> MusicEEGDataset:
     canonical = dataset_name(name)
     if canonical is None:
         raise ValueError(f"unknown dataset {name!r}: the table holds {', '.join(names())}")
-    return _TABLE[canonical]
+    return _table()[canonical]
 
 
 def dataset_name(spelling: object) -> str | None:
     """A dataset's name from any common spelling (NMED-T, nmedt, nmed_t, t …), or ``None``."""
     key = spelling_key(spelling)
-    for d in _TABLE.values():
+    for d in _table().values():
         if key in {spelling_key(a) for a in (d.name, *d.aliases)}:
             return d.name
     return None
@@ -96,7 +103,7 @@ def song_table() -> tuple[Song, ...]:
     """Every registered dataset's songs, as global :class:`~datamodules.songs.Song` rows (index = row)."""
     rows: list[Song] = []
     for name in names():
-        for s in _TABLE[name].songs:
+        for s in _table()[name].songs:
             rows.append(Song(len(rows), name, s.number, s.title, s.artist, s.genre, s.bpm))
     return tuple(rows)
 
@@ -110,6 +117,22 @@ def genre_table() -> tuple[str, ...]:
 def _changed() -> None:
     song_table.cache_clear()
     genre_table.cache_clear()
+
+
+def _table() -> dict[str, MusicEEGDataset]:
+    """The table, once the modules named in ``$CHANMUSIC_DATASETS`` are imported (each registers its datasets)."""
+    global _listed_imported
+    if not _listed_imported:
+        _listed_imported = True
+        for module in (m.strip() for m in os.environ.get(_LISTED, "").split(",")):
+            if not module:
+                continue
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                raise InputError(f"${_LISTED}", f"no module {module!r} ({e})",
+                                 "put the folder holding it on PYTHONPATH, or correct the name") from e
+    return _TABLE
 
 
 register(NMEDT())

@@ -1,6 +1,6 @@
 """The demo's noise model: electrode geometry, spectrally shaped Gaussian noise (pink background, bands, the
 release's 0.3-50 Hz band) and each subject's session layout (:class:`Session`, :func:`draw_session`);
-see :mod:`datamodules.synthetic` for the design."""
+see ``docs/synthetic.md`` for the design."""
 from __future__ import annotations
 
 from dataclasses import dataclass
