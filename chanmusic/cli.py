@@ -30,12 +30,6 @@ EXTRA_COMMANDS: dict[str, str] = {
 _RAISE_ON_PARSE_ERROR = {"exit_on_error": False}
 
 
-def _install_preparer() -> None:
-    from chanmusic.data.prepare import prepare
-
-    NMEDDataModule.preparer = staticmethod(prepare)
-
-
 class ChanMusicCLI(StageCLI):
     """The entry point's LightningCLI: :class:`~chanmusic.lightning_cli.StageCLI` plus the ``--ckpt_path`` rules of
     ``fit`` / ``test`` / ``predict`` (:mod:`chanmusic.results.checkpoint_rule`)."""
@@ -91,7 +85,6 @@ def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None
 def lightning_main(args: list[str] | None = None, run: bool = True, parser_kwargs: dict | None = None
                    ) -> ChanMusicCLI:
     """The LightningCLI of ``chanmusic fit|validate|test|predict`` (``run=False``: build it, run nothing)."""
-    _install_preparer()
     return build_cli(args, run, parser_kwargs, ChanMusicCLI)
 
 
@@ -110,7 +103,6 @@ def prepare_main(argv: list[str]) -> None:
     cfg = parser.parse_args(argv)
     init = parser.instantiate_classes(cfg)
     dm: NMEDDataModule = init.data
-    _install_preparer()
     dm.prepare_data()
     print(f"[prepare] cache: {dm.cache_path()}")
 

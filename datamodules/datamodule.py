@@ -1,33 +1,34 @@
 """``NMEDDataModule``: the prepared cache as batches, plus the data's facts for encoders and metrics.
 
-The data module knows files and settings, not models: the cache key is computed here from the input
-files and every setting, and building a missing cache is delegated to ``preparer`` (set by the
-``chanmusic`` CLI to :func:`chanmusic.data.prepare.prepare`), so ``datamodules`` never imports ``chanmusic``.
+The data module knows files and settings, not models: the cache key is computed here from the input files and every
+setting; a missing cache is built by :func:`datamodules.prepare.prepare` with the CLAP the ``clap`` setting names
+(or an embedder given to :meth:`NMEDDataModule.prepare_data`), so it works the same from the CLI and a notebook.
+Which datasets exist, and their channels, rate and songs, come from the dataset table (:mod:`datamodules.registry`).
 """
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.cache import CACHE_VERSION, CacheError, PreparedCache, file_fingerprint, settings_key
+from datamodules.cache import CACHE_VERSION, PreparedCache, file_fingerprint, settings_key
 from datamodules.control import control_music, min_shift_windows
-from datamodules.nmed import nmed_montage
+from datamodules.prepare import AudioEmbedder, prepare
+from datamodules.registry import dataset_code, get_dataset
 from datamodules.sampling import ResumableLoader, ResumableSampler
-from datamodules.selection import (DATASET_CODE, SelectionError, check_hearings, input_files, parse_datasets,
-                                   parse_subject_refs, resolve_sources, resolve_subjects, songs_by_dataset)
+from datamodules.selection import (SelectionError, check_hearings, input_files, parse_datasets, parse_subject_refs,
+                                   resolve_sources, resolve_subjects, songs_by_dataset)
 from datamodules.songs import GENRES, SONGS
 from datamodules.splits import Split, SplitConfig, split_windows
-from datamodules.validate import check_cache_facts, validate_settings
+from datamodules.validate import SettingError, check_cache_facts, native_sfreq, validate_settings
 from datamodules.windows import WindowDataset, collate_batch
 from chanmusic.core.constants import CONTROLS, NATIVE_SFREQ
-from chanmusic.core.electrodes import NMED_CH_NAMES
 
 log = logging.getLogger("chanmusic")
 
@@ -46,55 +47,53 @@ def clap_identity(spec: str, seed: int) -> str:
 
 
 class NMEDDataModule(L.LightningDataModule):
-    """NMED-T / NMED-H windows from the prepared cache.
+    """Windows of music-EEG recordings (NMED-T, NMED-H or any registered dataset) from the prepared cache.
+
+    Songs are global ids; subjects are namespaced by dataset (NMED-H ids + 1000 in batches). The split is fixed in
+    recording time (``datamodules.splits``): ``span_s``-second spans labelled train/val/test, seeded per recording,
+    so every window length holds out the same EEG. ``control: shift`` is the no-music control (``datamodules.control``):
+    each recording's music targets circularly shifted by its own seeded amount, at least ``control_min_shift_s`` (and
+    2 windows) from zero and from every other recording's shift of the same stimulus, so EEG and recording
+    fingerprints are kept and only the music pairing is broken; ``shuffle`` gives every window a random window's audio
+    (a sanity check that must score at chance). ``clap_center``: CLAP spaces are anisotropic (a tiny random CLAP gives
+    cosine ≈ 0.98 between any two windows; 0.22 within / 0.0 across songs after centring) and InfoNCE and cosine
+    identification only see what differs, so batches' ``clap`` is the centred target; the raw embeddings stay in
+    ``cache.clap`` for the ridge adapter / AudioLDM.
 
     Args:
-        root: the release folder of one dataset; for several, a mapping ``{nmed-t: DIR, nmed-h: DIR}``, a list in
-            ``dataset`` order, or one folder holding ``nmed-t/`` and ``nmed-h/`` (``datamodules.selection``).
-        dataset: ``"nmed-t"``, ``"nmed-h"`` or ``[nmed-t, nmed-h]`` (the paper's pool: 68 subjects, 14 songs).
-            Songs are global ids; subjects are namespaced by dataset (NMED-H ids + 1000 in batches).
-        audio_root: folder with ``songNN.wav|flac|mp3``; default ``<root>/stimuli`` per dataset; for a pool a
-            mapping per dataset (both releases number their songs from 21).
-        cache_dir: where prepared caches live; default ``$CHANMUSIC_CACHE`` or ``~/.cache/chanmusic``.
-        subjects: keep only these subjects: release ids, or ``"nmed-h:3"`` where an id is in both datasets
-            (``None`` = all). songs: global song ids (``None`` = all).
-        conditions: NMED-H conditions to read (``None``: every condition archive present — all four in the
-            release, so all 48 listeners, each having heard one version of each song). hearings: NMED-H hearings: ``[a]`` (first hearing, the
-            authors' choice), ``[b]`` or ``[a, b]`` (then a subject's two hearings of a stimulus share their split
-            spans, so a song-time is on one side for both); ``None`` = ``[a]``, or ``[a, b]`` for the hearing split.
-        bandpass: ``[low, high]`` Hz or ``None`` (the releases are already 0.3–50 Hz).
+        root: the dataset's folder; for several, a mapping {dataset: DIR}, a list in dataset order, or one folder.
+        dataset: a dataset name (nmed-t, nmed-h) or a list of them, pooled (the paper's pool: 68 subjects, 14 songs).
+        audio_root: folder with the stimulus audio (songNN.wav|flac|mp3); default <root>/stimuli; a mapping for a pool.
+        cache_dir: where prepared caches live; default $CHANMUSIC_CACHE or ~/.cache/chanmusic.
+        subjects: keep only these subjects: ids, or "nmed-h:3" where an id is in two datasets (null = all).
+        songs: keep only these global song ids (null = all).
+        conditions: NMED-H conditions to read: orig, rev, phase, meas (null = every condition archive present).
+        hearings: hearings to read: [a] (first, the authors' choice), [b] or [a, b] (null = [a]; hearing split: both).
+        bandpass: [low, high] band-pass in Hz, or null (the NMED releases are already 0.3–50 Hz).
         average_reference: re-reference each recording to the channel average.
-        resample: target rate in Hz, or ``None`` to keep 125 Hz.
-        scaling: ``"zscore"`` per channel per recording (the authors' choice), ``"robust"`` (median/IQR)
-            or ``"none"`` (µV).
-        clip: clip scaled values to ±clip (counted and reported); ``None`` = off.
-        window_s, stride_s: window length and hop in seconds (stride default = window: no overlap).
-        split, test_fraction, val_fraction, split_seed, span_s, gap_s, test_subjects: the split, fixed in
-            recording time (``datamodules.splits``): ``span_s``-second spans labelled train/val/test, seeded per
-            recording, so every window length sees the same test spans; ``gap_s`` (default: ``window_s``)
-            separates train from held-out spans. ``test_subjects`` as ``subjects``.
-        control: ``"none"``; ``"shift"``, the no-music control: each recording's music targets circularly
-            shifted by its own seeded amount, at least ``control_min_shift_s`` (and 2 windows) from zero and
-            from every other recording's shift of the same stimulus (``datamodules.control``): EEG and
-            recording fingerprints are kept, the music pairing is broken for every recording separately; or
-            ``"shuffle"``: every window gets a random (seeded by ``split_seed``) window's audio — a
-            shuffled-label sanity check that must score at chance.
-        clap: CLAP spec for ``prepare`` (local laion-clap .pt, transformers dir / hub id, or ``tiny-random``).
-        clap_seed: seed of a ``tiny-random`` CLAP.
-        clap_dim: dimension of the CLAP embedding (512 for every released CLAP); checked against the cache.
-        clap_center: align to CLAP embeddings minus their train-split mean (re-normalised). CLAP spaces are
-            anisotropic — every music clip shares a large common direction (a tiny random CLAP gives cosine
-            ≈ 0.98 between any two windows; 0.22 within / 0.0 across songs after centring) — and InfoNCE and
-            cosine identification only see what differs. Batches' ``clap`` is the centred target; the raw
-            embeddings stay in ``cache.clap`` for the ridge adapter / AudioLDM.
-        batch_size, num_workers: loader settings.
-        expected_sfreq: the sampling rate every EEG file must hold (the releases': 125 Hz); the encoder is told
-            this rate (or ``resample``).
-        allow_split_change: let ``test`` score a checkpoint on a split other than the one it was trained with
-            (recorded in ``metrics.json``); refused otherwise (``chanmusic.evaluation.provenance``).
+        resample: target EEG rate in Hz, or null to keep the data's rate.
+        scaling: zscore per channel per recording (the authors' choice), robust (median/IQR) or none (µV).
+        clip: clip scaled values to ±clip (counted and reported); null = off.
+        window_s: window length in seconds.
+        stride_s: hop between windows in seconds (null = window_s: no overlap).
+        split: how windows are split: random (spans in time), block (the end of each recording), hearing, subjects.
+        test_fraction: share of each recording's time (subjects split: of subjects) held out for test.
+        val_fraction: share of the remaining time held out for validation.
+        split_seed: seed of the split (and of the shuffle control).
+        span_s: length in seconds of the spans of recording time that the split labels.
+        gap_s: seconds between train and held-out spans (null = window_s).
+        test_subjects: the subjects split's test subjects, as subjects (null = a seeded test_fraction of them).
+        control: none, shift (the no-music control: per-recording shifted music) or shuffle (random pairing).
+        control_min_shift_s: the shift control's smallest shift, in seconds, from zero and between recordings.
+        clap: CLAP for prepare: local laion-clap .pt, transformers folder / hub id, or tiny-random (offline).
+        clap_seed: seed of a tiny-random CLAP.
+        clap_dim: width of the CLAP embedding (512 for every released CLAP); checked against the cache.
+        clap_center: align to CLAP embeddings minus their train-split mean, re-normalised (see above).
+        batch_size: windows per batch.
+        num_workers: DataLoader worker processes.
+        expected_sfreq: the rate every EEG file must hold (null = the dataset's: 125 Hz for NMED); the encoder's rate.
+        allow_split_change: let test score a checkpoint on another split than it was trained with (recorded).
     """
-
-    preparer: ClassVar[Callable[[dict[str, Any], Path], Path] | None] = None
 
     def __init__(
         self,
@@ -128,7 +127,7 @@ class NMEDDataModule(L.LightningDataModule):
         clap_center: bool = True,
         batch_size: int = 64,
         num_workers: int = 0,
-        expected_sfreq: float = NATIVE_SFREQ,
+        expected_sfreq: float | None = None,
         allow_split_change: bool = False,
     ):
         super().__init__()
@@ -172,12 +171,12 @@ class NMEDDataModule(L.LightningDataModule):
         self.clap_mean: np.ndarray | None = None
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.expected_sfreq = float(expected_sfreq)
+        self.expected_sfreq = float(expected_sfreq if expected_sfreq is not None else native_sfreq(self.datasets))
         self.allow_split_change = allow_split_change
         # facts linked into encoders and stages by the CLI (known before any data is read)
-        self.ch_names: list[str] = list(NMED_CH_NAMES)
+        self.ch_names: list[str] = pooled_channels(self.datasets)
         self.n_channels = len(self.ch_names)
-        self.sfreq = float(resample or expected_sfreq)
+        self.sfreq = float(resample or self.expected_sfreq)
         self.n_times = int(round(window_s * self.sfreq))
         self.song_names = [f"{s.title} – {s.artist}" for s in SONGS]
         self.genres = list(GENRES)
@@ -187,8 +186,8 @@ class NMEDDataModule(L.LightningDataModule):
     # ---- facts -------------------------------------------------------------------------------
     @property
     def montage(self):
-        """MNE DigMontage of the channels (GSN-HydroCel-129 positions)."""
-        return nmed_montage()
+        """MNE DigMontage of the channels (NMED: GSN-HydroCel-129 positions), from the dataset."""
+        return get_dataset(self.datasets[0]).montage()
 
     def input_files(self) -> list[Path]:
         return [p for src in self.sources for p in input_files(src)]
@@ -215,16 +214,14 @@ class NMEDDataModule(L.LightningDataModule):
         return self.cache_dir / f"{'+'.join(self.datasets)}-{settings_key(settings)}"
 
     # ---- Lightning hooks -------------------------------------------------------------------------
-    def prepare_data(self) -> None:
+    def prepare_data(self, embedder: AudioEmbedder | None = None) -> None:
+        """Build the cache for these settings unless it exists. ``embedder``: the audio embedder to use (it must be
+        the CLAP that the ``clap`` setting names: the cache key records the setting); ``None`` loads that CLAP."""
         settings = self.prepare_settings()
         path = self.cache_path(settings)
         if (path / "manifest.json").exists():
             return
-        if NMEDDataModule.preparer is None:
-            roots = " ".join(str(src.root) for src in self.sources)
-            raise CacheError(f"no prepared cache for these settings at {path}: run "
-                             f"`chanmusic prepare --data.root {roots} --data.dataset {self.dataset} ...` first")
-        NMEDDataModule.preparer(settings, path)
+        prepare(settings, path, embedder)
 
     def setup(self, stage: str | None = None) -> None:
         if self.cache is not None:
@@ -238,7 +235,7 @@ class NMEDDataModule(L.LightningDataModule):
         seg, recs = self.cache.segments, self.cache.recordings
         hearing = np.array([r.get("hearing", "a") for r in recs])[seg[:, 0]]
         # a subject's hearings of one stimulus share their spans; draws are seeded by what was heard, by whom
-        keys = [(DATASET_CODE[r["dataset"]], int(r["subject"]), int(r["stimulus"])) for r in recs]
+        keys = [(dataset_code(r["dataset"]), int(r["subject"]), int(r["stimulus"])) for r in recs]
         group_of_key = {k: i for i, k in enumerate(dict.fromkeys(keys))}
         if self.test_subject_refs is not None:
             present: dict[str, set[int]] = {d: set() for d in self.datasets}
@@ -269,7 +266,7 @@ class NMEDDataModule(L.LightningDataModule):
         circularly shifted by its own seeded amount. The EEG is untouched, so recording identity is kept."""
         assert self.cache is not None
         seg, recs = self.cache.segments, self.cache.recordings
-        stim = {i: (DATASET_CODE[r["dataset"]], int(r["stimulus"])) for i, r in enumerate(recs)}
+        stim = {i: (dataset_code(r["dataset"]), int(r["stimulus"])) for i, r in enumerate(recs)}
         out, self.control_stats = control_music(seg[:, 0], seg[:, 3], seg[:, 5], stim, self.split_cfg.seed,
                                                 min_shift_windows(self.control_min_shift_s, self.stride_s))
         log.info("control: per-recording shifts, >= %(min_from_zero)d windows from zero and >= %(min_between)d "
@@ -316,3 +313,13 @@ class NMEDDataModule(L.LightningDataModule):
         """int64 ``[M, 3]`` (stimulus_key, start, length) of every distinct music segment."""
         assert self.cache is not None
         return self.cache.music
+
+
+def pooled_channels(datasets: Sequence[str]) -> list[str]:
+    """The channel names of the selected datasets' recordings (a pool's datasets must share them, in one order)."""
+    first = list(get_dataset(datasets[0]).ch_names)
+    for d in datasets[1:]:
+        if list(get_dataset(d).ch_names) != first:
+            raise SettingError("dataset", f"{datasets[0]} and {d} record different channels",
+                               "pool datasets recorded with one montage, or map one onto the other's channels")
+    return first

@@ -1,20 +1,21 @@
-"""Which data a run reads: the datasets (one or both NMED releases), a root and an audio folder per dataset,
-subjects (namespaced by dataset), NMED-H hearings. One place for these rules, shared by the data module
-(cache key, split, control) and ``prepare`` (reading).
+"""Which data a run reads: the datasets (any of the dataset table's, :mod:`datamodules.registry`), a root and an
+audio folder per dataset, subjects (namespaced by dataset), hearings. One place for these rules, shared by the data
+module (cache key, split, control) and ``prepare`` (reading); every per-dataset fact is asked of the table.
 
-**Pooling.** ``dataset`` is ``"nmed-t"``, ``"nmed-h"`` or a list of both (the paper's pool: 20 + 48 = 68
-subjects, 10 + 4 = 14 songs). Songs are global ids (:data:`datamodules.songs.SONGS` rows) already; subjects are
-made global here: :func:`subject_id` adds a per-dataset offset (NMED-T ids as in the release, NMED-H ids +1000),
-so participant 3 of NMED-T and participant 3 of NMED-H are two people in every split, batch and metric.
+**Pooling.** ``dataset`` is one name (``"nmed-t"``, ``"nmed-h"``, …) or a list (the paper's pool, NMED-T and
+NMED-H: 20 + 48 = 68 subjects, 10 + 4 = 14 songs). Songs are global ids (:data:`datamodules.songs.SONGS` rows)
+already; subjects are made global here: :func:`subject_id` adds the dataset's offset (NMED-T ids as in the release,
+NMED-H ids +1000), so participant 3 of NMED-T and participant 3 of NMED-H are two people in every split, batch and
+metric.
 
-**Roots.** One dataset: ``root`` is its release folder. Several: a mapping ``{nmed-t: DIR, nmed-h: DIR}``, a
-list in ``dataset`` order, or one folder holding ``nmed-t/`` and ``nmed-h/`` (the demo's layout). Audio: default
-``<root>/stimuli`` per dataset; both releases number their songs from 21, so a pool needs one audio folder per
-dataset (a mapping), never one shared folder.
+**Roots.** One dataset: ``root`` is its folder. Several: a mapping ``{nmed-t: DIR, nmed-h: DIR}``, a list in
+``dataset`` order, or one folder holding a subfolder per dataset, named as it (``nmed-t/``, ``nmed-h/``: the demo's
+layout). Audio: default ``<root>/stimuli`` per dataset; datasets number their songs independently (both NMED
+releases from 21), so a pool needs one audio folder per dataset (a mapping), never one shared folder.
 
-**Subject references** (``subjects``, ``test_subjects``): an int is a release id (``subsNN``); in a pool an int
-found in both datasets is ambiguous — write ``"nmed-t:3"`` / ``"nmed-h:3"``. ``test_subjects`` also accepts global
-ids as batches carry them (NMED-H ids + 1000), e.g. listed from a prepared cache.
+**Subject references** (``subjects``, ``test_subjects``): an int is a dataset's own id (NMED: ``subsNN``); in a
+pool an int found in two datasets is ambiguous — write ``"nmed-t:3"`` / ``"nmed-h:3"``. ``test_subjects`` also
+accepts global ids as batches carry them (NMED-H ids + 1000), e.g. listed from a prepared cache.
 """
 from __future__ import annotations
 
@@ -23,14 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from datamodules.nmed.recording import dataset_name
-from datamodules.validate import SettingError
-
-DATASETS = ("nmed-t", "nmed-h")
-SUBJECT_OFFSET = {"nmed-t": 0, "nmed-h": 1000}
-DATASET_CODE = {"nmed-t": 1, "nmed-h": 2}  # seeds of per-recording draws (split spans, control shifts)
-HEARINGS = ("a", "b")
-EEG_PATTERNS = {"nmed-t": "song*_Imputed.mat", "nmed-h": "CleanEEG_aggregatedByStimulus_*"}
+from datamodules.recording import HEARINGS
+from datamodules.registry import dataset_name, get_dataset, names, subject_offset
+from datamodules.songs import SONGS
+from datamodules.validate import SettingError, dataset_choices
 
 
 class SelectionError(SettingError):
@@ -44,35 +41,35 @@ class SelectionError(SettingError):
 
 
 def normalize(name: Any) -> str:
-    """:func:`datamodules.nmed.recording.dataset_name`, or a one-line ``--data.dataset`` error."""
+    """:func:`datamodules.registry.dataset_name`, or a one-line ``--data.dataset`` error."""
     canonical = dataset_name(name)
     if canonical is not None:
         return canonical
-    raise SelectionError(f"--data.dataset: {name!r} is not a dataset — use nmed-t, nmed-h or [nmed-t, nmed-h]")
+    raise SelectionError(f"--data.dataset: {name!r} is not a dataset — use {dataset_choices()}")
 
 
 def parse_datasets(dataset: str | Sequence[str]) -> list[str]:
-    """The selected datasets in canonical order (``nmed-t`` before ``nmed-h``), each once."""
-    names = [dataset] if isinstance(dataset, str) else list(dataset)
-    if not names:
-        raise SelectionError("--data.dataset: empty list — use nmed-t, nmed-h or [nmed-t, nmed-h]")
-    chosen = {normalize(n) for n in names}
-    return [d for d in DATASETS if d in chosen]
+    """The selected datasets in the table's order (``nmed-t`` before ``nmed-h``), each once."""
+    given = [dataset] if isinstance(dataset, str) else list(dataset)
+    if not given:
+        raise SelectionError(f"--data.dataset: empty list — use {dataset_choices()}")
+    chosen = {normalize(n) for n in given}
+    return [d for d in names() if d in chosen]
 
 
 def subject_id(dataset: str, subject: int) -> int:
-    """Global subject id: the release id plus the dataset's offset (:data:`SUBJECT_OFFSET`)."""
+    """Global subject id: the dataset's own id plus its offset (:func:`datamodules.registry.subject_offset`)."""
     subject = int(subject)
     if not 0 <= subject < 1000:
         raise SelectionError(f"subject id {subject} of {dataset} is outside 0-999: chanmusic namespaces subjects "
                              f"as dataset offset + id — renumber the participants in subsNN")
-    return SUBJECT_OFFSET[dataset] + subject
+    return subject_offset(dataset) + subject
 
 
 def subject_name(sid: int) -> str:
     """``"nmed-h:3"`` for global id 1003."""
-    ds = max((d for d in DATASETS if SUBJECT_OFFSET[d] <= sid), key=lambda d: SUBJECT_OFFSET[d])
-    return f"{ds}:{sid - SUBJECT_OFFSET[ds]}"
+    ds = max((d for d in names() if subject_offset(d) <= sid), key=subject_offset)
+    return f"{ds}:{sid - subject_offset(ds)}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ def _per_dataset(value: Any, datasets: list[str], field: str) -> dict[str, Any] 
     if isinstance(value, (list, tuple)):
         if len(value) != len(datasets):
             raise SelectionError(f"--data.{field}: {len(value)} folder(s) for {len(datasets)} dataset(s) {datasets} — "
-                                 f"give one per dataset, in that order, or a mapping {{nmed-t: DIR, nmed-h: DIR}}")
+                                 f"give one per dataset, in that order, or a mapping {_dirs(names())}")
         return dict(zip(datasets, value))
     return None
 
@@ -116,14 +113,15 @@ def resolve_sources(datasets: list[str], root: Any, audio_root: Any = None) -> l
                 raise SelectionError(
                     f"--data.root: {base} is one folder for {len(datasets)} datasets and has no "
                     f"{', '.join(d + '/' for d in absent)} subfolder — give a root per dataset: "
-                    f"--data.root '{{nmed-t: DIR, nmed-h: DIR}}' (or put the releases in {base}/nmed-t and {base}/nmed-h)")
+                    f"--data.root '{_dirs(datasets)}' (or put the releases in "
+                    f"{' and '.join(f'{base}/{d}' for d in datasets)})")
     audio = _per_dataset(audio_root, datasets, "audio_root") if audio_root else None
     if audio_root and audio is None:
         if len(datasets) > 1:
             raise SelectionError(
-                "--data.audio_root: one audio folder for both datasets, but NMED-T and NMED-H both number their songs "
-                "from 21 (song21.wav is a different song in each) — give one per dataset: "
-                "--data.audio_root '{nmed-t: DIR, nmed-h: DIR}', or leave it out (default <root>/stimuli)")
+                f"--data.audio_root: one audio folder for {_both(datasets)} datasets, but "
+                f"{' and '.join(d.upper() for d in datasets)} {_each_numbers(datasets)} — give one per dataset: "
+                f"--data.audio_root '{_dirs(datasets)}', or leave it out (default <root>/stimuli)")
         audio = {datasets[0]: audio_root}
     out = []
     for d in datasets:
@@ -134,37 +132,57 @@ def resolve_sources(datasets: list[str], root: Any, audio_root: Any = None) -> l
 
 
 def input_files(src: DatasetSource) -> list[Path]:
-    """The release files (and song audio) of one dataset; errors name ``data.root`` and the fix."""
+    """The EEG files (and stimulus audio) of one dataset, as its protocol finds them; errors name ``data.root``."""
     if not src.root.is_dir():
         raise SelectionError(f"--data.root: {src.root} is not a folder — point --data.root at the "
                                 f"{src.dataset.upper()} release folder (or run `make demo` for demo data)")
-    eeg = sorted(src.root.glob(EEG_PATTERNS[src.dataset]))
-    if not eeg:
-        raise SelectionError(f"--data.root: no {EEG_PATTERNS[src.dataset]} files in {src.root} for "
+    ds = get_dataset(src.dataset)
+    if not any(src.root.glob(ds.file_pattern)):
+        raise SelectionError(f"--data.root: no {ds.file_pattern} files in {src.root} for "
                              f"--data.dataset {src.dataset} — is this the right folder / dataset?")
-    if src.dataset == "nmed-h":  # extracted archives are folders: fingerprint the .mat files inside
-        eeg = [q for p in eeg for q in ([p] if p.is_file() else sorted(p.rglob("*.mat")))]
-    from datamodules.nmed import AUDIO_EXTENSIONS
+    return ds.eeg_files(src.root) + ds.audio_files(src.audio_root)
 
-    audio = sorted(p for p in src.audio_root.glob("song*") if p.suffix.lower() in AUDIO_EXTENSIONS) \
-        if src.audio_root.is_dir() else []
-    return eeg + audio
+
+def _dirs(datasets: Sequence[str]) -> str:
+    """``{nmed-t: DIR, nmed-h: DIR}``: a folder per dataset, as a setting spells it."""
+    return "{" + ", ".join(f"{d}: DIR" for d in datasets) + "}"
+
+
+def _both(datasets: Sequence[str]) -> str:
+    return "both" if len(datasets) == 2 else f"all {len(datasets)}"
+
+
+def _each_numbers(datasets: Sequence[str]) -> str:
+    """Why one audio folder cannot serve ``datasets``: which stimulus numbers they share."""
+    firsts = {min(s.number for s in get_dataset(d).songs) for d in datasets}
+    if len(firsts) == 1:
+        n = firsts.pop()
+        return (f"{_both(datasets)} number their songs from {n} (song{n}.wav is a different song in each)")
+    return "number their songs independently (one songNN.wav name can be a different song in each)"
+
+
+def multi_hearing(datasets: Sequence[str]) -> list[str]:
+    """The datasets among ``datasets`` whose participants heard each stimulus twice (NMED-H)."""
+    return [d for d in datasets if len(get_dataset(d).hearings) > 1]
 
 
 def check_hearings(hearings: Sequence[str] | None, datasets: list[str], split: str) -> list[str]:
-    """The NMED-H hearings to read (``a`` first, ``b`` second hearing); NMED-T has one (``a``).
-    ``None``: ``[a]`` (the authors' choice), or ``[a, b]`` for the hearing split, which needs both."""
-    if split == "hearing" and "nmed-h" not in datasets:
-        raise SelectionError("--data.split: hearing tests on second hearings, which only NMED-H has — add nmed-h to "
-                             "data.dataset or choose another data.split")
+    """The hearings to read (``a`` first, ``b`` second hearing) of the datasets that have two (NMED-H); the others
+    have one (``a``). ``None``: ``[a]`` (the authors' choice), or ``[a, b]`` for the hearing split, which needs both."""
+    if split == "hearing" and not multi_hearing(datasets):
+        have = multi_hearing(names())
+        raise SelectionError(f"--data.split: hearing tests on second hearings, which only "
+                             f"{' and '.join(d.upper() for d in have)} {'has' if len(have) == 1 else 'have'} — add "
+                             f"{' or '.join(have)} to data.dataset or choose another data.split")
     if hearings is None:
         hearings = list(HEARINGS) if split == "hearing" else ["a"]
     hearings = [hearings] if isinstance(hearings, str) else list(hearings)
     bad = [h for h in hearings if h not in HEARINGS]
     if bad or not hearings:
         raise SelectionError(f"--data.hearings: {bad or '[]'} — use [a] (first hearing, the default), [b] or [a, b]")
-    if "nmed-h" not in datasets and hearings != ["a"]:
-        raise SelectionError(f"--data.hearings: {hearings} but NMED-T has one hearing — leave data.hearings at [a]")
+    if not multi_hearing(datasets) and hearings != ["a"]:
+        raise SelectionError(f"--data.hearings: {hearings} but {' and '.join(d.upper() for d in datasets)} "
+                             f"{'has' if len(datasets) == 1 else 'have'} one hearing — leave data.hearings at [a]")
     if split == "hearing" and set(hearings) != set(HEARINGS):
         raise SelectionError("--data.hearings: the hearing split trains on first and tests on second hearings — "
                              "set --data.hearings [a,b]")
@@ -180,12 +198,13 @@ def parse_subject_refs(refs: Iterable[int | str] | None, datasets: list[str], fi
     bare: set[int] = set()
     for r in refs:
         s = str(r).strip()
-        m = re.fullmatch(r"([A-Za-z_-]+)\s*:\s*(\d+)", s)
+        m = re.fullmatch(r"([A-Za-z][A-Za-z0-9_-]*)\s*:\s*(\d+)", s)
         if m:
             try:
                 d = normalize(m.group(1))
             except SelectionError:
-                raise SelectionError(f"--data.{field}: {s!r} names no dataset — write nmed-t:ID or nmed-h:ID") from None
+                raise SelectionError(f"--data.{field}: {s!r} names no dataset — write "
+                                     f"{' or '.join(f'{d}:ID' for d in names())}") from None
             if d not in datasets:
                 raise SelectionError(f"--data.{field}: {s!r} names {d}, which is not in data.dataset {datasets}")
             named[d].add(int(m.group(2)))
@@ -193,7 +212,7 @@ def parse_subject_refs(refs: Iterable[int | str] | None, datasets: list[str], fi
             bare.add(int(s))
         else:
             raise SelectionError(f"--data.{field}: {r!r} is not a subject — use a release id (3) or "
-                                 f"dataset:id (nmed-h:3)")
+                                 f"dataset:id ({names()[-1]}:3)")
     return named, bare
 
 
@@ -229,8 +248,6 @@ def resolve_subjects(refs: tuple[dict[str, set[int]], set[int]], present: dict[s
 
 def songs_by_dataset(songs: Iterable[int] | None, datasets: list[str]) -> dict[str, list[int] | None]:
     """Global song ids per selected dataset (``None`` = all its songs); each dataset must keep at least one."""
-    from datamodules.songs import SONGS
-
     if songs is None:
         return {d: None for d in datasets}
     songs = sorted({int(s) for s in songs})

@@ -15,13 +15,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from datamodules.songs import SONGS
-from chanmusic.core.constants import CONTROLS, NATIVE_SFREQ, SPLIT_MODES
+from chanmusic.core.constants import CONTROLS, SPLIT_MODES
 from chanmusic.core.errors import FormattedError
+from datamodules.recording import HEARINGS
+from datamodules.registry import get_dataset, names
+from datamodules.songs import SONGS
 
 log = logging.getLogger("chanmusic")
 
-CONDITIONS = ("orig", "rev", "phase", "meas")
 SCALINGS = ("zscore", "robust", "none")
 MIN_WINDOW_SAMPLES = 2
 
@@ -63,21 +64,43 @@ def _ints(name: str, values: Any, low: int | None = None) -> list[int]:
     return out
 
 
+def dataset_choices() -> str:
+    """``nmed-t, nmed-h or [nmed-t, nmed-h]``: the values ``--data.dataset`` takes (from the dataset table)."""
+    return f"{', '.join(names())} or [{', '.join(names())}]"
+
+
+def conditions() -> tuple[str, ...]:
+    """Every condition (version of a stimulus) of the table's datasets, first seen first (NMED: orig, rev, …)."""
+    return tuple(dict.fromkeys(c for d in names() for c in get_dataset(d).conditions))
+
+
+def native_sfreq(datasets: list[str]) -> float:
+    """The rate the selected datasets' recordings hold (what ``expected_sfreq`` defaults to); they must agree."""
+    rates = {d: float(get_dataset(d).sfreq) for d in datasets}
+    if len(set(rates.values())) > 1:
+        raise SettingError("expected_sfreq", "the datasets are recorded at different rates "
+                           f"({', '.join(f'{d}: {r:g} Hz' for d, r in rates.items())})",
+                           "pool datasets of one rate, or resample the files of one to the other's rate")
+    return next(iter(rates.values()))
+
+
 def validate_settings(args: dict[str, Any]) -> None:
     """Check ``NMEDDataModule``'s raw ``__init__`` arguments (``locals()`` there); raise :class:`SettingError`."""
     a = dict(args)
-    datasets = a.get("dataset", "nmed-t")
+    datasets = a.get("dataset", names()[0])
     datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
     for d in datasets or [None]:
-        if d not in ("nmed-t", "nmed-h"):
-            raise SettingError("dataset", f"{d!r} is not nmed-t or nmed-h",
-                               "pass --data.dataset nmed-t, nmed-h or [nmed-t, nmed-h] (both pooled)")
+        if d not in names():
+            raise SettingError("dataset", f"{d!r} is not {' or '.join(names())}",
+                               f"pass --data.dataset {dataset_choices()} "
+                               f"({'both' if len(names()) == 2 else 'all'} pooled)")
     root = a.get("root")
     roots = list(root.values()) if isinstance(root, dict) else list(root) if isinstance(root, (list, tuple)) else [root]
     for r in roots:  # one folder, or one per dataset (datamodules.selection)
         if r is not None and not Path(str(r)).expanduser().is_dir():
             raise SettingError("root", f"{r} is not a folder",
-                               "point it at the NMED-T / NMED-H release folder (or run `make demo` for demo data)")
+                               f"point it at the {' / '.join(d.upper() for d in names())} release folder (or run "
+                               "`make demo` for demo data)")
     cache_dir = a.get("cache_dir")
     if cache_dir and Path(str(cache_dir)).expanduser().exists() and not Path(str(cache_dir)).expanduser().is_dir():
         raise SettingError("cache_dir", f"{cache_dir} exists and is not a folder", "choose a folder path")
@@ -85,7 +108,9 @@ def validate_settings(args: dict[str, Any]) -> None:
         if name in a and a[name] not in allowed:
             raise SettingError(name, f"{a[name]!r} is not one of {', '.join(allowed)}", f"pick one of {allowed}")
 
-    expected = a.get("expected_sfreq", NATIVE_SFREQ)
+    expected = a.get("expected_sfreq")
+    if expected is None:
+        expected = native_sfreq(datasets)
     _positive("expected_sfreq", expected, "the releases are at 125 Hz; pass the rate your files hold")
     resample = a.get("resample")
     _positive("resample", resample, "pass a target rate in Hz (e.g. 100) or null to keep the data's rate", True)
@@ -116,7 +141,7 @@ def validate_settings(args: dict[str, Any]) -> None:
     hearings = a.get("hearings")
     if hearings is not None:
         hearings = [hearings] if isinstance(hearings, str) else list(hearings)
-        if not hearings or any(h not in ("a", "b") for h in hearings):
+        if not hearings or any(h not in HEARINGS for h in hearings):
             raise SettingError("hearings", f"{hearings} — NMED-H hearings are a (first) and b (second)",
                                "use [a] (the default), [b] or [a, b]")
     for name in ("subjects", "test_subjects"):
@@ -135,9 +160,10 @@ def validate_settings(args: dict[str, Any]) -> None:
     conds = a.get("conditions")
     if conds is not None:
         conds = [conds] if isinstance(conds, str) else list(conds)
-        bad = [c for c in conds if c not in CONDITIONS]
+        known = conditions()
+        bad = [c for c in conds if c not in known]
         if bad or not conds:
-            raise SettingError("conditions", f"{bad or '[]'} not among {CONDITIONS}", f"pick from {CONDITIONS}")
+            raise SettingError("conditions", f"{bad or '[]'} not among {known}", f"pick from {known}")
     for name, low in (("clap_dim", 1), ("batch_size", 1), ("num_workers", 0)):
         v = a.get(name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
@@ -188,8 +214,10 @@ def _check_split(a: dict[str, Any], datasets: list[str]) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SettingError("split_seed", f"must be an integer (got {seed!r})", "e.g. 42")
     mode = a.get("split", "random")
-    if mode == "hearing" and "nmed-h" not in datasets:
-        raise SettingError("split", "hearing needs NMED-H (first vs second hearing)", "set --data.dataset nmed-h")
+    two = [d for d in names() if len(get_dataset(d).hearings) > 1]  # datasets with first and second hearings
+    if mode == "hearing" and not set(two) & set(datasets):
+        raise SettingError("split", f"hearing needs {' or '.join(d.upper() for d in two)} (first vs second hearing)",
+                           f"set --data.dataset {' or '.join(two)}")
     subjects, test_subjects = a.get("subjects"), a.get("test_subjects")
     if test_subjects is not None and mode != "subjects":
         raise SettingError("test_subjects", f"is only used by --data.split subjects (split is {mode!r})",

@@ -14,7 +14,7 @@ from datamodules.songs import genre_index
 
 
 class WindowDataset(Dataset):
-    """EEG windows sliced from the memmapped cache; one dict per window (DESIGN.md batch contract)."""
+    """EEG windows sliced from the memmapped cache; one dict per window (the batch contract of docs/architecture.md)."""
 
     def __init__(self, cache: PreparedCache, rows: np.ndarray, music_of_row: np.ndarray, clap: np.ndarray):
         self.path = cache.path
@@ -45,7 +45,7 @@ class WindowDataset(Dataset):
         return PrebatchedItems(self._batch(indices))
 
     def _batch(self, indices: Sequence[int]) -> dict[str, Any]:
-        """DESIGN.md's batch dict for ``indices``."""
+        """The batch dict (docs/architecture.md) for ``indices``."""
         if self._eeg is None:  # opened lazily: one memmap handle per worker process
             self._eeg = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=self.shape)
         idx = np.asarray(indices, dtype=np.int64)

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from chanmusic.data.prepare import prepare
 from datamodules.datamodule import NMEDDataModule
 
 
@@ -13,7 +12,6 @@ def cache(tmp_path_factory):
 
 
 def _dm(root, cache, **kw):
-    NMEDDataModule.preparer = staticmethod(prepare)
     dm = NMEDDataModule(str(root), cache_dir=str(cache), window_s=2.0, batch_size=8, **kw)
     dm.prepare_data()
     dm.setup("fit")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.data.prepare import prepare
 from datamodules.cache import CacheError, PreparedCache
 from datamodules.datamodule import NMEDDataModule
 from datamodules.synthetic import write_demo
@@ -23,7 +22,6 @@ def small_demo(tmp_path_factory):
 
 
 def _dm(root, cache, **kw):
-    NMEDDataModule.preparer = staticmethod(prepare)
     kw = {"window_s": 2.0, "batch_size": 8, "test_fraction": 0.1, "val_fraction": 0.1, **kw}
     return NMEDDataModule(str(root), cache_dir=str(cache), **kw)
 
@@ -104,11 +102,29 @@ def test_truncated_or_tampered_cache_is_a_clear_error(small_demo, tmp_path):
         PreparedCache.open(path)
 
 
-def test_missing_cache_without_preparer_says_what_to_run(small_demo, tmp_path):
-    NMEDDataModule.preparer = None
-    dm = NMEDDataModule(str(small_demo), cache_dir=str(tmp_path / "none"))
-    with pytest.raises(CacheError, match="chanmusic prepare"):
-        dm.prepare_data()
+def test_prepare_data_needs_no_cli(small_demo, tmp_path):
+    """As in a notebook: a fresh process builds the cache through the data module alone (its own CLAP)."""
+    code = ("import sys; from datamodules.datamodule import NMEDDataModule; "
+            f"dm = NMEDDataModule({str(small_demo)!r}, cache_dir={str(tmp_path)!r}, songs=[0]); dm.prepare_data(); "
+            "assert 'chanmusic.cli' not in sys.modules; print(dm.cache_path())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (Path(out.stdout.split()[-1]) / "manifest.json").is_file()
+
+
+class _FirstSamples:
+    """A stand-in audio embedder: the first 512 samples of each clip, normalised."""
+
+    description, is_random = "first 512 samples", False
+
+    def embed(self, wav: torch.Tensor, sr: int) -> torch.Tensor:
+        return torch.nn.functional.normalize(wav[:, :512] + 1e-3, dim=-1)
+
+
+def test_prepare_data_takes_an_embedder(small_demo, tmp_path):
+    dm = _dm(small_demo, tmp_path, songs=[1])
+    dm.prepare_data(embedder=_FirstSamples())
+    man = json.loads((dm.cache_path() / "manifest.json").read_text())
+    assert man["clap"] == "first 512 samples" and man["clap_is_random"] is False
 
 
 def test_bad_data_settings_are_clear_errors(tmp_path):
@@ -122,9 +138,7 @@ def test_bad_data_settings_are_clear_errors(tmp_path):
 
 _RSS_SCRIPT = textwrap.dedent('''
     import sys
-    from chanmusic.data.prepare import prepare
     from datamodules.datamodule import NMEDDataModule
-    NMEDDataModule.preparer = staticmethod(prepare)
     dm = NMEDDataModule(sys.argv[1], cache_dir=sys.argv[2], window_s=2.0, batch_size=32)
     dm.prepare_data()
     if sys.argv[3] == "prepare":

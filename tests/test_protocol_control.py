@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from chanmusic.data.prepare import prepare
 from chanmusic.evaluation.metrics import Identification
 from datamodules.datamodule import NMEDDataModule
 from datamodules.windows import collate_batch
@@ -36,7 +35,6 @@ def _autocorrelation(x):
 
 
 def _decode_and_score(root, cache, control, features, lam):
-    NMEDDataModule.preparer = staticmethod(prepare)
     dm = NMEDDataModule(str(root), cache_dir=str(cache), window_s=2.0, test_fraction=0.2, control=control)
     dm.prepare_data()
     dm.setup("fit")
@@ -93,7 +91,6 @@ def test_control_shifts_differ_per_recording_and_keep_each_recordings_music(tmp_
 
     root = write_protocol_data(tmp_path_factory.mktemp("shared2") / "nmed-t", "shared", n_subjects=4,
                                songs=(0,), duration_s=64.0)
-    NMEDDataModule.preparer = staticmethod(prepare)
     dm = NMEDDataModule(str(root), cache_dir=str(cache), window_s=1.0, control="shift", control_min_shift_s=4.0)
     dm.prepare_data()
     dm.setup("fit")

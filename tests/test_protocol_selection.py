@@ -8,7 +8,6 @@ import zipfile
 import numpy as np
 import pytest
 
-from chanmusic.data.prepare import prepare
 from datamodules.datamodule import NMEDDataModule
 from datamodules.nmed import NMEDFormatError
 
@@ -19,7 +18,6 @@ def cache(tmp_path_factory):
 
 
 def _dm(root, cache, **kw):
-    NMEDDataModule.preparer = staticmethod(prepare)
     return NMEDDataModule(root if isinstance(root, (dict, list)) else str(root), cache_dir=str(cache),
                           **{"window_s": 4.0, **kw})
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chanmusic.data.prepare import prepare
 from datamodules.datamodule import NMEDDataModule
 from datamodules.splits import TEST, SplitConfig, split_windows
 
@@ -95,7 +94,6 @@ def cache(tmp_path_factory):
 
 
 def _dm(root, cache, **kw):
-    NMEDDataModule.preparer = staticmethod(prepare)
     dm = NMEDDataModule(str(root), cache_dir=str(cache), **kw)
     dm.prepare_data()
     dm.setup("fit")

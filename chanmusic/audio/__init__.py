@@ -15,7 +15,7 @@ Public surface (re-exported here from the modules that own it)
 ``AudioLDMGenerator.load(spec, device="cpu", seed=0)`` / ``load_audioldm`` — :mod:`chanmusic.audio.audioldm`
     AudioLDM 1 (diffusers) conditioned on a 512-d CLAP embedding, from a local diffusers directory, a hub id or
     ``"tiny-random"``.
-``resample(audio, sr_from, sr_to)`` (:func:`datamodules.resample.resample`, the project's one offline
+``resample(audio, sr_from, sr_to)`` (:func:`chanmusic.core.resample.resample`, the project's one offline
 resampler), ``write_wav(path, audio, sr)`` (:mod:`chanmusic.audio.wav`).
 
 Random models announce themselves: a logged warning at load, ``is_random = True`` and a ``description`` that
@@ -27,7 +27,7 @@ from chanmusic.audio.clap import ClapEmbedder, load_clap
 from chanmusic.audio.mel import (MEL_FMAX, MEL_FMIN, MEL_HOP, MEL_LOG_FLOOR, MEL_N_FFT, MEL_SR, MEL_WIN, N_MELS,
                                  log_mel, mel_frames)
 from chanmusic.audio.wav import write_wav
-from datamodules.resample import resample
+from chanmusic.core.resample import resample
 
 __all__ = [
     "MEL_SR", "MEL_HOP", "MEL_N_FFT", "MEL_WIN", "N_MELS", "MEL_FMIN", "MEL_FMAX", "MEL_LOG_FLOOR",

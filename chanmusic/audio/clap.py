@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from chanmusic.audio._common import CLAP_DIM, CLAP_SR, TINY_RANDOM, to_numpy
 from chanmusic.audio.clap_hf import load_hf_clap, tiny_random_clap
 from chanmusic.audio.clap_laion import load_laion_clap
-from datamodules.resample import resample
+from chanmusic.core.resample import resample
 
 
 def laion_clap_installed() -> bool:
@@ -76,7 +76,7 @@ class ClapEmbedder:
       ``seed``. Its embeddings carry no pretrained meaning; it exists so that the pipeline runs offline.
 
     Preprocessing is deterministic: audio is resampled to 48 kHz (polyphase,
-    :func:`datamodules.resample.resample`); a clip longer than CLAP's 10 s window is centre-cropped to 10 s (the
+    :func:`chanmusic.core.resample.resample`); a clip longer than CLAP's 10 s window is centre-cropped to 10 s (the
     libraries would pick a random crop); shorter clips are tiled with whole copies and zero-padded to 10 s
     ("repeatpad", as both libraries do). The laion-clap path also quantises through int16 as laion-clap does.
     Inference runs in eval mode under ``torch.no_grad``.

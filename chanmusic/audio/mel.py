@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from chanmusic.audio._common import to_numpy
-from datamodules.resample import resample
+from chanmusic.core.resample import resample
 
 MEL_SR = 16000      #: AudioLDM's sample rate (Hz); also the rate AudioLDM generates at
 MEL_N_FFT = 1024
@@ -53,7 +53,7 @@ def log_mel(audio: Any, sr: int = MEL_SR) -> torch.Tensor:
     """AudioLDM's log-mel spectrogram of 16 kHz audio.
 
     ``audio``: ``[B, S]`` or ``[S]`` float (torch or numpy). If ``sr`` is not 16 kHz the audio is first resampled
-    with :func:`datamodules.resample.resample`. Returns float32 ``[B, 64, N]`` (or ``[64, N]`` for 1-D input) on
+    with :func:`chanmusic.core.resample.resample`. Returns float32 ``[B, 64, N]`` (or ``[64, N]`` for 1-D input) on
     the input's device, ``N = 1 + S // 160`` (5 s -> 501 frames).
 
     As in AudioLDM's ``TacotronSTFT``: a centred (reflect-padded) STFT with a periodic Hann window

@@ -97,7 +97,6 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
     init = (saved.get("model") or {}).get("init_args") or {}
     if init.get("init_encoder_from"):  # the checkpoint holds every weight: the pretraining file is not needed
         args += ["--model.init_args.init_encoder_from", "null"]
-    _install_preparer()
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI reads `args` only
     try:
         cli = build_cli(args + list(overrides), run=False)
@@ -107,14 +106,6 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
     load_strict(model, state_dict_of(safe_load(ckpt)), str(ckpt))
     model.eval().to(device)
     return LoadedRun(run_dir, ckpt, cfg, model, cli.datamodule, cli.trainer)
-
-
-def _install_preparer() -> None:
-    """A missing cache is built as ``chanmusic fit`` builds it (the same hook ``chanmusic.cli`` installs)."""
-    from chanmusic.data.prepare import prepare
-    from datamodules.datamodule import NMEDDataModule
-
-    NMEDDataModule.preparer = staticmethod(prepare)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -51,7 +51,7 @@ id (``cvssp/audioldm-s-full-v2``) and use the CLAP the cache was built with.
 
 This file holds the LightningModule; its pieces live beside it: the ridge numerics in ``chanmusic.stages.ridge``,
 the test/predict-start setup in ``chanmusic.stages.reconstruct_setup``, per-window seeded generation in
-``chanmusic.stages.generation``, the true clips in ``chanmusic.data.true_audio``, the genre classifier in
+``chanmusic.stages.generation``, the true clips in ``datamodules.true_audio``, the genre classifier in
 ``chanmusic.evaluation.genre_classifier`` and the encoder rebuilt from the aligned run's config in
 ``chanmusic.results.runs``.
 """
@@ -68,7 +68,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from chanmusic.data.true_audio import TrueAudio
+from datamodules.true_audio import TrueAudio
 from chanmusic.evaluation.genre_classifier import AudioClassifier
 from chanmusic.results.metrics_file import metric_entry
 from chanmusic.evaluation.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM, reset_metric

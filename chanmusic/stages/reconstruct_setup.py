@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from chanmusic.data.true_audio import TrueAudio
+from datamodules.true_audio import TrueAudio
 from chanmusic.evaluation.genre_classifier import AudioClassifier
 from chanmusic.stages.ridge import RidgeAdapter
 

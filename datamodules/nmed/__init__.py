@@ -1,6 +1,7 @@
 """Readers for the NMED-T and NMED-H releases (cleaned, "Imputed" EEG) and for the song audio.
 
-What is read (see ``shared/reference/nmed.md`` for the sources of these layout facts):
+What is read (layout facts from the dataset authors' loading code and the NMED-T paper, Losorelli et al.,
+ISMIR 2017):
 
 * **NMED-T** — a folder holding ``song21_Imputed.mat`` … ``song30_Imputed.mat``. Each file holds
   ``dataNN`` (125 electrodes × T samples × participants), ``subsNN`` (participant ids, one per slice of
@@ -35,13 +36,15 @@ the EEG it must explain.
 **Errors.** Every malformed input raises :class:`NMEDFormatError` (a ``ValueError``) naming the file
 and the fix; nothing is silently dropped, padded or truncated.
 
-**Modules.** :mod:`.recording` (:class:`Recording`, :class:`NMEDFormatError`, constants, the montage),
-:mod:`.sources` (finding the files), :mod:`.matfile` (MATLAB v5/v7.3 files), :mod:`.variables` (checking
-``dataNN``/``subsNN``/``fs``), :mod:`.reader` (:func:`read_recordings`), :mod:`.audio` (the song audio).
+**Modules.** :mod:`.recording` (:class:`NMEDFormatError`, constants, the montage), :mod:`.songs` (the songs and
+NMED-H's stimulus numbering), :mod:`.sources` (finding the files), :mod:`.matfile` (MATLAB v5/v7.3 files),
+:mod:`.variables` (checking ``dataNN``/``subsNN``/``fs``), :mod:`.reader` (:func:`read_recordings`),
+:mod:`.datasets` (the two releases as datasets of the protocol, :mod:`datamodules.protocol`). The song audio is read
+by :mod:`datamodules.stimulus_audio` (re-exported here).
 """
 from __future__ import annotations
 
-from .audio import AUDIO_EXTENSIONS, audio_duration, audio_path, check_audio_covers, read_audio
+from ..stimulus_audio import AUDIO_EXTENSIONS, audio_duration, audio_path, check_audio_covers, read_audio
 from .reader import read_recordings
 from .recording import (NMED_CH_NAMES, NMED_N_CHANNELS, NMEDH_CONDITION_NAMES, NMEDFormatError, Recording,
                         nmed_montage, normalize_dataset)

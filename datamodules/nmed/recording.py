@@ -1,54 +1,32 @@
-"""The NMED readers' vocabulary: the channel count, NMED-H conditions and hearings, :class:`Recording`,
-:class:`NMEDFormatError`, the dataset names and the montage of the 125 rows.
+"""The NMED readers' vocabulary: the channel count, NMED-H conditions and hearings, the dataset names the reader
+accepts, :class:`NMEDFormatError` and the montage of the 125 rows.
 
 The channel-name table itself (``E1``–``E124`` + ``Cz``) is :data:`chanmusic.core.electrodes.NMED_CH_NAMES` (a tuple),
-re-exported here.
+re-exported here; :class:`Recording` is every dataset's (:mod:`datamodules.recording`), re-exported too.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from chanmusic.core.electrodes import NMED_CH_NAMES
-from chanmusic.core.errors import FormattedError
+from datamodules.protocol import spelling_key
+from datamodules.recording import DataFormatError, Recording
 
 if TYPE_CHECKING:
     import mne
 
+__all__ = ["NMED_CH_NAMES", "NMED_N_CHANNELS", "NMEDH_CONDITION_NAMES", "NMEDH_HEARINGS", "NMEDFormatError",
+           "Recording", "nmed_montage", "normalize_dataset"]
+
 NMED_N_CHANNELS = len(NMED_CH_NAMES)  # 125
 NMEDH_CONDITION_NAMES: tuple[str, ...] = ("orig", "rev", "phase", "meas")
 NMEDH_HEARINGS: tuple[str, ...] = ("a", "b")
+#: the two releases and the short spellings of their names (NMED-T, nmed_t, nmedt need none: see spelling_key)
+NMED_ALIASES: dict[str, tuple[str, ...]] = {"nmed-t": ("t",), "nmed-h": ("h",)}
 
-
-class NMEDFormatError(FormattedError, ValueError):
-    """An NMED file, folder or audio file is missing or not in the release's format."""
-
-
-@dataclass
-class Recording:
-    """One participant listening to one stimulus (once)."""
-
-    dataset: str            # "nmed-t" | "nmed-h"
-    subject: int            # participant id as stored in subsNN
-    song: int               # global song index into datamodules.songs.SONGS
-    eeg: np.ndarray = field(repr=False)  # float32 [C, T], µV, untouched
-    sfreq: float
-    ch_names: list[str] = field(repr=False)
-    stimulus: int = 0       # release number (NMED-T 21..30, NMED-H 21..36)
-    condition: str = "orig"  # NMED-H: orig | rev | phase | meas
-    hearing: str = "a"      # NMED-H: a (first) | b (second)
-    source: str = ""        # file path (NMED-H: "<zip>::<member>")
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.eeg.shape[-1])
-
-    @property
-    def duration_s(self) -> float:
-        return self.n_samples / float(self.sfreq)
+#: an NMED file, folder or audio file is missing or not in the release's format (the readers' name for
+#: :class:`datamodules.recording.DataFormatError`)
+NMEDFormatError = DataFormatError
 
 
 def nmed_montage() -> mne.channels.DigMontage:
@@ -64,16 +42,11 @@ def nmed_montage() -> mne.channels.DigMontage:
     )
 
 
-def dataset_name(dataset: object) -> str | None:
-    """``"nmed-t"`` or ``"nmed-h"`` from any common spelling (NMED-T, nmedt, nmed_t, t …), or None."""
-    key = re.sub(r"[^a-z]", "", str(dataset).lower())
-    return {"nmedt": "nmed-t", "t": "nmed-t", "nmedh": "nmed-h", "h": "nmed-h"}.get(key)
-
-
 def normalize_dataset(dataset: str) -> str:
-    """:func:`dataset_name`, or an :class:`NMEDFormatError` for a name that is neither dataset."""
-    name = dataset_name(dataset)
-    if name is None:
-        raise NMEDFormatError(f"unknown dataset {dataset!r}: expected 'nmed-t' or 'nmed-h'")
-    return name
-
+    """``"nmed-t"`` or ``"nmed-h"`` from any common spelling (NMED-T, nmedt, nmed_t, t …), or an
+    :class:`NMEDFormatError` for a name that is neither release."""
+    key = spelling_key(dataset)
+    for name, aliases in NMED_ALIASES.items():
+        if key in (spelling_key(name), *aliases):
+            return name
+    raise NMEDFormatError(f"unknown dataset {dataset!r}: expected 'nmed-t' or 'nmed-h'")

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
-from ..songs import condition_of, song_of
+from ..songs import song_of
 from .recording import NMEDH_CONDITION_NAMES, NMEDFormatError
+from .songs import condition_of
 
 _NMEDT_FILE = re.compile(r"^song(\d+)_Imputed\.mat$")
 _NMEDH_MEMBER = re.compile(r"(?:^|/)song(\d+)_([ab])_Imputed\.mat$")
@@ -157,7 +158,7 @@ def nmedh_sources(root: Path, conditions: Sequence[str] | None) -> list[Source]:
                     f"{label}: stimulus {number} is numbered as condition {actual!r} but sits in the "
                     f"{cond!r} archive; chanmusic's numbering (orig 21-24, rev 25-28, phase 29-32, "
                     "meas 33-36) is third-party — if the release numbers stimuli differently, fix "
-                    "datamodules.songs.NMEDH_CONDITIONS (check it against stimAssignment.mat)"
+                    "datamodules.nmed.songs.NMEDH_CONDITIONS (check it against stimAssignment.mat)"
                 )
             if container.is_file():
                 matched.append(Source(label, number, hearing, cond, container, name))

@@ -13,7 +13,9 @@ import numpy as np
 from chanmusic.core.electrodes import NMED_CH_NAMES
 
 from ..nmed import NMED_N_CHANNELS, NMEDH_CONDITION_NAMES, normalize_dataset
-from ..songs import NMEDH_CONDITIONS, SONGS, song_of
+from ..nmed.songs import NMEDH_CONDITIONS
+from ..registry import dataset_code
+from ..songs import SONGS, song_of
 from . import seeds
 from .features import audio_features
 from .music import synth_song
@@ -135,7 +137,7 @@ class DemoGenerator:
             cond = [c for c, first in NMEDH_CONDITIONS.items() if first <= stimulus < first + 4][0]
             nc = len(self.conditions)
             ids = [s for i, s in enumerate(self.subjects) if self.conditions[(i + k) % nc] == cond]
-        rng = np.random.default_rng([seeds.ORDER, self.seed, seeds.DATASET_CODE[self.dataset], stimulus])
+        rng = np.random.default_rng([seeds.ORDER, self.seed, dataset_code(self.dataset), stimulus])
         return [ids[j] for j in rng.permutation(len(ids))]
 
     # ------------------------------------------------------------------ audio
@@ -163,7 +165,7 @@ class DemoGenerator:
         n, fs, C = self.n_samples, self.sfreq, NMED_N_CHANNELS
         sess = draw_session(self.seed, self.dataset, subject)
         smap = self.map.for_subject(self.seed, subject)
-        ss = np.random.SeedSequence([seeds.REC, self.seed, seeds.DATASET_CODE[self.dataset], int(subject),
+        ss = np.random.SeedSequence([seeds.REC, self.seed, dataset_code(self.dataset), int(subject),
                                      int(stimulus), "ab".index(hearing)])
         r = [np.random.default_rng(s) for s in ss.spawn(12)]
 

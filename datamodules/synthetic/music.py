@@ -1,6 +1,6 @@
 """Synthetic songs (:func:`synth_song`): one per row of :data:`datamodules.songs.SONGS`, depending on the song only
 (tempo, key, mode, chord progression, timbres, drum sounds, 8-bar sections from four arrangements, a random-walk
-melody); see :mod:`datamodules.synthetic` for the design."""
+melody); see ``docs/synthetic.md`` for the design."""
 from __future__ import annotations
 
 import math

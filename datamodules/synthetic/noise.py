@@ -1,6 +1,6 @@
 """The demo's noise model: electrode geometry, spectrally shaped Gaussian noise (pink background, bands, the
 release's 0.3-50 Hz band) and each subject's session layout (:class:`Session`, :func:`draw_session`);
-see :mod:`datamodules.synthetic` for the design."""
+see ``docs/synthetic.md`` for the design."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +12,7 @@ import numpy as np
 from chanmusic.core.electrodes import NMED_CH_NAMES, electrode_positions
 
 from ..nmed import NMED_N_CHANNELS
+from ..registry import dataset_code
 from . import seeds
 
 NOMINAL_NOISE_UV = 20.0
@@ -85,7 +86,7 @@ class Session:
 
 def draw_session(seed: int, dataset: str, subject: int) -> Session:
     """The noise layout of ``subject``'s session (the same for every recording of that subject)."""
-    ss = np.random.SeedSequence([seeds.SESSION, int(seed), seeds.DATASET_CODE[dataset], int(subject)])
+    ss = np.random.SeedSequence([seeds.SESSION, int(seed), dataset_code(dataset), int(subject)])
     r = [np.random.default_rng(s) for s in ss.spawn(8)]
     pos = electrode_xyz()
     n_lat = 16

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..nmed import NMED_N_CHANNELS
-from ..songs import NMEDH_CONDITIONS
+from ..nmed.songs import NMEDH_CONDITIONS
 from .generator import DemoGenerator
 
 
@@ -81,6 +81,6 @@ def write_demo(root: str | Path, seed: int = 0, **settings: Any) -> Path:
     Subject ids are 1..n_subjects; their order in ``subsNN`` is shuffled per file, as the reader must
     not assume it. ``music_response=False`` writes the identical noise without the music (the
     no-music control; write it to another root). Also writes ``chanmusic_demo.json`` (the settings).
-    Returns ``root``. See :mod:`datamodules.synthetic` for the design and SNR.
+    Returns ``root``. See ``docs/synthetic.md`` for the design and SNR.
     """
     return write_release_layout(DemoGenerator(seed=seed, **settings), root)

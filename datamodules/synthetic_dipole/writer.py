@@ -1,5 +1,5 @@
 """Writing the data set: ``songNN_Imputed.mat`` per song (NMED-T layout), ``stimuli/songNN.wav``, and
-``synthetic_alt.json`` (the settings and the ground truth: every subject's dipoles, families, lags, signs,
+``synthetic_dipole.json`` (the settings and the ground truth: every subject's dipoles, families, lags, signs,
 and per recording the scale, the responding channels and the SNR measured on what was written)."""
 from __future__ import annotations
 
@@ -13,32 +13,32 @@ import scipy.io.wavfile
 
 from chanmusic.core.electrodes import NMED_CH_NAMES
 
-from .config import AUDIO_SR, NOISE, AltConfig, rng
+from .config import AUDIO_SR, NOISE, DipoleConfig, rng
 from .features import song_features
 from .music import synth_song
 from .noise import background_topographies, recording_noise, release_highpass
 from .response import make_subject, music_signal
 from .snr import measure_snr_db, responding, scale_for
 
-TRUTH_FILE = "synthetic_alt.json"
+TRUTH_FILE = "synthetic_dipole.json"
 AUDIO_EXTRA_S = 1.0  #: the audio runs this much longer than the EEG
 
 
-def write_alt(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects: int = 6, n_songs: int = 10,
+def write_dipole_set(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects: int = 6, n_songs: int = 10,
               duration_s: float = 180.0, music: bool = True, **options: Any) -> Path:
-    """Write the alternative synthetic set in the NMED-T layout under ``root`` and return ``root``.
+    """Write the dipole synthetic set in the NMED-T layout under ``root`` and return ``root``.
 
     Args:
         root: output folder (created); it receives ``song21_Imputed.mat`` … (``data<NN>`` float32
             ``[125, T, n_subjects]`` in µV, ``subs<NN>`` ``[1, n_subjects]``, ``fs`` = 125),
-            ``stimuli/song<NN>.wav`` (16 kHz mono, 16-bit, ``duration_s`` + 1 s) and ``synthetic_alt.json``.
+            ``stimuli/song<NN>.wav`` (16 kHz mono, 16-bit, ``duration_s`` + 1 s) and ``synthetic_dipole.json``.
         seed: every random draw derives from it (see :mod:`.config`).
         snr_db: music-driven / noise power on responding channels (:mod:`.snr`), exact per recording.
         n_subjects, n_songs, duration_s: size (songs are NMED-T's 21, 22, …).
         music: False writes the same noise without any music-driven signal (a control set).
-        options: further :class:`AltConfig` fields (``highpass_hz``, ``n_sources``, ``noise_rms_uv``, …).
+        options: further :class:`DipoleConfig` fields (``highpass_hz``, ``n_sources``, ``noise_rms_uv``, …).
     """
-    cfg = AltConfig(seed=int(seed), snr_db=float(snr_db), n_subjects=int(n_subjects), n_songs=int(n_songs),
+    cfg = DipoleConfig(seed=int(seed), snr_db=float(snr_db), n_subjects=int(n_subjects), n_songs=int(n_songs),
                     duration_s=float(duration_s), music=bool(music), **options)
     root = Path(root).expanduser()
     _clear_previous(root)
@@ -75,7 +75,7 @@ def write_alt(root: str | Path, seed: int = 0, snr_db: float = -9.0, n_subjects:
         scipy.io.savemat(str(root / f"song{stim}_Imputed.mat"), {
             f"data{stim}": data, f"subs{stim}": np.array([cfg.subjects], dtype=np.float64),
             "fs": np.array([[125.0]])})
-    truth = {"generator": "datamodules.synthetic_alt", "settings": cfg.as_dict(),
+    truth = {"generator": "datamodules.synthetic_dipole", "settings": cfg.as_dict(),
              "subjects": [subjects[s].meta for s in cfg.subjects], "recordings": recordings}
     (root / TRUTH_FILE).write_text(json.dumps(truth, indent=1))
     return root
@@ -85,12 +85,12 @@ def _clear_previous(root: Path) -> None:
     """Remove this generator's earlier output in ``root`` (the readers would read stale song files); refuse a
     folder holding NMED files that it did not write."""
     if root.exists() and not root.is_dir():
-        raise ValueError(f"synthetic_alt: root: {root} is a file — give a folder (it is created if missing)")
+        raise ValueError(f"synthetic_dipole: root: {root} is a file — give a folder (it is created if missing)")
     if not root.is_dir():
         return
     old = sorted(root.glob("song*_Imputed.mat"))
     if old and not (root / TRUTH_FILE).is_file():
-        raise ValueError(f"synthetic_alt: root: {root} already holds NMED files ({old[0].name}, …) not written by "
+        raise ValueError(f"synthetic_dipole: root: {root} already holds NMED files ({old[0].name}, …) not written by "
                          "this generator — choose an empty or new folder")
     for p in old + sorted((root / "stimuli").glob("song*.wav")) + [root / TRUTH_FILE]:
         p.unlink(missing_ok=True)

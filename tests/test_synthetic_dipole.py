@@ -1,6 +1,6 @@
-"""The alternative synthetic generator (datamodules.synthetic_alt): NMED-T files the readers accept, the SNR
-it states measured on what it wrote, seeds, and a learnability check (a ridge map from EEG to an audio feature
-beats a mismatched-song control). Audio features in the checks come from librosa, not from the generator."""
+"""The dipole synthetic generator (datamodules.synthetic_dipole: dipole lead fields, per-subject kernels, induced
+alpha): NMED-T files the readers accept, the SNR it states measured on what it wrote, seeds, and a learnability
+check (a ridge map from EEG to an audio feature beats a mismatched-song control). Audio features in the checks come from librosa, not from the generator."""
 from __future__ import annotations
 
 import json
@@ -10,16 +10,16 @@ import pytest
 import scipy.io
 
 from datamodules.nmed import NMED_CH_NAMES, audio_duration, check_audio_covers, read_audio, read_recordings
-from datamodules.synthetic_alt import TRUTH_FILE, write_alt
+from datamodules.synthetic_dipole import TRUTH_FILE, write_dipole_set
 
 TINY = dict(n_subjects=2, n_songs=2, duration_s=8.0)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("alt")
-    write_alt(root / "music", seed=3, **TINY)
-    write_alt(root / "noise", seed=3, music=False, **TINY)
+    root = tmp_path_factory.mktemp("dipole")
+    write_dipole_set(root / "music", seed=3, **TINY)
+    write_dipole_set(root / "noise", seed=3, music=False, **TINY)
     return root
 
 
@@ -51,7 +51,7 @@ def _snr_db(signal: np.ndarray, noise: np.ndarray, fraction: float = 0.25) -> fl
 
 def test_stated_snr_is_what_is_written(tiny, tmp_path):
     noise = {(r.subject, r.stimulus): r.eeg.astype(np.float64) for r in read_recordings(tiny / "noise", "nmed-t")}
-    for root, target in ((tiny / "music", -9.0), (write_alt(tmp_path, seed=3, snr_db=-3.0, **TINY), -3.0)):
+    for root, target in ((tiny / "music", -9.0), (write_dipole_set(tmp_path, seed=3, snr_db=-3.0, **TINY), -3.0)):
         truth = json.loads((root / TRUTH_FILE).read_text())
         assert truth["settings"]["snr_db"] == target
         for r in read_recordings(root, "nmed-t"):
@@ -60,14 +60,14 @@ def test_stated_snr_is_what_is_written(tiny, tmp_path):
             assert np.abs(s).max() > 1.0
             assert _snr_db(s, n) == pytest.approx(target, abs=0.02)
     # the control set holds no music: the same noise, whatever the SNR asked for
-    again = write_alt(tmp_path / "n2", seed=3, music=False, snr_db=0.0, **TINY)
+    again = write_dipole_set(tmp_path / "n2", seed=3, music=False, snr_db=0.0, **TINY)
     for r in read_recordings(again, "nmed-t"):
         np.testing.assert_array_equal(r.eeg, noise[(r.subject, r.stimulus)].astype(np.float32))
 
 
 def test_seeds_reproduce(tiny, tmp_path):
-    same = write_alt(tmp_path / "same", seed=3, **TINY)
-    other = write_alt(tmp_path / "other", seed=4, **TINY)
+    same = write_dipole_set(tmp_path / "same", seed=3, **TINY)
+    other = write_dipole_set(tmp_path / "other", seed=4, **TINY)
     for name in ("song21_Imputed.mat", "song22_Imputed.mat"):
         a = scipy.io.loadmat(str(tiny / "music" / name))
         b = scipy.io.loadmat(str(same / name))
@@ -97,17 +97,17 @@ def test_songs_carry_their_tempo(tiny):
 
 
 def test_bad_settings_say_what_and_how_to_fix(tmp_path):
-    with pytest.raises(ValueError, match=r"synthetic_alt: n_songs: 11 is outside 1\.\.10 — "):
-        write_alt(tmp_path, n_songs=11)
-    with pytest.raises(ValueError, match=r"synthetic_alt: snr_db: .* — "):
-        write_alt(tmp_path, snr_db=float("inf"))
+    with pytest.raises(ValueError, match=r"synthetic_dipole: n_songs: 11 is outside 1\.\.10 — "):
+        write_dipole_set(tmp_path, n_songs=11)
+    with pytest.raises(ValueError, match=r"synthetic_dipole: snr_db: .* — "):
+        write_dipole_set(tmp_path, snr_db=float("inf"))
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ValueError, match=r"synthetic_alt: root: .* is a file — give a folder"):
-        write_alt(tmp_path / "afile", **TINY)
+    with pytest.raises(ValueError, match=r"synthetic_dipole: root: .* is a file — give a folder"):
+        write_dipole_set(tmp_path / "afile", **TINY)
     (tmp_path / "release").mkdir()
     (tmp_path / "release" / "song21_Imputed.mat").write_bytes(b"")
     with pytest.raises(ValueError, match=r"not written by this generator — choose an empty or new folder"):
-        write_alt(tmp_path / "release", **TINY)
+        write_dipole_set(tmp_path / "release", **TINY)
 
 
 def _ridge_r(recs, target_sets, lags: int, lam: float = 1.0) -> list[float]:
@@ -146,8 +146,8 @@ def test_learnable_at_minus_9_db(tmp_path):
 
     sos = butter(4, (0.5, 8.0), btype="band", fs=125.0, output="sos")
     size = dict(n_subjects=2, n_songs=2, duration_s=60.0, seed=0)
-    root = write_alt(tmp_path / "music", **size)
-    control = write_alt(tmp_path / "none", music=False, **size)
+    root = write_dipole_set(tmp_path / "music", **size)
+    control = write_dipole_set(tmp_path / "none", music=False, **size)
     loud = {}
     for stim in (21, 22):
         y, sr = read_audio(root / "stimuli", stim)
@@ -170,7 +170,7 @@ def test_learnable_at_minus_9_db(tmp_path):
 
 
 def test_rewrite_leaves_no_stale_songs(tmp_path):
-    write_alt(tmp_path, seed=1, n_subjects=1, n_songs=3, duration_s=3.0)
-    write_alt(tmp_path, seed=1, n_subjects=1, n_songs=2, duration_s=3.0)
+    write_dipole_set(tmp_path, seed=1, n_subjects=1, n_songs=3, duration_s=3.0)
+    write_dipole_set(tmp_path, seed=1, n_subjects=1, n_songs=2, duration_s=3.0)
     assert sorted(r.stimulus for r in read_recordings(tmp_path, "nmed-t")) == [21, 22]
     assert sorted(p.name for p in (tmp_path / "stimuli").iterdir()) == ["song21.wav", "song22.wav"]

@@ -1,5 +1,8 @@
-"""The song audio: finding ``songNN.wav`` (or .flac/.ogg/.mp3) in the audio folder, its length, reading it
-as mono float32 (optionally resampled) and checking that it covers the EEG it must explain."""
+"""Stimulus audio files: finding ``songNN.wav`` (or .flac/.ogg/.mp3) in an audio folder, its length, reading it as
+mono float32 (optionally resampled) and checking that it covers the EEG it must explain.
+
+``songNN`` is the NMED releases' naming and the default of every dataset
+(:meth:`datamodules.protocol.MusicEEGDataset.audio_path`); a dataset with other names overrides that method."""
 from __future__ import annotations
 
 import warnings
@@ -7,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..resample import resample
-from .recording import NMEDFormatError, Recording
+from chanmusic.core.resample import resample
+from datamodules.recording import DataFormatError, Recording
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")  # preference order
 
@@ -19,7 +22,7 @@ def audio_path(audio_root: str | Path, stimulus: int) -> Path:
     stimulus = int(stimulus)
     expected = " | ".join(f"song{stimulus}{ext}" for ext in AUDIO_EXTENSIONS)
     if not audio_root.is_dir():
-        raise NMEDFormatError(
+        raise DataFormatError(
             f"audio folder {audio_root} does not exist: put the song audio there as {expected} "
             "(NMED-T's audio is not in the release — bring your own copies), or set --data.audio_root"
         )
@@ -28,7 +31,7 @@ def audio_path(audio_root: str | Path, stimulus: int) -> Path:
         p = by_name.get(f"song{stimulus}{ext}")
         if p is not None:
             return p
-    raise NMEDFormatError(
+    raise DataFormatError(
         f"no audio for stimulus {stimulus} in {audio_root}: expected {expected} "
         "(NN = the release's song number; NMED-T's audio is not in the release — bring your own copies)"
     )
@@ -38,7 +41,7 @@ def audio_duration(path: str | Path) -> float:
     """Length of an audio file in seconds, read from its header where possible."""
     path = Path(path)
     if not path.is_file():
-        raise NMEDFormatError(f"audio file {path} does not exist")
+        raise DataFormatError(f"audio file {path} does not exist")
     try:
         import soundfile as sf
 
@@ -54,18 +57,31 @@ def audio_duration(path: str | Path) -> float:
             warnings.simplefilter("ignore")
             return float(librosa.get_duration(path=str(path)))
     except Exception as e:
-        raise NMEDFormatError(
+        raise DataFormatError(
             f"{path}: cannot read this audio file ({type(e).__name__}: {e}); convert it to WAV or FLAC"
         ) from e
 
 
+def song_audio_files(audio_root: str | Path) -> list[Path]:
+    """Every ``song*`` audio file in ``audio_root`` (what the cache key fingerprints); ``[]`` without the folder."""
+    audio_root = Path(audio_root)
+    if not audio_root.is_dir():
+        return []
+    return sorted(p for p in audio_root.glob("song*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
 def read_audio(audio_root: str | Path, stimulus: int, target_sr: int | None = None
                ) -> tuple[np.ndarray, int]:
-    """Mono float32 audio of stimulus ``songNN`` from sample 0 (= EEG sample 0), and its rate.
+    """Mono float32 audio of stimulus ``songNN`` from sample 0 (= EEG sample 0), and its rate
+    (:func:`read_audio_file` of :func:`audio_path`)."""
+    return read_audio_file(audio_path(audio_root, stimulus), target_sr)
 
-    Multi-channel files are averaged to mono; ``target_sr`` resamples (:func:`datamodules.resample.resample`).
+
+def read_audio_file(path: Path, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 audio of one file from sample 0, and its rate.
+
+    Multi-channel files are averaged to mono; ``target_sr`` resamples (:func:`chanmusic.core.resample.resample`).
     """
-    path = audio_path(audio_root, stimulus)
     audio: np.ndarray | None = None
     sr = 0
     try:
@@ -83,14 +99,14 @@ def read_audio(audio_root: str | Path, stimulus: int, target_sr: int | None = No
                 warnings.simplefilter("ignore")
                 audio, sr = librosa.load(str(path), sr=None, mono=True)
         except Exception as e:
-            raise NMEDFormatError(
+            raise DataFormatError(
                 f"{path}: cannot decode this audio file ({type(e).__name__}: {e}); convert it to WAV or FLAC"
             ) from e
     audio = np.asarray(audio, dtype=np.float32)
     if audio.size == 0:
-        raise NMEDFormatError(f"{path}: the audio file holds no samples")
+        raise DataFormatError(f"{path}: the audio file holds no samples")
     if not np.isfinite(audio).all():
-        raise NMEDFormatError(f"{path}: the audio holds {int((~np.isfinite(audio)).sum())} NaN/Inf samples")
+        raise DataFormatError(f"{path}: the audio holds {int((~np.isfinite(audio)).sum())} NaN/Inf samples")
     sr = int(sr)
     if target_sr is not None and int(target_sr) != sr:
         audio = resample(audio, sr, int(target_sr))
@@ -115,7 +131,7 @@ def check_audio_covers(recording: Recording, audio_len_s: float | None = None, *
     eeg_s = recording.duration_s
     if audio_len_s + float(tolerance_s) < eeg_s:
         where = f"audio {path}" if path is not None else f"the audio of stimulus {recording.stimulus}"
-        raise NMEDFormatError(
+        raise DataFormatError(
             f"{where} lasts {audio_len_s:.3f} s but the EEG it must explain ({recording.source}, "
             f"participant {recording.subject}) lasts {eeg_s:.3f} s; audio sample 0 is aligned to EEG "
             "sample 0, so use the full-length track (not a preview or trimmed copy)"

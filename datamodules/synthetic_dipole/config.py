@@ -1,4 +1,4 @@
-"""The settings of the alternative generator (:class:`AltConfig`), checked once, and the seeding rule.
+"""The settings of the dipole generator (:class:`DipoleConfig`), checked once, and the seeding rule.
 
 Every random draw comes from its own stream, ``numpy.random.default_rng([seed, kind, a, b])``: songs from
 ``(seed, SONG, stimulus)``, a subject's response from ``(seed, SUBJECT, subject)``, a recording's noise from
@@ -29,8 +29,8 @@ def rng(seed: int, kind: int, *ids: int) -> np.random.Generator:
 
 
 @dataclass(frozen=True)
-class AltConfig:
-    """What :func:`~datamodules.synthetic_alt.write_alt` writes (defaults: 6 subjects × 10 songs × 180 s)."""
+class DipoleConfig:
+    """What :func:`~datamodules.synthetic_dipole.write_dipole_set` writes (defaults: 6 subjects × 10 songs × 180 s)."""
 
     seed: int = 0
     snr_db: float = -9.0          #: music-driven / noise power on responding channels (see snr.py)
@@ -48,7 +48,7 @@ class AltConfig:
 
     def __post_init__(self) -> None:
         def bad(field: str, what: str, fix: str) -> None:
-            raise ValueError(f"synthetic_alt: {field}: {what} — {fix}")
+            raise ValueError(f"synthetic_dipole: {field}: {what} — {fix}")
 
         if not (1 <= int(self.n_songs) <= MAX_SONGS):
             bad("n_songs", f"{self.n_songs} is outside 1..{MAX_SONGS}", "NMED-T has songs 21-30; pick 1 to 10")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.resample import resample as polyphase_resample
+from chanmusic.core.resample import resample as polyphase_resample
 
 
 def preprocess_recording(eeg: np.ndarray, sfreq: float, bandpass=None, average_reference: bool = False,

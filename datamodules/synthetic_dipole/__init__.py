@@ -1,15 +1,15 @@
-"""A second synthetic EEG response model in the NMED-T release layout, designed independently of the demo
-generator (``datamodules.synthetic``): its author did not read that package or its tests, only the NMED
-readers (``datamodules.nmed``) for the file format. Its purpose is an outside check: a recipe that learns
-only on the data it was built with fails here.
+"""A second synthetic EEG response model in the NMED-T release layout — music-driven dipoles seen through a lead
+field, per-subject response kernels, induced alpha — designed independently of the demo generator
+(``datamodules.synthetic``): its author did not read that package or its tests, only the NMED readers
+(``datamodules.nmed``) for the file format. Its purpose is an outside check: a recipe that learns only on the data
+it was built with fails here.
 
-:func:`write_alt` writes ``song21_Imputed.mat`` … (``data<NN>`` float32 ``[125, T, S]`` µV, ``subs<NN>``,
+:func:`write_dipole_set` writes ``song21_Imputed.mat`` … (``data<NN>`` float32 ``[125, T, S]`` µV, ``subs<NN>``,
 ``fs`` = 125; default 6 subjects × 10 songs × 180 s), ``stimuli/song<NN>.wav`` (16 kHz; audio sample 0 = EEG
-sample 0; 1 s longer than the EEG) and
-``synthetic_alt.json`` (settings + ground truth). ``read_recordings(root, "nmed-t")`` and ``chanmusic
-prepare`` read it unchanged. ``python -m datamodules.synthetic_alt ROOT`` writes it from the shell.
+sample 0; 1 s longer than the EEG) and ``synthetic_dipole.json`` (settings + ground truth).
+``read_recordings(root, "nmed-t")`` and ``chanmusic prepare`` read it unchanged. ``python -m datamodules.synthetic_dipole ROOT`` writes it from the shell.
 
-The model, one module per idea (full choices in ``docs/synthetic_alt.md``):
+The model, one module per idea (full choices in ``docs/synthetic_dipole.md``):
 
 * :mod:`.music` — additive synthesiser: melody (random walk on a song-specific scale), bass, drums on a
   song-specific 8-step pattern, a loudness and a set of playing layers per 4-bar section; tempo = the NMED-T
@@ -31,8 +31,8 @@ The model, one module per idea (full choices in ``docs/synthetic_alt.md``):
 """
 from __future__ import annotations
 
-from .config import AUDIO_SR, SFREQ, AltConfig
+from .config import AUDIO_SR, SFREQ, DipoleConfig
 from .snr import measure_snr_db, responding
-from .writer import TRUTH_FILE, write_alt
+from .writer import TRUTH_FILE, write_dipole_set
 
-__all__ = ["AltConfig", "AUDIO_SR", "SFREQ", "TRUTH_FILE", "measure_snr_db", "responding", "write_alt"]
+__all__ = ["DipoleConfig", "AUDIO_SR", "SFREQ", "TRUTH_FILE", "measure_snr_db", "responding", "write_dipole_set"]

@@ -17,7 +17,7 @@ Parts, summed:
   potentials wandering; the release's high-pass (below) removes most of what lies under 0.3 Hz.
 
 All of the above then goes through the release's high-pass (:func:`release_highpass`: zero-phase Butterworth at
-``highpass_hz`` = 0.3 Hz, order 4 forward + backward = 8; ``shared/reference/nmed.md``), as the music-driven
+``highpass_hz`` = 0.3 Hz, order 4 forward + backward = 8, as the NMED-T paper reports), as the music-driven
 signal does in the writer. Added after it:
 
 * **line noise** — a residual 60 Hz sinusoid (what the release's 59–61 Hz notch leaves), amplitude U(``line_uv``)
@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from .config import NOISE, SFREQ, SUBJECT, AltConfig, rng
+from .config import NOISE, SFREQ, SUBJECT, DipoleConfig, rng
 from .head import lead_field, near, positions, random_dipole
 from .response import Subject
 
@@ -79,7 +79,7 @@ def eye_topography() -> np.ndarray:
     return w / w.max()
 
 
-def recording_noise(cfg: AltConfig, subj: Subject, stimulus: int, bg_topo: np.ndarray
+def recording_noise(cfg: DipoleConfig, subj: Subject, stimulus: int, bg_topo: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(noise [125, T] µV, alpha carrier [T], facts)`` of ``subj`` hearing ``stimulus``."""
     g = rng(cfg.seed, NOISE, subj.id, stimulus)

@@ -1,16 +1,16 @@
-"""``python -m datamodules.synthetic_alt ROOT [--seed 0] [--snr-db -9] [--subjects 6] [--songs 10]
-[--duration 180] [--highpass 0.3] [--no-music]``: write the alternative synthetic set (NMED-T layout, with audio) to ROOT."""
+"""``python -m datamodules.synthetic_dipole ROOT [--seed 0] [--snr-db -9] [--subjects 6] [--songs 10]
+[--duration 180] [--highpass 0.3] [--no-music]``: write the dipole synthetic set (NMED-T layout, with audio) to ROOT."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 
-from . import write_alt
+from . import write_dipole_set
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m datamodules.synthetic_alt", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m datamodules.synthetic_dipole", description=__doc__)
     p.add_argument("root")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snr-db", type=float, default=-9.0)
@@ -23,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     t0 = time.time()
     try:
-        root = write_alt(a.root, seed=a.seed, snr_db=a.snr_db, n_subjects=a.subjects, n_songs=a.songs,
+        root = write_dipole_set(a.root, seed=a.seed, snr_db=a.snr_db, n_subjects=a.subjects, n_songs=a.songs,
                          duration_s=a.duration, music=not a.no_music, highpass_hz=a.highpass or None)
     except ValueError as e:
         print(f"chanmusic: error: {e}", file=sys.stderr)
         return 2
-    print(f"[synthetic_alt] wrote {root} in {time.time() - t0:.1f} s")
+    print(f"[synthetic_dipole] wrote {root} in {time.time() - t0:.1f} s")
     return 0
 
 

@@ -1,39 +1,54 @@
-"""``prepare``: NMED release files + song audio -> the cache that every stage trains from.
+"""``prepare``: a dataset's recordings + stimulus audio -> the cache that every stage trains from.
 
-Reads recordings through ``datamodules.nmed``'s readers, preprocesses them (``chanmusic.data.preprocess``),
-cuts windows, and embeds every *distinct* music segment once with CLAP (plus its log-mel), writing
-through ``datamodules.cache``. Training never runs CLAP. The cache folder is named by a hash of the
-input files and all settings, so a rerun with the same settings does nothing and a changed setting
-builds a new cache.
+Reads recordings through each selected dataset's protocol (:mod:`datamodules.protocol`; NMED: the release readers),
+preprocesses them (:mod:`datamodules.preprocess`), cuts windows, and embeds every *distinct* music segment once with
+the audio embedder (CLAP) plus its log-mel, writing through :mod:`datamodules.cache`. Training never runs CLAP. The
+cache folder is named by a hash of the input files and all settings, so a rerun with the same settings does nothing
+and a changed setting builds a new cache.
 """
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from chanmusic.core.constants import NATIVE_SFREQ
-from chanmusic.data.audio_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
 from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS, cache_lock
-from datamodules.nmed import NMEDFormatError, Recording, audio_path, read_audio, read_recordings
-from datamodules.selection import parse_subject_refs, songs_by_dataset, subject_id
+from datamodules.input_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
+from datamodules.preprocess import preprocess_recording
+from datamodules.protocol import DataFormatError, MusicEEGDataset, Recording, RecordingRequest
+from datamodules.registry import get_dataset
+from datamodules.selection import parse_subject_refs, resolve_subjects, songs_by_dataset, subject_id
+from datamodules.stimulus_audio import read_audio_file
 
 log = logging.getLogger("chanmusic")
 
 
-def prepare(settings: dict[str, Any], path: Path, batch_size: int = 32) -> Path:
-    """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``; a second
-    prepare of the same cache waits for the first (``cache_lock``) and then reuses its result."""
+class AudioEmbedder(Protocol):
+    """What ``prepare`` needs of the audio embedder (:class:`chanmusic.audio.ClapEmbedder` is one)."""
+
+    description: str  # recorded in the manifest
+    is_random: bool   # a randomly initialised model (recorded in the manifest)
+
+    def embed(self, audio: torch.Tensor, sr: int) -> torch.Tensor:
+        """``[B, S]`` waveforms at ``sr`` Hz -> ``[B, D]`` embeddings."""
+
+
+def prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | None = None, batch_size: int = 32
+            ) -> Path:
+    """Build the cache described by ``settings`` (from ``NMEDDataModule.prepare_settings``) at ``path``, embedding
+    the music with ``embedder`` (``None``: the CLAP ``settings["clap_spec"]`` names, loaded once the EEG is done); a
+    second prepare of the same cache waits for the first (``cache_lock``) and then reuses its result."""
     with cache_lock(path):
-        return _prepare(settings, Path(path), batch_size)
+        return _prepare(settings, Path(path), embedder, batch_size)
 
 
-def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
+def _prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | None, batch_size: int) -> Path:
     from chanmusic.audio import MEL_SR, load_clap, log_mel  # heavy imports only when building
 
     t0 = time.time()
@@ -54,22 +69,20 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
     ch_names = None
 
     for rec in tqdm(selected_recordings(settings), desc="prepare: recordings", unit="rec"):
-        from chanmusic.data.preprocess import preprocess_recording
-
-        audio_root = audio_roots[rec.dataset]
+        audio_root, dataset = audio_roots[rec.dataset], get_dataset(rec.dataset)
         if ch_names is None:
             ch_names = list(rec.ch_names)
         elif list(rec.ch_names) != ch_names:
-            raise NMEDFormatError(f"{rec.source}: channel names differ from the first recording's")
+            raise DataFormatError(f"{rec.source}: channel names differ from the first recording's")
         check_recording(rec.eeg, rec.source, rec.subject)
-        akey = (rec.dataset, rec.stimulus)  # both releases number their songs from 21
+        akey = (rec.dataset, rec.stimulus)  # datasets number their stimuli independently (NMED: both from 21)
         if akey not in audio_len_s:
-            audio_len_s[akey] = _audio_seconds(audio_root, rec.stimulus)
-            check_song_audio(audio_path(audio_root, rec.stimulus), warnings)
+            audio_len_s[akey] = _audio_seconds(dataset.audio_path(audio_root, rec.stimulus))
+            check_song_audio(dataset.audio_path(audio_root, rec.stimulus), warnings)
         eeg_s = rec.eeg.shape[1] / rec.sfreq
         if audio_len_s[akey] + 1e-6 < eeg_s:
-            raise NMEDFormatError(
-                f"{audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[akey]:.2f} s but the EEG "
+            raise DataFormatError(
+                f"{dataset.audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[akey]:.2f} s but the EEG "
                 f"recording {rec.source} (subject {rec.subject}) is {eeg_s:.2f} s. Use the full-length song "
                 f"file (audio sample 0 must be EEG sample 0)")
         x, sfreq, counts = preprocess_recording(
@@ -81,7 +94,7 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
         L, hop = int(round(window_s * sfreq)), int(round(stride_s * sfreq))
         T = x.shape[1]
         if T < L:
-            raise NMEDFormatError(f"{rec.source}: subject {rec.subject} has {T / sfreq:.2f} s of EEG, shorter "
+            raise DataFormatError(f"{rec.source}: subject {rec.subject} has {T / sfreq:.2f} s of EEG, shorter "
                                   f"than one window (data.window_s={window_s})")
         offset = writer.append_eeg(x.T)
         r = len(recordings)
@@ -98,28 +111,30 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
         recordings.append({"dataset": rec.dataset, "subject": rec.subject, "subject_id": sid, "song": rec.song,
                            "stimulus": rec.stimulus, "condition": rec.condition, "hearing": rec.hearing,
                            "offset": offset, "n_samples": T, "source": rec.source})
+    songs = songs_by_dataset(settings.get("songs"), list(audio_roots))
     for src in settings["sources"]:
-        missing = missing_release_files(Path(src["root"]), src["dataset"], settings)
+        request = _request(settings, src["dataset"], songs[src["dataset"]])
+        missing = get_dataset(src["dataset"]).missing_files(Path(src["root"]), request)
         if missing:
             warnings["missing_release_files"] = warnings.get("missing_release_files", 0) + len(missing)
             log.warning("%s: %d release file(s) not found and left out: %s", src["root"], len(missing),
                         ", ".join(missing[:6]) + (" …" if len(missing) > 6 else ""))
     if not recordings:
-        raise NMEDFormatError(f"data.subjects: no recordings matched the selection (subjects={settings.get('subjects')}, "
+        raise DataFormatError(f"data.subjects: no recordings matched the selection (subjects={settings.get('subjects')}, "
                               f"songs={settings.get('songs')}, conditions={settings.get('conditions')}) — widen it")
 
     music = np.array(list(music_index.keys()), dtype=np.int64).reshape(-1, len(MUSIC_COLUMNS))
-    clap = load_clap(settings["clap_spec"], seed=settings["clap_seed"])
+    clap = embedder if embedder is not None else load_clap(settings["clap_spec"], seed=settings["clap_seed"])
     print(f"[prepare] CLAP: {clap.description}")
     clap_out = None
     mel_out = None
     for sk, key in enumerate(tqdm(stimuli, desc="prepare: music segments", unit="song")):
         dataset, stim = key.split(":")[0], int(key.split(":")[1])
-        audio, sr = read_audio(audio_roots[dataset], stim, target_sr=MEL_SR)
+        audio, sr = read_audio_file(get_dataset(dataset).audio_path(audio_roots[dataset], stim), target_sr=MEL_SR)
         rows = np.flatnonzero(music[:, 0] == sk)
         for b in range(0, len(rows), batch_size):
             chunk = rows[b:b + batch_size]
-            clips = np.stack([_cut(audio, sr, music[i, 1], music[i, 2], sfreq_out) for i in chunk])
+            clips = np.stack([cut_clip(audio, sr, music[i, 1], music[i, 2], sfreq_out) for i in chunk])
             warnings["silent_windows"] = warnings.get("silent_windows", 0) + count_silent_windows(clips)
             wav = torch.from_numpy(clips)
             emb = clap.embed(wav, sr).float().numpy()
@@ -153,8 +168,8 @@ def _prepare(settings: dict[str, Any], path: Path, batch_size: int) -> Path:
 
 def selected_recordings(settings: dict[str, Any]) -> Iterator[Recording]:
     """The recordings of every selected dataset (``settings["sources"]``), one at a time, with the selection's
-    songs, conditions, NMED-H hearings and subjects (ids namespaced as in ``datamodules.selection``: a bare id
-    found in two datasets is ambiguous and an error; any requested id found nowhere is an error)."""
+    songs, conditions, hearings and subjects (ids namespaced as in ``datamodules.selection``: a bare id found in two
+    datasets is ambiguous and an error; any requested id found nowhere is an error)."""
     datasets = [src["dataset"] for src in settings["sources"]]
     songs = songs_by_dataset(settings.get("songs"), datasets)
     refs = parse_subject_refs(settings.get("subjects"), datasets, "subjects")
@@ -164,57 +179,54 @@ def selected_recordings(settings: dict[str, Any]) -> Iterator[Recording]:
         wanted = None if refs is None else sorted(refs[0][d] | refs[1])
         if wanted == []:
             continue
-        hearings = settings.get("hearings") if d == "nmed-h" else None
-        conditions = settings.get("conditions") if d == "nmed-h" else None
-        for rec in read_recordings(Path(src["root"]), d, subjects=wanted, songs=songs[d], conditions=conditions,
-                                   hearings=hearings, require_subjects=False,
-                                   expected_sfreq=settings.get("expected_sfreq", NATIVE_SFREQ)):
+        dataset = get_dataset(d)
+        request = _request(settings, d, songs[d], wanted)
+        for rec in dataset.recordings(Path(src["root"]), request):
+            if not _asked_for(dataset, rec, request):
+                continue
+            _check_rate(rec, request.expected_sfreq)
             found[d].add(rec.subject)
             yield rec
     if refs is not None:
-        from datamodules.selection import resolve_subjects
-
         resolve_subjects(refs, found, "subjects")  # raises on a missing or colliding id
 
 
-def missing_release_files(root: Path, dataset: str, settings: dict[str, Any]) -> list[str]:
-    """Release files (NMED-T ``songNN_Imputed.mat``) or archive members (NMED-H ``<cond>.zip::songNN_h``) that the
-    selection asks for (all songs, or ``settings["songs"]``) but are not under ``root``."""
-    from datamodules.nmed.sources import nmedh_sources, nmedt_sources
-    from datamodules.songs import NMEDH_CONDITIONS, SONGS
-
-    conds = settings.get("conditions")  # None: every condition archive present (the data module's default)
-    sources = nmedt_sources(root) if dataset == "nmed-t" else nmedh_sources(root, conds)
-    if conds is None:
-        conds = [c for c in NMEDH_CONDITIONS if any(s.condition == c for s in sources)]
-    seen = {(s.stimulus, s.hearing) for s in sources}
-
-    songs = settings.get("songs")
-    base = [s.number for s in SONGS if s.dataset == dataset and (songs is None or s.index in songs)]
-    if dataset == "nmed-t":
-        return [f"song{n}_Imputed.mat" for n in base if not any(st == n for st, _ in seen)]
-    out = []
-    for c in conds:
-        for n in base:
-            stim = NMEDH_CONDITIONS[c] + n - 21
-            out += [f"CleanEEG_aggregatedByStimulus_{c}.zip::song{stim}_{h}" for h in (settings.get("hearings") or "ab")
-                    if (stim, h) not in seen]
-    return out
+def _request(settings: dict[str, Any], dataset: str, songs: list[int] | None,
+             subjects: list[int] | None = None) -> RecordingRequest:
+    """What ``settings`` ask of one dataset (``songs``: its share of ``settings["songs"]``, ``None`` = all)."""
+    return RecordingRequest(songs=songs, subjects=subjects, conditions=settings.get("conditions"),
+                            hearings=settings.get("hearings"),
+                            expected_sfreq=settings.get("expected_sfreq", NATIVE_SFREQ))
 
 
-def _audio_seconds(audio_root: Path, stimulus: int) -> float:
+def _asked_for(dataset: MusicEEGDataset, rec: Recording, request: RecordingRequest) -> bool:
+    """Whether ``request`` asks for ``rec`` (conditions and hearings count only where the dataset has several)."""
+    return ((request.subjects is None or rec.subject in request.subjects)
+            and (request.songs is None or rec.song in request.songs)
+            and (len(dataset.conditions) < 2 or request.conditions is None or rec.condition in request.conditions)
+            and (len(dataset.hearings) < 2 or request.hearings is None or rec.hearing in request.hearings))
+
+
+def _check_rate(rec: Recording, expected: float | None) -> None:
+    if expected is not None and not np.isclose(float(rec.sfreq), float(expected)):
+        raise DataFormatError(f"{rec.source}: the EEG is at {float(rec.sfreq):g} Hz but {float(expected):g} Hz is "
+                              f"expected — resample it, or pass --data.expected_sfreq {float(rec.sfreq):g} if every "
+                              "recording is at that rate")
+
+
+def _audio_seconds(path: Path) -> float:
     import soundfile as sf
 
-    p = audio_path(audio_root, stimulus)
     try:
-        return float(sf.info(str(p)).duration)
+        return float(sf.info(str(path)).duration)
     except RuntimeError:  # formats soundfile cannot probe (e.g. some mp3): decode
-        audio, sr = read_audio(audio_root, stimulus)
+        audio, sr = read_audio_file(path)
         return len(audio) / sr
 
 
-def _cut(audio: np.ndarray, sr: int, start: int, length: int, sfreq: float) -> np.ndarray:
-    """Audio samples heard during EEG samples ``[start, start + length)`` (audio 0 = EEG 0)."""
+def cut_clip(audio: np.ndarray, sr: int, start: int, length: int, sfreq: float) -> np.ndarray:
+    """Audio samples heard during EEG samples ``[start, start + length)`` (audio 0 = EEG 0): the cache's one
+    cutting rule, also used for the reconstruction stage's true clips (:mod:`datamodules.true_audio`)."""
     a = int(round(start / sfreq * sr))
     n = int(round(length / sfreq * sr))
     clip = audio[a:a + n]

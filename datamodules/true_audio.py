@@ -6,6 +6,10 @@ from typing import Sequence
 
 import numpy as np
 
+from datamodules.prepare import cut_clip
+from datamodules.registry import get_dataset
+from datamodules.stimulus_audio import read_audio_file
+
 __all__ = ["TrueAudio"]
 
 
@@ -28,16 +32,14 @@ class TrueAudio:
         return str(self.dm.cache.manifest["stimuli"][int(self.dm.cache.music[int(music), 0])])
 
     def clip(self, music: int) -> np.ndarray:
-        from chanmusic.data.prepare import _cut  # the cache's own cutting rule (audio sample 0 = EEG sample 0)
-        from datamodules.nmed import read_audio
-
         _, start, length = (int(v) for v in self.dm.cache.music[int(music)])
-        key = self.stimulus(music)  # both releases number songs from 21: the dataset picks the audio folder
+        key = self.stimulus(music)  # datasets number their stimuli independently: the dataset picks the folder
         dataset, number = key.split(":")[0], int(key.split(":")[1])
         if key not in self._audio:
             roots = {src.dataset: src.audio_root for src in getattr(self.dm, "sources", [])}
-            self._audio[key] = read_audio(roots.get(dataset, self.dm.audio_root), number, target_sr=self.sr)[0]
-        return _cut(self._audio[key], self.sr, start, length, self.sfreq)
+            path = get_dataset(dataset).audio_path(roots.get(dataset, self.dm.audio_root), number)
+            self._audio[key] = read_audio_file(path, target_sr=self.sr)[0]
+        return cut_clip(self._audio[key], self.sr, start, length, self.sfreq)  # the cache's own cutting rule
 
     def clips(self, music: Sequence[int]) -> np.ndarray:
         """``[B, S]`` float32 (all segments of a run have one length)."""
