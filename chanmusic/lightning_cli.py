@@ -25,8 +25,8 @@ class KeepRunConfig(SaveConfigCallback):
     """Saves ``config.yaml`` in the run folder, but never replaces one of another run.
 
     An identical config (the subcommand's own ``ckpt_path`` / ``verbose`` aside: a resumed fit, a test in the fit's
-    folder) is left as it is; a different one is a :class:`~chanmusic.core.errors.ProvenanceError`. A ``fit`` that is not
-    a resume into a folder that already holds checkpoints is refused too.
+    folder) is left as it is; a different one is a :class:`~chanmusic.core.errors.ProvenanceError`. A ``fit`` that is
+    not a resume into a folder that already holds checkpoints is refused too.
     """
 
     def setup(self, trainer, pl_module, stage: str) -> None:
