@@ -1,4 +1,5 @@
-"""The dataset table: every dataset chanmusic can read, by name — NMED-T and NMED-H built in, more with :func:`register`.
+"""The dataset table: every dataset chanmusic can read, by name — NMED-T and NMED-H built in, others added with
+:func:`register`.
 
 Everything that differs between datasets is asked of the table, never written as a name: the names
 ``--data.dataset`` accepts (:func:`dataset_name` also takes other spellings), their canonical order in a pool
