@@ -121,7 +121,8 @@ def _prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | Non
                         ", ".join(missing[:6]) + (" …" if len(missing) > 6 else ""))
     if not recordings:
         raise DataFormatError(f"data.subjects: no recordings matched the selection "
-                              f"(subjects={settings.get('subjects')}, songs={settings.get('songs')}, conditions={settings.get('conditions')}) — widen it")
+                              f"(subjects={settings.get('subjects')}, songs={settings.get('songs')}, "
+                              f"conditions={settings.get('conditions')}) — widen it")
 
     music = np.array(list(music_index.keys()), dtype=np.int64).reshape(-1, len(MUSIC_COLUMNS))
     clap = embedder if embedder is not None else load_clap(settings["clap_spec"], seed=settings["clap_seed"])

@@ -29,7 +29,6 @@ __all__ = ["dataset_code", "dataset_name", "genre_table", "get_dataset", "names"
 #: subjects of a dataset are namespaced as SUBJECTS_PER_DATASET × (code − 1) + the dataset's own id (0-999)
 SUBJECTS_PER_DATASET = 1000
 _TABLE: dict[str, MusicEEGDataset] = {}
-_BUILT_IN = ("nmed-t", "nmed-h")
 _LISTED = "CHANMUSIC_DATASETS"
 _listed_imported = False
 
@@ -138,3 +137,4 @@ def _table() -> dict[str, MusicEEGDataset]:
 
 register(NMEDT())
 register(NMEDH())
+_BUILT_IN = frozenset(_TABLE)
