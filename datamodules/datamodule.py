@@ -206,6 +206,7 @@ class NMEDDataModule(L.LightningDataModule):
             "resample": self.resample, "scaling": self.scaling, "clip": self.clip,
             "window_s": self.window_s, "stride_s": self.stride_s,
             "clap": clap_identity(self.clap, self.clap_seed), "clap_spec": self.clap, "clap_seed": self.clap_seed,
+            # the key names a rate other than 125 Hz only (caches from before the setting keep their key)
             **({} if self.expected_sfreq == NATIVE_SFREQ else {"expected_sfreq": self.expected_sfreq}),
         }
 

@@ -120,8 +120,9 @@ def _prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | Non
             log.warning("%s: %d release file(s) not found and left out: %s", src["root"], len(missing),
                         ", ".join(missing[:6]) + (" …" if len(missing) > 6 else ""))
     if not recordings:
-        raise DataFormatError(f"data.subjects: no recordings matched the selection (subjects={settings.get('subjects')}, "
-                              f"songs={settings.get('songs')}, conditions={settings.get('conditions')}) — widen it")
+        raise DataFormatError(f"data.subjects: no recordings matched the selection "
+                              f"(subjects={settings.get('subjects')}, songs={settings.get('songs')}, "
+                              f"conditions={settings.get('conditions')}) — widen it")
 
     music = np.array(list(music_index.keys()), dtype=np.int64).reshape(-1, len(MUSIC_COLUMNS))
     clap = embedder if embedder is not None else load_clap(settings["clap_spec"], seed=settings["clap_seed"])

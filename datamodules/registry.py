@@ -1,4 +1,5 @@
-"""The dataset table: every dataset chanmusic can read, by name — NMED-T and NMED-H built in, more with :func:`register`.
+"""The dataset table: every dataset chanmusic can read, by name — NMED-T and NMED-H built in, others added with
+:func:`register`.
 
 Everything that differs between datasets is asked of the table, never written as a name: the names
 ``--data.dataset`` accepts (:func:`dataset_name` also takes other spellings), their canonical order in a pool
@@ -28,7 +29,6 @@ __all__ = ["dataset_code", "dataset_name", "genre_table", "get_dataset", "names"
 #: subjects of a dataset are namespaced as SUBJECTS_PER_DATASET × (code − 1) + the dataset's own id (0-999)
 SUBJECTS_PER_DATASET = 1000
 _TABLE: dict[str, MusicEEGDataset] = {}
-_BUILT_IN = ("nmed-t", "nmed-h")
 _LISTED = "CHANMUSIC_DATASETS"
 _listed_imported = False
 
@@ -137,3 +137,4 @@ def _table() -> dict[str, MusicEEGDataset]:
 
 register(NMEDT())
 register(NMEDH())
+_BUILT_IN = frozenset(_TABLE)

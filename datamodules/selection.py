@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from datamodules.recording import HEARINGS
-from datamodules.registry import dataset_name, get_dataset, names, subject_offset
+from datamodules.registry import SUBJECTS_PER_DATASET, dataset_name, get_dataset, names, subject_offset
 from datamodules.songs import SONGS
 from datamodules.validate import SettingError, dataset_choices
 
@@ -60,7 +60,7 @@ def parse_datasets(dataset: str | Sequence[str]) -> list[str]:
 def subject_id(dataset: str, subject: int) -> int:
     """Global subject id: the dataset's own id plus its offset (:func:`datamodules.registry.subject_offset`)."""
     subject = int(subject)
-    if not 0 <= subject < 1000:
+    if not 0 <= subject < SUBJECTS_PER_DATASET:
         raise SelectionError(f"subject id {subject} of {dataset} is outside 0-999: chanmusic namespaces subjects "
                              f"as dataset offset + id — renumber the participants in subsNN")
     return subject_offset(dataset) + subject
@@ -235,7 +235,8 @@ def resolve_subjects(refs: tuple[dict[str, set[int]], set[int]], present: dict[s
             raise SelectionError(f"--data.{field}: subject {i} is in both {' and '.join(where)} (two different "
                                  f"people) — write {' or '.join(repr(f'{d}:{i}') for d in where)}")
         if not where:
-            glob = [d for d, ids in present.items() for j in ids if subject_id(d, j) == i and i >= 1000]
+            glob = [d for d, ids in present.items() for j in ids
+                    if subject_id(d, j) == i and i >= SUBJECTS_PER_DATASET]
             if glob:  # a global id as batches carry it (NMED-H: release id + 1000)
                 out.add(i)
                 continue

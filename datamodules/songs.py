@@ -24,7 +24,7 @@ class Song:
 
 
 class _Table(Sequence):
-    """A read-only sequence that reads the dataset table each time (so it follows :func:`~datamodules.registry.register`)."""
+    """A read-only sequence read from the dataset table each time (so it follows ``registry.register``)."""
 
     def __init__(self, rows: str) -> None:
         self._rows = rows

@@ -83,7 +83,8 @@ def test_fit_and_test_on_the_toy(toy_root, tmp_path):
     dm = NMEDDataModule(str(toy_root), dataset="toy", cache_dir=str(tmp_path / "cache"))
     assert (dm.ch_names, dm.sfreq, dm.n_times) == (list(Toy.ch_names), 100.0, 200)
     runs = tmp_path / "runs"
-    main(["fit", "--config", str(ROOT / "experiments/demo.yaml"), "--config", str(ROOT / "experiments/align/default.yaml"),
+    main(["fit", "--config", str(ROOT / "experiments/demo.yaml"),
+          "--config", str(ROOT / "experiments/align/default.yaml"),
           "--config", str(ROOT / "experiments/encoders/linear_reference.yaml"), "--data.root", str(toy_root),
           "--data.dataset", "toy", "--data.cache_dir", str(tmp_path / "cache"), "--data.batch_size", "16",
           "--data.test_fraction", "0.333333333333", "--data.val_fraction", "0.5", "--trainer.max_epochs", "1",

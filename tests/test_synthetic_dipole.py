@@ -1,6 +1,7 @@
 """The dipole synthetic generator (datamodules.synthetic_dipole: dipole lead fields, per-subject kernels, induced
 alpha): NMED-T files the readers accept, the SNR it states measured on what it wrote, seeds, and a learnability
-check (a ridge map from EEG to an audio feature beats a mismatched-song control). Audio features in the checks come from librosa, not from the generator."""
+check (a ridge map from EEG to an audio feature beats a mismatched-song control). Audio features in the checks come
+from librosa, not from the generator."""
 from __future__ import annotations
 
 import json

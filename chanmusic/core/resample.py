@@ -1,7 +1,8 @@
 """The one offline resampler: polyphase filtering (``scipy.signal.resample_poly``, Kaiser window).
 
 Used for song audio (``datamodules.stimulus_audio``, ``chanmusic.audio``) and for EEG in ``prepare``
-(``datamodules.preprocess``); it lives in the bottom layer because both of those layers need it. Encoders that resample inside the model keep their own torch resamplers.
+(``datamodules.preprocess``); it lives in the bottom layer because both of those layers need it. Encoders that
+resample inside the model keep their own torch resamplers.
 Plain numpy/scipy; torch is only touched when a tensor is passed in (never imported here).
 """
 from __future__ import annotations
