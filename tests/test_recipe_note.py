@@ -7,17 +7,25 @@ from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import RowResult
 
 
-def _run(tmp, head="temporal", readout="cls+tokens", gain=True, crop_resize=False, mode="cluster"):
+OLD_NAMES = {"init_from": "init_encoder_from", "init_from_encoder": "init_encoder_weights",
+             "channel_dropout": "student_channel_drop", "channel_dropout_mode": "channel_drop_mode"}
+
+
+def _run(tmp, head="temporal", readout="cls+tokens", gain=True, crop_resize=False, mode="cluster", old_names=False):
+    rename = (lambda d: {OLD_NAMES.get(k, k) if old_names else k: v for k, v in d.items()})
     run = tmp / "runs" / "channel_oriented" / "seed0" / "music"
     (run / "align").mkdir(parents=True)
     (tmp / "pre" / "pretrain").mkdir(parents=True)
-    (run / "align" / "hparams.yaml").write_text(yaml.safe_dump(
-        {"head": head, "readout": readout, "channel_dropout": 0.2, "channel_dropout_mode": mode,
-         "init_encoder_from": "x.ckpt", "init_encoder_weights": "teacher"}))
+    align = {"head": head, "readout": readout, "channel_dropout": 0.2, "channel_dropout_mode": mode,
+             "init_from": "x.ckpt", "init_from_encoder": "teacher"}
+    if old_names:  # a run of the earlier release: the names before the rename
+        align = {**{k: v for k, v in align.items() if k not in ("init_from", "init_from_encoder")},
+                 "init_encoder_from": "x.ckpt", "init_encoder_weights": "teacher"}
+    (run / "align" / "hparams.yaml").write_text(yaml.safe_dump(align))
     enc = {"channel_gain": gain, "channel_gain_std": 1.0, "channel_gain_lr_scale": 10.0}
     (run / "align" / "config.yaml").write_text(yaml.safe_dump({"model": {"init_args": {"encoder": {"init_args": enc}}}}))
     (tmp / "pre" / "pretrain" / "hparams.yaml").write_text(yaml.safe_dump(
-        {"crop_resize": crop_resize, "student_channel_drop": 0.5, "channel_drop_mode": mode}))
+        rename({"crop_resize": crop_resize, "channel_dropout": 0.5, "channel_dropout_mode": mode})))
     (run / "status.json").write_text(json.dumps({"steps": {"align": {"dir": str(run / "align")},
                                                            "pretrain": {"dir": str(tmp / "pre")}}}))
     return RowResult(name="channel_oriented", label="Channel-oriented", section="main", status="done", run_dirs=[run])
@@ -40,3 +48,9 @@ def test_no_note_without_a_finished_reference_run(tmp_path):
     row = RowResult(name="channel_oriented", label="x", section="main", status="not run")
     assert recipe_note({"reference_row": "channel_oriented"}, [row]) is None
     assert recipe_note({"reference_row": None}, [_run(tmp_path)]) is None
+
+
+def test_runs_saved_before_the_rename_give_the_same_note(tmp_path):
+    new = recipe_note({"reference_row": "channel_oriented"}, [_run(tmp_path / "new")])
+    old = recipe_note({"reference_row": "channel_oriented"}, [_run(tmp_path / "old", old_names=True)])
+    assert new == old and "student channel drop 0.5 (`cluster`)" in new and "encoder weights: teacher" in new
