@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from chanmusic.core.ridge import ridge_weights
     from chanmusic.evaluation.metrics import Identification
-    from chanmusic.stages.encoder_init import load_encoder_weights
+    from chanmusic.stages.init_from import load_encoder_weights
     from datamodules.datamodule import NMEDDataModule
     from datamodules.windows import collate_batch
     from encoders.channel_oriented import ChannelOrientedEncoder

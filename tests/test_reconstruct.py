@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from chanmusic.cli import lightning_main
 from chanmusic.stages.generation import segment_seed
 from chanmusic.stages.reconstruct import ReconstructModule
-from chanmusic.stages.ridge import RidgeAdapter
+from chanmusic.core.ridge import RidgeAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 E = ROOT / "experiments"
@@ -161,7 +161,7 @@ def aligned(demo_root, tmp_path_factory):
 def _recon_cli(aligned, *extra):
     root, tmp, ckpt = aligned
     return lightning_main(_common(root, tmp) + ["--config", str(E / "reconstruct/default.yaml"),
-                                                "--model.init_args.align_checkpoint", ckpt, *RECON, *extra], run=False)
+                                                "--model.init_args.init_from", ckpt, *RECON, *extra], run=False)
 
 
 def test_reconstruct_end_to_end(aligned):
@@ -175,11 +175,11 @@ def test_reconstruct_end_to_end(aligned):
     trainer.test(model, datamodule=dm)
     run = Path(trainer.log_dir)
     res = json.loads((run / "metrics.json").read_text())
-    for name in ("id50", "song_id", "genre_id", "clap_score", "ssim", "psnr", "gen_song14", "gen_genre10", "gen_id50",
+    for name in ("id50", "song_id", "genre_id", "clap_score", "ssim", "psnr", "gen_song_id", "gen_genre_id", "gen_id50",
                  "ridge_id50", "ridge_cosine"):
         assert {"mean", "n", "n_way", "chance", "ci95"} <= set(res[name]), name
         assert np.isfinite(res[name]["mean"]), name
-    for name in ("clap_score", "ssim", "psnr", "gen_song14", "gen_genre10"):
+    for name in ("clap_score", "ssim", "psnr", "gen_song_id", "gen_genre_id"):
         assert res[name]["n"] == 8, name  # max_generate
     n_test = len(dm.dataset_for("test"))
     assert res["ridge_id50"]["n"] == res["id50"]["n"] == n_test
@@ -223,7 +223,7 @@ def test_oracle_end_to_end(aligned):
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     run = Path(cli.trainer.log_dir)
     res = json.loads((run / "metrics.json").read_text())
-    assert {"clap_score", "ssim", "psnr", "gen_song14", "gen_genre10"} <= set(res)
+    assert {"clap_score", "ssim", "psnr", "gen_song_id", "gen_genre_id"} <= set(res)
     assert not {"id50", "ridge_id50"} & set(res)  # no EEG in the oracle row
     info = json.loads((run / "reconstruct.json").read_text())
     assert info["oracle"] and info["ridge"] is None
@@ -268,7 +268,7 @@ def test_pipeline_pairs_items_correctly_with_a_faithful_generator(aligned, tiny_
     o, s = scores["oracle"], scores["shuffled"]
     assert o["clap_score"]["mean"] == pytest.approx(1.0, abs=1e-4)
     assert o["ssim"]["mean"] == pytest.approx(1.0, abs=1e-4) and o["psnr"]["mean"] == pytest.approx(100.0)
-    assert o["gen_id50"]["mean"] == 1.0 and o["gen_song14"]["mean"] == 1.0
+    assert o["gen_id50"]["mean"] == 1.0 and o["gen_song_id"]["mean"] == 1.0
     assert s["clap_score"]["mean"] < o["clap_score"]["mean"] - 1e-3
     assert s["ssim"]["mean"] < 0.9 and s["psnr"]["mean"] < 50
     assert o["clap_score"]["chance"] < o["clap_score"]["mean"]
@@ -277,19 +277,19 @@ def test_pipeline_pairs_items_correctly_with_a_faithful_generator(aligned, tiny_
 
 
 def test_checkpoint_loading_is_strict_and_clap_must_match(aligned):
-    from chanmusic.stages.encoder_init import CheckpointError, safe_load, state_dict_of
+    from chanmusic.stages.init_from import CheckpointError, safe_load, state_dict_of
     from encoders.linear_reference import LinearReference
 
     _, _, ckpt = aligned
     sd = state_dict_of(safe_load(ckpt))
     # the configured encoder, used as is: right size loads exactly; wrong size is a clear error
-    good = ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=512), align_checkpoint=ckpt,
+    good = ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=512), init_from=ckpt,
                              encoder_source="config")
     assert good.hparams.head == "linear"  # from the checkpoint, not the configured default (mlp)
     assert torch.equal(good.encoder.proj.weight, sd["encoder.proj.weight"])
     assert torch.equal(good.head.proj.weight, sd["head.proj.weight"])
     with pytest.raises(CheckpointError, match="shape mismatch"):
-        ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=64), align_checkpoint=ckpt,
+        ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=64), init_from=ckpt,
                           encoder_source="config")
     cli = _recon_cli(aligned, "--model.init_args.clap_seed", "1")
     with pytest.raises(ValueError, match="differs from the CLAP the cache was built with"):

@@ -163,7 +163,7 @@ class AlignModule(L.LightningModule):
         warmup_steps: linear warm-up steps.
         temperature_init: initial softmax temperature (logit scale log(1/T), clamped to ≤ 100).
         learn_temperature: learn the logit scale.
-        freeze_encoder: keep the encoder fixed (the ablation "encoder fixed"); needs weights (init_from or the encoder's).
+        freeze_encoder: keep the encoder fixed (ablation "encoder fixed"); needs weights (init_from or the encoder's).
         init_from: pretraining or aligned checkpoint whose encoder weights initialise the encoder (docs/stages.md).
         channel_dropout: fraction of electrodes removed per training window (``chanmusic.modules.channel_dropout``).
         channel_dropout_mode: ``cluster`` (neighbouring electrodes) or ``random``.

@@ -38,7 +38,7 @@ class EEG2MelModule(L.LightningModule):
             (``encoders.eeg2mel.EEG2Mel``).
         clap_dim: CLAP embedding size (linked from the data module).
         mel_weight: weight of the mel MSE.
-        clip_weight: weight of the InfoNCE to CLAP (0: the paper's pure regressor; only mel_* metrics then mean anything).
+        clip_weight: weight of the InfoNCE to CLAP (0: the paper's pure regressor; only mel_* metrics mean anything).
         mel_stats_batches: train batches used for the per-bin mel mean and standard deviation.
         head: the head on the embedding (``chanmusic.modules.heads``; the paper has none: linear).
         head_hidden: hidden width of the head.

@@ -1,7 +1,7 @@
 """LaBraM pretrained on the selected NMED data, as the authors' baseline was: its own tokenizer, then masked EEG modelling.
 
 The authors of the channel-oriented paper pretrained LaBraM from scratch on NMED (``configs/labram_pretrain.yaml`` of
-their code: 125 channels, 1-s windows, a tokenizer trained on NMED; ``shared/reference/training.md`` §11). LaBraM's
+their code: 125 channels, 1-s windows, a tokenizer trained on NMED). LaBraM's
 own recipe (``935963004/LaBraM``) is two runs: the VQ-NSP tokenizer (``run_vqnsp_training.py``), then masked EEG
 modelling (MEM, ``run_labram_pretraining.py``: the student predicts the frozen tokenizer's code of each masked
 channel × patch token, with a symmetric second pass on the complementary mask). One ``fit`` here does both, in
@@ -17,7 +17,7 @@ order (``tokenizer_fraction`` of the optimiser steps, then the rest), so a compa
    official skip list and 1-D parameters), warm-up then cosine; gradient-norm clip ``clip_grad`` (3.0).
 
 The encoder sees exactly what alignment feeds it (``LaBraMEncoder.prepare``: channel mapping, 200 Hz, µV/100), so the
-checkpoint's ``encoder.*`` keys load into alignment with ``init_encoder_from`` (the same encoder YAML). Logged:
+checkpoint's ``encoder.*`` keys load into alignment with ``init_from`` (the same encoder YAML). Logged:
 ``train/tokenizer_loss`` (+ ``_amplitude``, ``_phase``, ``_quant``), ``train/codebook_usage`` (codes in use),
 ``train/mem_loss``, ``train/mem_acc``; ``val/loss`` is the MEM loss (``inf`` while the tokenizer trains, so the
 checkpoint selected on it is always one after MEM).

@@ -70,7 +70,7 @@ class PretrainModule(L.LightningModule):
         min_lr_ratio: final learning rate as a fraction of lr.
         freeze_last_layer_steps: drop the prototype layer's gradients for the first steps (DINO: epoch 1).
         collapse_monitor: add ``callbacks.collapse_monitor.CollapseMonitor`` (warns on collapse).
-        readout: what the projection head reads: ``cls`` (the encoder's pooled), ``mean`` (present tokens) or ``cls+mean``.
+        readout: what the projection head reads: ``cls`` (the encoder's pooled), ``mean`` (of tokens) or ``cls+mean``.
         center_init: ``first_batch`` (the first batch's teacher mean) or ``zeros`` (DINO's).
         crop_resize: resize crops to global_len / local_len (the authors') instead of cutting whole patches.
         channel_dropout_clusters: spatial clusters per student view (cluster mode).
@@ -318,7 +318,7 @@ class PretrainModule(L.LightningModule):
         return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Name both encoders in the checkpoint (``chanmusic.stages.encoder_init`` reads this)."""
+        """Name both encoders in the checkpoint (``chanmusic.stages.init_from`` reads this)."""
         checkpoint["chanmusic_encoders"] = {"student": "encoder.", "teacher": "teacher_encoder."}
 
     def configure_callbacks(self):

@@ -235,7 +235,7 @@ class ReconstructModule(L.LightningModule):
             log.info("reconstruct: ridge alpha %.3g (LOO over %d train windows), %s", self.ridge.alpha,
                      self.ridge.n_train, "loaded from " + hp.ridge_path if hp.ridge_path else "fitted")
         self._info = {
-            "stage": stage, "oracle": bool(hp.oracle), "align_checkpoint": hp.init_from,
+            "stage": stage, "oracle": bool(hp.oracle), "align_checkpoint": hp.init_from,  # its name in the file
             "encoder": self.encoder_note, "audioldm": self.generator.description,
             "audioldm_is_random": bool(self.generator.is_random), "clap": self.clap_model.description,
             "clap_is_random": bool(self.clap_model.is_random), "num_inference_steps": int(hp.num_inference_steps),
