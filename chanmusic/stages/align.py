@@ -20,7 +20,7 @@ from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
 from chanmusic.modules.aligned import AlignedModel, hold
 from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosine, total_steps
-from chanmusic.stages.init_from import load_encoder_weights
+from chanmusic.stages.init_from import load_init_from
 from chanmusic.stages.resume import resume_at_train_start, save_rng, saved_rng
 
 log = logging.getLogger("chanmusic")
@@ -136,17 +136,6 @@ def gather_rows(stage: L.LightningModule, x: Tensor, grads: bool = True) -> Tens
         return x
     g = stage.all_gather(x, sync_grads=grads)
     return g.flatten(0, 1) if g.dim() == x.dim() + 1 else g
-
-
-def load_init_from(encoder: nn.Module, init_from: str | None, init_from_encoder: str, freeze_encoder: bool) -> None:
-    """Initialise ``encoder`` from ``init_from`` (a pretraining or an aligned checkpoint; ``init_from_encoder``
-    picks the pretraining run's teacher or student); a frozen encoder needs weights from somewhere."""
-    # an encoder that loaded its own weights (published weights: its init_from) says so with ``weights_source``
-    if freeze_encoder and not init_from and not getattr(encoder, "weights_source", None):
-        raise ValueError("model.freeze_encoder: true with no weights to freeze (init_from is empty) — "
-                         "pass --model.init_args.init_from CKPT, or set freeze_encoder: false")
-    if init_from:
-        load_encoder_weights(encoder, init_from, init_from_encoder)
 
 
 class AlignModule(L.LightningModule):

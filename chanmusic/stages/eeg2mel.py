@@ -24,7 +24,8 @@ from chanmusic.evaluation.provenance import ProvenanceCallback
 from chanmusic.modules.aligned import AlignedModel, hold
 from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
-from chanmusic.stages.align import AlignedTestMetrics, gather_rows, load_init_from, write_metrics
+from chanmusic.stages.align import AlignedTestMetrics, gather_rows, write_metrics
+from chanmusic.stages.init_from import load_init_from
 from chanmusic.stages.resume import resume_at_train_start, save_rng, saved_rng
 
 log = logging.getLogger("chanmusic")
@@ -119,6 +120,10 @@ class EEG2MelModule(L.LightningModule):
 
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
         return self.aligned(eeg, channel_mask)
+
+    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
+        """Per-electrode share ``[B, C]`` of the readout this model uses, and its kind: the scalp maps."""
+        return self.aligned.channel_map(eeg, channel_mask)
 
     # ---- mel normalisation ---------------------------------------------------------------------
     def _check_mel(self, mel: Tensor) -> None:

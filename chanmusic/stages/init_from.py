@@ -24,7 +24,7 @@ from chanmusic.core.checkpoints import CheckpointError, load_strict, safe_load, 
 from chanmusic.evaluation.runs import encoder_from_config, read_checkpoint, run_config_of
 
 __all__ = ["CheckpointError", "load_strict", "safe_load", "state_dict_of", "load_encoder_weights",
-           "checkpoint_encoders", "ENCODER_CHOICES", "ENCODER_SOURCES", "AlignedCheckpoint", "read_aligned",
+           "checkpoint_encoders", "ENCODER_CHOICES", "load_init_from", "ENCODER_SOURCES", "AlignedCheckpoint", "read_aligned",
            "load_aligned"]
 
 ENCODER_CHOICES = ("teacher", "student")
@@ -81,6 +81,17 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, which: str = "tea
         log.info("%s: no %s in the checkpoint; it keeps its initialisation", path, ", ".join(fresh))
     load_strict(encoder, sub, str(path))
     return prefix
+
+
+def load_init_from(encoder: nn.Module, init_from: str | None, init_from_encoder: str, freeze_encoder: bool) -> None:
+    """Initialise ``encoder`` from ``init_from`` (a pretraining or an aligned checkpoint; ``init_from_encoder``
+    picks the pretraining run's teacher or student); a frozen encoder needs weights from somewhere."""
+    # an encoder that loaded its own weights (published weights: its init_from) says so with ``weights_source``
+    if freeze_encoder and not init_from and not getattr(encoder, "weights_source", None):
+        raise ValueError("model.freeze_encoder: true with no weights to freeze (init_from is empty) — "
+                         "pass --model.init_args.init_from CKPT, or set freeze_encoder: false")
+    if init_from:
+        load_encoder_weights(encoder, init_from, init_from_encoder)
 
 
 ENCODER_SOURCES = ("auto", "config", "checkpoint")  #: where reconstruction's encoder comes from (read_aligned)

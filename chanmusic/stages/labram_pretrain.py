@@ -42,15 +42,21 @@ class LabramPretrainModule(L.LightningModule):
     Args:
         encoder: ``encoders.labram.LaBraMEncoder`` (the student; YAML ``class_path``, as in alignment).
         clap_dim: unused (the CLI links it into every stage).
-        tokenizer_fraction: share of the optimiser steps spent on the tokenizer (official: two separate runs,
-            100 + 50 epochs).
-        tokenizer_depth, decoder_depth: tokenizer encoder / decoder blocks (official 12 / 3); heads and width are
-            the student's. n_codes, code_dim: codebook (official README 8192 × 64). codebook_decay: EMA (0.99).
-        tokenizer_lr, tokenizer_weight_decay, tokenizer_min_lr_ratio: official ``run_vqnsp_training.py``
-            (5e-5 per 128 samples, ×8 GPUs -> 4e-4 at the README's batch; 1e-4; min_lr 1e-5).
+        tokenizer_fraction: share of the optimiser steps spent on the tokenizer (official: two runs, 100 + 50 epochs).
+        tokenizer_depth: tokenizer encoder blocks (official 12; heads and width are the student's).
+        decoder_depth: tokenizer decoder blocks (official 3).
+        n_codes: codebook size (official README 8192).
+        code_dim: code width (official 64).
+        codebook_decay: EMA decay of the codebook (0.99).
+        tokenizer_lr: tokenizer AdamW learning rate (official 5e-5 per 128 samples, ×8 GPUs: 4e-4 at its batch).
+        tokenizer_weight_decay: tokenizer weight decay (official 1e-4).
+        tokenizer_min_lr_ratio: tokenizer final learning rate as a fraction (official min_lr 1e-5).
         mask_ratio: share of masked tokens (official ``random_masking(..., mask_ratio=0.5)``).
-        lr, weight_decay, min_lr_ratio, warmup_fraction, clip_grad: MEM optimiser (official README: 5e-4, 0.05,
-            min_lr 1e-5 / 5e-4, 5 of 50 warm-up epochs, clip 3.0); warm-up also applies to the tokenizer phase.
+        lr: MEM AdamW learning rate (official README 5e-4).
+        weight_decay: MEM weight decay (official 0.05).
+        min_lr_ratio: MEM final learning rate as a fraction (official 1e-5 / 5e-4).
+        warmup_fraction: warm-up share of the steps (official 5 of 50 epochs; the tokenizer phase too).
+        clip_grad: gradient-norm clip (official 3.0; null: none).
     """
 
     def __init__(self, encoder: nn.Module, clap_dim: int = 512, tokenizer_fraction: float = 0.5,

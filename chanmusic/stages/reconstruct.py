@@ -160,6 +160,10 @@ class ReconstructModule(L.LightningModule):
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
         return self.aligned(eeg, channel_mask)
 
+    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
+        """Per-electrode share ``[B, C]`` of the aligned model's readout, and its kind: the scalp maps."""
+        return self.aligned.channel_map(eeg, channel_mask)
+
     def configure_callbacks(self):
         """Provenance of the test run (the aligned checkpoint it was made from)."""
         return [ProvenanceCallback()]
@@ -206,7 +210,8 @@ class ReconstructModule(L.LightningModule):
         t0 = time.time()
         hp = self.hparams
         dm = self._datamodule()
-        self._run_dir = self._log_dir()  # a collective under DDP: asked once, on every rank
+        run_dir = (self.trainer.log_dir or self.trainer.default_root_dir) if self._trainer is not None else None
+        self._run_dir = Path(run_dir) if run_dir else None  # log_dir is a collective under DDP: asked on every rank
         clap_spec = dm.clap if hp.clap is None else hp.clap
         clap_seed = dm.clap_seed if hp.clap_seed is None else hp.clap_seed
         if (str(clap_spec), int(clap_seed)) != (str(dm.clap), int(dm.clap_seed)):
@@ -251,12 +256,6 @@ class ReconstructModule(L.LightningModule):
         if self.generator.is_random or self.clap_model.is_random:
             log.warning("reconstruct: %s / %s — the generated audio and its scores carry no pretrained meaning",
                         self.generator.description, self.clap_model.description)
-
-    def _log_dir(self) -> Path | None:
-        if self._trainer is None:
-            return None
-        d = self.trainer.log_dir or self.trainer.default_root_dir
-        return Path(d) if d else None
 
     def _load_models(self, clap_spec: str, clap_seed: int) -> None:
         from chanmusic.audio import load_clap
