@@ -7,25 +7,26 @@ from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import RowResult
 
 
-OLD_NAMES = {"init_from": "init_encoder_from", "init_from_encoder": "init_encoder_weights",
-             "channel_dropout": "student_channel_drop", "channel_dropout_mode": "channel_drop_mode"}
+#: the settings' names before the rename (docs/stages.md): runs of the earlier release saved these
+ALIGN_OLD = {"init_from": "init_encoder_from", "init_from_encoder": "init_encoder_weights"}
+PRETRAIN_OLD = {"channel_dropout": "student_channel_drop", "channel_dropout_mode": "channel_drop_mode"}
+
+
+def _named(settings, old, old_names):
+    return {old.get(k, k) if old_names else k: v for k, v in settings.items()}
 
 
 def _run(tmp, head="temporal", readout="cls+tokens", gain=True, crop_resize=False, mode="cluster", old_names=False):
-    rename = (lambda d: {OLD_NAMES.get(k, k) if old_names else k: v for k, v in d.items()})
     run = tmp / "runs" / "channel_oriented" / "seed0" / "music"
     (run / "align").mkdir(parents=True)
     (tmp / "pre" / "pretrain").mkdir(parents=True)
     align = {"head": head, "readout": readout, "channel_dropout": 0.2, "channel_dropout_mode": mode,
              "init_from": "x.ckpt", "init_from_encoder": "teacher"}
-    if old_names:  # a run of the earlier release: the names before the rename
-        align = {**{k: v for k, v in align.items() if k not in ("init_from", "init_from_encoder")},
-                 "init_encoder_from": "x.ckpt", "init_encoder_weights": "teacher"}
-    (run / "align" / "hparams.yaml").write_text(yaml.safe_dump(align))
+    (run / "align" / "hparams.yaml").write_text(yaml.safe_dump(_named(align, ALIGN_OLD, old_names)))
     enc = {"channel_gain": gain, "channel_gain_std": 1.0, "channel_gain_lr_scale": 10.0}
     (run / "align" / "config.yaml").write_text(yaml.safe_dump({"model": {"init_args": {"encoder": {"init_args": enc}}}}))
-    (tmp / "pre" / "pretrain" / "hparams.yaml").write_text(yaml.safe_dump(
-        rename({"crop_resize": crop_resize, "channel_dropout": 0.5, "channel_dropout_mode": mode})))
+    pre = {"crop_resize": crop_resize, "channel_dropout": 0.5, "channel_dropout_mode": mode}
+    (tmp / "pre" / "pretrain" / "hparams.yaml").write_text(yaml.safe_dump(_named(pre, PRETRAIN_OLD, old_names)))
     (run / "status.json").write_text(json.dumps({"steps": {"align": {"dir": str(run / "align")},
                                                            "pretrain": {"dir": str(tmp / "pre")}}}))
     return RowResult(name="channel_oriented", label="Channel-oriented", section="main", status="done", run_dirs=[run])
