@@ -74,13 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     pre_cpu = 0.0
     if a.pretrain and a.test_only:
         raise SystemExit("learning_curve: --test-only with --pretrain: pass the pretraining checkpoint as "
-                         "--model.init_args.init_encoder_from in EXTRA_ARGS instead")
+                         "--model.init_args.init_from in EXTRA_ARGS instead")
     if a.pretrain:
         t0 = cpu_s()
         cli = build(out / "pre", a.pretrain.split(","), a.data, cache, f"{a.row}_pre", a.pretrain_args.split())
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         pre_cpu = cpu_s() - t0
-        extra = extra + ["--model.init_args.init_encoder_from",
+        extra = extra + ["--model.init_args.init_from",
                          str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")]
         print(f"[curve] pretraining: {cli.trainer.global_step} steps, {pre_cpu:.0f} CPU-s", flush=True)
 

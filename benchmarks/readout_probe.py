@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import torch.nn.functional as F
 
+    from chanmusic.core.ridge import ridge_weights
     from chanmusic.evaluation.metrics import Identification
-    from chanmusic.stages.encoder_init import load_encoder_weights
+    from chanmusic.stages.init_from import load_encoder_weights
     from datamodules.datamodule import NMEDDataModule
     from datamodules.windows import collate_batch
     from encoders.channel_oriented import ChannelOrientedEncoder
@@ -58,12 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     def ridge(X: torch.Tensor, Y: torch.Tensor, Xt: torch.Tensor, alpha: float) -> torch.Tensor:
         mu, sd = X.mean(0), X.std(0) + 1e-6
         X, Xt = (X - mu) / sd, (Xt - mu) / sd
-        ym, (n, d) = Y.mean(0), X.shape
-        if d > n:  # dual form
-            W = X.T @ torch.linalg.solve(X @ X.T + alpha * n * torch.eye(n, dtype=X.dtype), Y - ym)
-        else:
-            W = torch.linalg.solve(X.T @ X + alpha * n * torch.eye(d, dtype=X.dtype), X.T @ (Y - ym))
-        return (Xt @ W + ym).float()
+        ym, n = Y.mean(0), len(X)
+        return (Xt @ ridge_weights(X, Y - ym, alpha * n) + ym).float()
 
     data = {c: load(c) for c in ("none", "shift")}
     C, T = data["none"]["train"]["eeg"].shape[1:]

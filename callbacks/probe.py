@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 
+from chanmusic.core.ridge import ridge_weights
 from datamodules.windows import collate_batch
 from encoders.base import masked_mean
 
@@ -67,7 +68,7 @@ def ridge_accuracy(query: Tensor, q_labels: Tensor, q_groups: Tensor, bank: Tens
                    b_groups: Tensor, alpha: float = 1.0) -> float:
     """Linear-probe top-1 accuracy, other groups only: for each query group (subject) ``g``, a ridge regression
     from standardised features to one-hot labels is fitted on the bank rows of the other groups (closed form,
-    penalty ``alpha`` per row of the fit) and scores ``g``'s queries (``query [Q, D]``, ``bank [N, D]``)."""
+    ``chanmusic.core.ridge.ridge_weights``, penalty ``alpha`` per row of the fit) and scores ``g``'s queries (``query [Q, D]``, ``bank [N, D]``)."""
     classes, inv = torch.unique(torch.cat([b_labels, q_labels]), return_inverse=True)
     b_lab, q_lab = inv[: len(b_labels)], inv[len(b_labels):]
     correct = 0
@@ -80,7 +81,7 @@ def ridge_accuracy(query: Tensor, q_labels: Tensor, q_groups: Tensor, bank: Tens
         X = (X - mu) / sd
         Y = torch.nn.functional.one_hot(b_lab[fit], len(classes)).double()
         prior = Y.mean(0)  # the intercept (features are centred)
-        W = torch.linalg.solve(X.T @ X + alpha * len(X) * torch.eye(X.shape[1], dtype=X.dtype), X.T @ (Y - prior))
+        W = ridge_weights(X, Y - prior, alpha * len(X))
         pred = (((query[use].double() - mu) / sd) @ W + prior).argmax(1)
         correct += int((pred == q_lab[use]).sum())
     return correct / len(query)

@@ -24,6 +24,8 @@ from torch import Tensor, nn
 from encoders.base import EEGEncoder, EncoderOutput, masked_mean
 from chanmusic.core.checkpoints import CheckpointError, key_diff, load_strict, safe_load
 
+WHERE = "model.init_args.encoder.init_args"  #: where an adapter's settings sit in a stage config
+
 INPUT_UNITS = ("zscore", "uV", "mV", "V")
 ABSENT = ("remove", "zero")
 UV_PER_UNIT = {"uV": 1.0, "mV": 1e3, "V": 1e6}

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official, named_channels
+from encoders._foundation import WHERE, FoundationAdapter, channel_major, load_mapped, load_official, named_channels
 from encoders.braindecode_features import reve_positions
 from encoders.braindecode_table import resolve
 from encoders.channel_mapping import default_ch_names
 from chanmusic.core.electrodes import electrode_positions
+from chanmusic.core.renamed import renamed
 from encoders.pretrained_sources import check_config, resolve_pretrained
 
 # keyword arguments the adapter sets itself (from the data and the table), never through model_kwargs
@@ -68,7 +69,7 @@ class BraindecodeEncoder(FoundationAdapter):
 
     Output: ``tokens [B, N, D]``: channel-major ``C'·P`` tokens (REVE, EEG-DINO, PBT) or one token per patch
     (LUNA: channels merged by cross-attention); ``token_time`` = patch index; ``pooled`` = mean over present
-    tokens (``pooling="mean"``) or the model's summary token (``"cls"``: EEG-DINO global token, PBT CLS).
+    tokens (``readout="mean"``) or the model's summary token (``"cls"``: EEG-DINO global token, PBT CLS).
 
     Channel mask: ``"zero-fill"`` models get zeros for absent channels (their tokens still exist and are attended
     to, marked absent in ``token_mask``; ``pooled`` averages present tokens); LUNA *removes* them (left out of its
@@ -80,38 +81,46 @@ class BraindecodeEncoder(FoundationAdapter):
             (``"braindecode.models.REVE"``).
         model_kwargs: size arguments of the braindecode class (class defaults = official sizes); the signal
             arguments (``n_chans``, ``n_times``, ``sfreq``, ``chs_info``, ``n_outputs``) are set here.
-        pretrained: weights file (``.safetensors`` or a torch file holding a state dict, plain or under
-            ``pretrained_key``), braindecode folder or hub id (``encoders.pretrained_sources``; a folder's
+        init_from: published weights: a file (``.safetensors`` or a torch file holding a state dict, plain or under
+            ``init_from_key``), braindecode folder or hub id (``encoders.pretrained_sources``; a folder's
             ``config.json`` must match this size), loaded with ``weights_only=True``; braindecode's own renames
             (``Model.mapping``) are applied, pretraining decoders / heads listed in the table are dropped by name,
             and any other missing or unexpected key is an error naming it.
-        pretrained_key: entry holding the state dict (default ``"state_dict"`` if present, else the whole file).
-        pretrained_prefix: prefix stripped from checkpoint keys (e.g. ``"model."``).
+        init_from_key: entry holding the state dict (default ``"state_dict"`` if present, else the whole file).
+        init_from_prefix: prefix stripped from checkpoint keys (e.g. ``"model."``).
         input_units: ``"zscore"`` (data default), ``"uV"`` (``data.scaling: none``), ``"mV"``, ``"V"``.
         zscore_uv: µV per standard deviation for z-scored input to a µV model.
         window_zscore: force (True) or forbid (False) the per-window z-score (``None``: the table's choice).
         channel_set, vocab, max_angle, montage: electrode choice (see above; defaults from the table).
         patch_fit: ``"pad"`` or ``"crop"``.
-        pooling: ``"mean"`` or ``"cls"``.
+        readout: what ``pooled`` is: ``"mean"`` of the present tokens or the model's ``"cls"`` token.
         positions_file: REVE's position-bank JSON, to put electrodes in REVE's pretraining frame
             (``encoders.braindecode_features.reve_positions``); needed for meaningful pretrained REVE weights.
+        pretrained, pretrained_key, pretrained_prefix: deprecated names of init_from, init_from_key, init_from_prefix.
+        pooling: deprecated name of readout.
     """
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
-                 model: str, model_kwargs: dict | None = None, pretrained: str | None = None,
-                 pretrained_key: str | None = None, pretrained_prefix: str | None = None,
+                 model: str, model_kwargs: dict | None = None, init_from: str | None = None,
+                 init_from_key: str | None = None, init_from_prefix: str | None = None,
                  input_units: str = "zscore", zscore_uv: float = 10.0, window_zscore: bool | None = None,
                  channel_set: str | None = None, vocab: str | None = None, max_angle: float | None = None,
-                 montage: str = "GSN-HydroCel-129", patch_fit: str = "pad", pooling: str = "mean",
-                 positions_file: str | None = None):
+                 montage: str = "GSN-HydroCel-129", patch_fit: str = "pad", readout: str = "mean",
+                 positions_file: str | None = None, pretrained: str | None = None,
+                 pretrained_key: str | None = None, pretrained_prefix: str | None = None, pooling: str | None = None):
+        init_from = renamed(WHERE, "pretrained", "init_from", pretrained, init_from, None)
+        init_from_key = renamed(WHERE, "pretrained_key", "init_from_key", pretrained_key, init_from_key, None)
+        init_from_prefix = renamed(WHERE, "pretrained_prefix", "init_from_prefix", pretrained_prefix, init_from_prefix,
+                                   None)
+        readout = renamed(WHERE, "pooling", "readout", pooling, readout, "mean")
         spec = resolve(model)
         kwargs = dict(model_kwargs or {})
         clash = sorted(set(kwargs) & set(SIGNAL_KWARGS))
         if clash:
             raise ValueError(f"model_kwargs must not set {clash}: the adapter sets them from the data and the table")
-        if pooling not in ("mean", "cls") or (pooling == "cls" and not spec.has_cls):
+        if readout not in ("mean", "cls") or (readout == "cls" and not spec.has_cls):
             options = "'mean' or 'cls'" if spec.has_cls else "'mean'"
-            raise ValueError(f"pooling: {pooling!r} is not available for {spec.cls} (use {options})")
+            raise ValueError(f"readout: {readout!r} is not available for {spec.cls} (use {options})")
         channel_set = channel_set or spec.channel_set
         idx, _ = named_channels(ch_names, n_channels, vocab or spec.vocab, channel_set, montage, max_angle)
         if spec.max_channels is not None:
@@ -132,7 +141,7 @@ class BraindecodeEncoder(FoundationAdapter):
                          absent="zero")  # these models handle absent channels inside encode (see above)
         self.spec = spec
         self.model_name = spec.cls
-        self.pooling = pooling
+        self.readout = readout
         self.patch_step = size - overlap
         if self.patch_step <= 0:
             raise ValueError(f"{spec.cls}: patch overlap {overlap} must be smaller than the patch ({size})")
@@ -168,7 +177,7 @@ class BraindecodeEncoder(FoundationAdapter):
         self.embed_dim = int(spec.embed_dim(self.model))
 
         if spec.channels == "positions":
-            if pretrained and positions_file is None:
+            if init_from and positions_file is None:
                 warnings.warn(f"{spec.cls}: pretrained weights without positions_file — electrode positions are "
                               f"unit-sphere coordinates, not the model's pretraining frame", UserWarning)
             pos = torch.from_numpy(reve_positions(names, montage, positions_file))
@@ -188,9 +197,9 @@ class BraindecodeEncoder(FoundationAdapter):
             self.n_tokens = self.n_patches
             token_time = torch.arange(self.n_patches)
         self.register_buffer("token_time", token_time, persistent=False)
-        if pretrained:
-            self.load_pretrained(pretrained, pretrained_key, pretrained_prefix)
-            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
+        if init_from:
+            self.load_pretrained(init_from, init_from_key, init_from_prefix)
+            self.weights_source = str(init_from)  # lets a frozen-encoder run know it has weights to freeze
 
     # ---- weights -----------------------------------------------------------------------------------------
     def load_pretrained(self, path: str, key: str | None = None, prefix: str | None = None) -> None:
@@ -225,4 +234,4 @@ class BraindecodeEncoder(FoundationAdapter):
         if tokens.shape[1] != self.n_tokens:
             raise RuntimeError(f"{self.spec.cls} returned {tokens.shape[1]} tokens, expected {self.n_tokens}")
         mask = channel_major(present, self.n_patches) if self.spec.layout == "channel_major" else None
-        return tokens, self.token_time, mask, cls if self.pooling == "cls" else None
+        return tokens, self.token_time, mask, cls if self.readout == "cls" else None

@@ -54,7 +54,7 @@ class ModelSpec:
     vocab / channel_set: default electrode choice (``encoders._foundation.named_channels``).
     max_channels: ``(kwarg, default)`` bounding the number of channels (``None``: any number).
     embed_dim: token width of the built model.
-    has_cls: the model has a summary token usable as ``pooling="cls"``.
+    has_cls: the model has a summary token usable as ``readout="cls"``.
     unused_params: parameters the encoder path never uses (kept for strict loading, frozen so that no optimiser
         or DDP sees an unused trainable parameter).
     build_context: a context manager around the construction (e.g. to keep it offline).

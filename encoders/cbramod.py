@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official
+from encoders._foundation import WHERE, FoundationAdapter, channel_major, load_mapped, load_official
+from chanmusic.core.renamed import renamed
 from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
 
 # the pretraining patch-reconstruction head; the official fine-tuning code replaces it by nn.Identity()
@@ -50,7 +51,7 @@ class CBraModEncoder(FoundationAdapter):
     exemptions in the official ``finetune_trainer.py``; the encoder is one learning-rate group (``backbone``).
 
     Args:
-        pretrained: path of the official ``pretrained_weights.pth`` (plain state dict, braindecode names),
+        init_from: published weights: the official ``pretrained_weights.pth`` (plain state dict, braindecode names),
             loaded with ``weights_only=True``, or a braindecode ``CBraMod`` folder / hub id
             (``encoders.pretrained_sources``: ``config.json`` must match this size, its head is dropped);
             ``proj_out.*`` is dropped by name, any other missing or unexpected key is an error.
@@ -58,6 +59,7 @@ class CBraModEncoder(FoundationAdapter):
         n_layer, nhead, dim_feedforward: size (official: 12, 8, 800; width is fixed at 200).
         dropout: braindecode ``drop_prob`` (official 0.1).
         absent: ``"remove"`` (default) or ``"zero"``, see above.
+        pretrained: deprecated name of init_from.
     """
 
     model_sfreq = 200.0
@@ -65,11 +67,13 @@ class CBraModEncoder(FoundationAdapter):
     model_units_per_uv = 1.0 / 100.0
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
-                 pretrained: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
+                 init_from: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
                  channel_set: str = "all", montage: str = "GSN-HydroCel-129", patch_fit: str = "pad",
                  n_layer: int = 12, nhead: int = 8, dim_feedforward: int = 800, dropout: float = 0.1,
-                 absent: str = "remove"):
+                 absent: str = "remove", pretrained: str | None = None):
         from braindecode.models import CBraMod
+
+        init_from = renamed(WHERE, "pretrained", "init_from", pretrained, init_from, None)
 
         from encoders.channel_mapping import map_to_vocabulary, spatial_order
 
@@ -93,9 +97,9 @@ class CBraModEncoder(FoundationAdapter):
                                  dim_feedforward=dim_feedforward, drop_prob=dropout, return_encoder_output=True)
         self.model.proj_out = nn.Identity()
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(idx)), persistent=False)
-        if pretrained:
-            self.load_official(pretrained)
-            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
+        if init_from:
+            self.load_official(init_from)
+            self.weights_source = str(init_from)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official file, a braindecode folder or hub id (see class docstring)."""

@@ -25,66 +25,32 @@ CHANNEL_EMBEDDINGS = ("lookup", "position")
 
 
 class ChannelOrientedEncoder(EEGEncoder):
-    """Channel-wise tokens: one token per (electrode, time patch), CLS readout, channel-keeping token grid.
+    """Channel-wise tokens: one token per (electrode, time patch), a CLS token, a channel-keeping token grid.
 
-    Token for channel ``c``, patch ``p``::
-
-        Linear([x[c, pS:(p+1)S] , logbandpower(x[c, pS:(p+1)S])])  +  E_chan[channel_index[c]]  +  E_time[p]
-
-    The patch embedding is shared by all channels (the raw ``S`` samples, plus, with ``band_power``, the
-    log power in 1–4, 4–8, 8–13, 13–20, 20–30, 30–45 Hz, which lets tokens see induced responses —
-    calibration.md); ``E_chan`` is a learned lookup table over the ``n_channels`` electrodes
-    (``channel_embedding="lookup"``) or a function of each electrode's 3-D position
-    (``channel_embedding="position"``, :class:`encoders.channel_embedding.PositionChannelEmbedding`), and
-    ``E_time`` a learned table over ``max_time_patches`` patches (factorised, our choice; the authors' code
-    learns one joint channel×time table). A CLS token is prepended; pre-norm blocks with SDPA and a GELU
-    FFN; final LayerNorm.
-
-    **Channel mask = token removal.** Absent channels' tokens are left out of attention (key padding,
-    after packing each sample's present channels to the front so the compute scales with the present
-    count); their input values are never read (NaN-safe), and their outputs are exactly 0 and marked False
-    in ``token_mask``. Hence the output for a masked channel set equals the output for the same data with
-    those rows physically removed and ``channel_index`` naming the remaining rows (up to float rounding).
-
-    Shapes (``C'`` input rows, ``P = T // patch_size`` patches; samples beyond ``P·patch_size`` are dropped):
-
-    - ``eeg [B, C', T]``; ``channel_mask [B, C']`` bool (True = present) or ``None``;
-      ``channel_index [C']`` or ``[B, C']`` long (rows of the embedding table, default ``arange(n_channels)``).
-    - ``pooled [B, D]`` = CLS; ``tokens [B, C'·P, D]`` channel-major (token ``c·P + p``); ``token_time [C'·P]``
-      = ``p``; ``channel_attention [B, C']`` = last block's head-averaged CLS→token attention summed per
-      channel (CLS→CLS removed, renormalised to sum 1 over present channels, 0 at absent ones);
-      ``token_mask [B, C'·P]``.
-    - ``n_tokens = n_channels · (n_times // patch_size)``: the fixed grid of the full montage at the
-      configured window (what the ``tokens`` readout head needs).
-
-    **Other electrodes** (``channel_embedding="position"`` only): ``forward(eeg, mask, positions=[C', 3] or
-    [B, C', 3])`` runs on any electrodes with known positions (in the montage's units and frame), in any
-    order; :meth:`set_channels` switches the model's own montage (e.g. to a 10-20 cap, names looked up in MNE
-    ``standard_1005``). A ``tokens`` readout head stays tied to its training grid; pooled/mean heads are not.
-
-    Defaults are sized for a CPU (D 64, depth 2, 4 heads, patch 125 → 125 ch × 2 patches = 250 tokens for a
-    2-s window at 125 Hz). The authors' GPU setting is patch 50, D 512, depth 8, 16 heads (8-s pretraining
-    windows → 125 × 20 = 2,500 tokens), which needs a GPU. Keep ``attn_dropout`` 0 on CPU (a non-zero value
-    pushes SDPA onto a slow path).
+    A channel mask removes tokens (left out of attention, outputs exactly 0, ``token_mask`` False), so a masked
+    channel set gives the output of the same data with those electrodes physically absent. Token layout, shapes,
+    the channel embeddings and the CPU / GPU sizes: docs/model.md ("The encoder").
 
     Args:
-        n_channels, sfreq, n_times, ch_names: the data's facts (``encoders.base.EEGEncoder``).
-        embed_dim, depth, num_heads, mlp_ratio: transformer size.
-        patch_size: samples per time patch (S).
-        dropout: dropout after attention projection and in the FFN. attn_dropout: SDPA dropout.
-        band_power: add per-patch log band-power features to the patch embedding input.
-        channel_embedding: ``"lookup"`` (learned table indexed by channel) or ``"position"`` (computed from the
-            electrode positions: ``positions``, else ``ch_names`` in the MNE ``montage``).
-        montage: MNE standard montage that ``ch_names`` are looked up in (``"position"`` only).
-        positions: ``[n_channels, 3]`` electrode positions, instead of looking names up (``"position"`` only).
-        max_time_patches: size of the time-embedding table (default ``n_times // patch_size``); larger lets
-            the same weights run longer windows. Shorter inputs (e.g. local crops) use its first rows.
-        channel_gain: a learned vector per electrode multiplying its output tokens feature-wise, after the final
-            norm (lookup embedding only; :class:`encoders.token_gain.TokenGain`). A readout that averages tokens
-            then computes ``embed_dim`` signed spatial filters instead of a plain average over electrodes, which
-            cancels on average-referenced EEG; removed electrodes still contribute nothing.
-        channel_gain_std: the gains start at ``1 + std·N(0, 1)`` (0: all ones).
+        n_channels: electrodes of the full montage (linked from the data).
+        sfreq: sampling rate in Hz (linked from the data).
+        n_times: samples per window (linked from the data).
+        ch_names: electrode names (linked from the data).
+        embed_dim: token width D.
+        depth: transformer blocks.
+        num_heads: attention heads.
+        patch_size: samples per time patch S.
+        mlp_ratio: FFN width as a multiple of D.
+        dropout: dropout after the attention projection and in the FFN.
+        attn_dropout: SDPA dropout (keep 0 on CPU: a non-zero value is a slow path).
+        band_power: add per-patch log band power (1–4, 4–8, 8–13, 13–20, 20–30, 30–45 Hz) to the patch input.
+        channel_embedding: ``lookup`` (a learned table per electrode) or ``position`` (from 3-D positions).
+        max_time_patches: rows of the time-embedding table (default n_times // patch_size; more: longer windows).
+        channel_gain: a learned gain per electrode on the output tokens (``encoders.token_gain``; lookup only).
+        channel_gain_std: the gains start at 1 + std·N(0, 1) (0: all ones).
         channel_gain_lr_scale: the gains learn this many times faster than the other weights.
+        montage: MNE montage the names are looked up in (``position`` only).
+        positions: ``[n_channels, 3]`` electrode positions instead of looking names up (``position`` only).
     """
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None,

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from encoders._foundation import FoundationAdapter, load_mapped, load_official, named_channels
+from encoders._foundation import WHERE, FoundationAdapter, load_mapped, load_official, named_channels
+from chanmusic.core.renamed import renamed
 from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
 from chanmusic.core.checkpoints import CheckpointError
 
@@ -68,7 +69,7 @@ class EEGPTEncoder(FoundationAdapter):
     whose extra rows no mapped name uses).
 
     Args:
-        pretrained: path of the official ``eegpt_mcae_58chs_4s_large4E.ckpt`` (Lightning: ``state_dict``,
+        init_from: published weights: the official ``eegpt_mcae_58chs_4s_large4E.ckpt`` (Lightning: ``state_dict``,
             encoder under ``target_encoder.*``), loaded with ``weights_only=True`` through
             :func:`eegpt_official_to_braindecode`, or a braindecode ``EEGPT`` folder / hub id
             (``encoders.pretrained_sources``: ``config.json`` must match this size; head, channel projection and
@@ -81,6 +82,7 @@ class EEGPTEncoder(FoundationAdapter):
             512); a narrower demo model keeps the official per-layer gain with ``0.02 * sqrt(512 / embed_dim)``.
             Irrelevant once weights are loaded.
         absent: ``"remove"`` (default) or ``"zero"``, see above.
+        pretrained: deprecated name of init_from.
     """
 
     model_sfreq = 256.0
@@ -88,12 +90,15 @@ class EEGPTEncoder(FoundationAdapter):
     model_units_per_uv = 1.0 / 1000.0
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
-                 pretrained: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
+                 init_from: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
                  channel_set: str = "all", max_angle: float | None = None, montage: str = "GSN-HydroCel-129",
                  patch_fit: str = "pad", average_reference: bool = True, embed_dim: int = 512, embed_num: int = 4,
                  depth: int = 8, num_heads: int = 8, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 dropout: float = 0.0, attn_dropout: float = 0.0, init_std: float = 0.02, absent: str = "remove"):
+                 dropout: float = 0.0, attn_dropout: float = 0.0, init_std: float = 0.02, absent: str = "remove",
+                 pretrained: str | None = None):
         from braindecode.models import EEGPT
+
+        init_from = renamed(WHERE, "pretrained", "init_from", pretrained, init_from, None)
         from braindecode.models.eegpt import CHANNEL_DICT
 
         idx, names = named_channels(ch_names, n_channels, "eegpt", channel_set, montage, max_angle)
@@ -118,9 +123,9 @@ class EEGPTEncoder(FoundationAdapter):
         if int(self.model.chans_id.max()) >= len(CHANNEL_DICT):
             raise ValueError("an input channel fell back to a sequential EEGPT id; check the channel mapping")
         self.register_buffer("token_time", torch.arange(self.n_patches), persistent=False)
-        if pretrained:
-            self.load_official(pretrained)
-            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
+        if init_from:
+            self.load_official(init_from)
+            self.weights_source = str(init_from)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from encoders._foundation import FoundationAdapter, channel_major, load_mapped, load_official, named_channels
+from encoders._foundation import WHERE, FoundationAdapter, channel_major, load_mapped, load_official, named_channels
+from chanmusic.core.renamed import renamed
 from encoders.pretrained_sources import BRAINDECODE_HEADS, check_config, drop_prefixed, resolve_pretrained
 from chanmusic.core.checkpoints import CheckpointError
 
@@ -80,7 +81,7 @@ class LaBraMEncoder(FoundationAdapter):
 
     Output: ``tokens [B, C'·P, D]`` channel-major (channel ``c``, patch ``p`` at ``c·P + p``) after the final
     LayerNorm, ``token_time [C'·P]`` = patch index, ``pooled`` = mean over present tokens
-    (``pooling="mean"``) or the CLS token (``"cls"``).
+    (``readout="mean"``) or the CLS token (``"cls"``).
 
     Channel mask: LaBraM builds one token per channel and patch and names each channel by its position
     embedding, so an absent channel is **left out** (``absent="remove"``, default): the model runs on the present
@@ -95,7 +96,7 @@ class LaBraMEncoder(FoundationAdapter):
     official ``no_weight_decay()`` (``modeling_finetune.py``: ``pos_embed``, ``cls_token``, ``time_embed``).
 
     Args:
-        pretrained: path of the official ``labram-base.pth`` (``ckpt["model"]``, keys ``student.*``), loaded
+        init_from: published weights: the official ``labram-base.pth`` (``ckpt["model"]``, keys ``student.*``), loaded
             with ``weights_only=True`` through our key mapping (:func:`labram_official_to_braindecode`), or a
             braindecode ``Labram`` folder / hub id (``encoders.pretrained_sources``: its ``config.json`` must
             match this size, its head is dropped); any missing or unexpected key is an error.
@@ -110,6 +111,9 @@ class LaBraMEncoder(FoundationAdapter):
         num_layers, num_heads, mlp_ratio: transformer size (official base: 12, 10, 4).
         drop_path, dropout, attn_dropout: regularisation (braindecode names ``*_prob``).
         absent: ``"remove"`` (default) or ``"zero"``, see above.
+        readout: what ``pooled`` is: ``"mean"`` of the present tokens or the ``"cls"`` token.
+        pretrained: deprecated name of init_from.
+        pooling: deprecated name of readout.
     """
 
     model_sfreq = 200.0
@@ -117,22 +121,26 @@ class LaBraMEncoder(FoundationAdapter):
     model_units_per_uv = 1.0 / 100.0
 
     def __init__(self, n_channels: int, sfreq: float, n_times: int, ch_names: Sequence[str] | None = None, *,
-                 pretrained: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
+                 init_from: str | None = None, input_units: str = "zscore", zscore_uv: float = 10.0,
                  channel_set: str = "all", max_angle: float | None = None, montage: str = "GSN-HydroCel-129",
-                 patch_fit: str = "pad", pooling: str = "mean", embed_dim: int = 200, num_layers: int = 12,
+                 patch_fit: str = "pad", readout: str = "mean", embed_dim: int = 200, num_layers: int = 12,
                  num_heads: int = 10, mlp_ratio: float = 4.0, drop_path: float = 0.0, dropout: float = 0.0,
-                 attn_dropout: float = 0.0, absent: str = "remove"):
+                 attn_dropout: float = 0.0, absent: str = "remove", pretrained: str | None = None,
+                 pooling: str | None = None):
         from braindecode.models import Labram
+
+        init_from = renamed(WHERE, "pretrained", "init_from", pretrained, init_from, None)
+        readout = renamed(WHERE, "pooling", "readout", pooling, readout, "mean")
 
         idx, names = named_channels(ch_names, n_channels, "labram", channel_set, montage, max_angle)
         super().__init__(n_channels, sfreq, n_times, ch_names, idx, input_units, zscore_uv, patch_fit, absent)
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling: {pooling!r} is not 'mean' or 'cls'")
+        if readout not in ("mean", "cls"):
+            raise ValueError(f"readout: {readout!r} is not 'mean' or 'cls'")
         per_step = self.patch_size // 8  # the temporal conv (stride 8) leaves 25 steps per patch
         if embed_dim % per_step or (embed_dim // per_step) % 4:
             raise ValueError(f"embed_dim must be a multiple of {4 * per_step} (conv channels x {per_step}), got {embed_dim}")
         self.model_ch_names = names
-        self.pooling = pooling
+        self.readout = readout
         self.n_lr_layers = num_layers
         self.embed_dim = embed_dim
         self.n_tokens = len(names) * self.n_patches
@@ -147,9 +155,9 @@ class LaBraMEncoder(FoundationAdapter):
         if self.model.embed_dim != embed_dim:
             raise ValueError(f"Labram built embed_dim {self.model.embed_dim}, expected {embed_dim}")
         self.register_buffer("token_time", torch.arange(self.n_patches).repeat(len(names)), persistent=False)
-        if pretrained:
-            self.load_official(pretrained)
-            self.weights_source = str(pretrained)  # lets a frozen-encoder run know it has weights to freeze
+        if init_from:
+            self.load_official(init_from)
+            self.weights_source = str(init_from)  # lets a frozen-encoder run know it has weights to freeze
 
     def load_official(self, path: str) -> None:
         """Load pretrained weights: the official checkpoint, a braindecode folder or hub id (see class docstring)."""
@@ -163,7 +171,7 @@ class LaBraMEncoder(FoundationAdapter):
 
     def encode(self, x: Tensor, present: Tensor | None):
         out = self.model(x, return_features=True, ch_names=self.model_ch_names)
-        cls = out["cls_token"] if self.pooling == "cls" else None
+        cls = out["cls_token"] if self.readout == "cls" else None
         return out["features"], self.token_time, channel_major(present, self.n_patches), cls
 
     def encode_subset(self, x: Tensor, kept: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -172,7 +180,7 @@ class LaBraMEncoder(FoundationAdapter):
         b, d = x.shape[0], out["features"].shape[-1]
         grid = out["features"].new_zeros(b, self.n_model_channels, self.n_patches, d)
         grid = grid.index_copy(1, kept, out["features"].reshape(b, len(names), self.n_patches, d))
-        return grid.flatten(1, 2), out["cls_token"] if self.pooling == "cls" else None
+        return grid.flatten(1, 2), out["cls_token"] if self.readout == "cls" else None
 
     def lr_layer_id(self, name: str) -> int:
         """Official ``get_num_layer_for_vit`` (LaBraM ``optim_factory.py``) on the official name of ``name``:

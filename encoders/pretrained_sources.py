@@ -1,4 +1,4 @@
-"""Where an encoder's ``pretrained:`` weights come from: an official release file, a local braindecode folder, or a
+"""Where an encoder's ``init_from:`` (published weights) comes from: an official release file, a local braindecode folder, or a
 braindecode hub id — one resolver for every foundation encoder.
 
 - **a file** (``labram-base.pth``, ``eegpt_mcae_58chs_4s_large4E.ckpt``, ``pretrained_weights.pth``, a
@@ -31,7 +31,7 @@ from chanmusic.core.checkpoints import CheckpointError
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 #: the classification head every braindecode model has under this name (the encoders have none)
 BRAINDECODE_HEADS = ("final_layer.",)
-#: suffixes that make a missing ``pretrained:`` a missing file rather than a hub id
+#: suffixes that make a missing ``init_from:`` a missing file rather than a hub id
 FILE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
@@ -47,7 +47,7 @@ CONFIG_NOT_ARCHITECTURE = frozenset({
 
 @dataclass(frozen=True)
 class WeightsSource:
-    """A resolved ``pretrained:`` value.
+    """A resolved ``init_from:`` value.
 
     spec: what the user wrote. file: the weights file to read. layout: ``"file"`` (a file as released) or
     ``"braindecode"`` (a ``save_pretrained`` folder, braindecode names). config: that folder's ``config.json``
@@ -70,7 +70,7 @@ def resolve_pretrained(spec: str) -> WeightsSource:
     if path.is_dir():
         return _folder(spec, path, str(path))
     if path.suffix in FILE_SUFFIXES or spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
-        raise CheckpointError(f"pretrained: {spec!r} not found — give an official weights file, a braindecode "
+        raise CheckpointError(f"init_from: {spec!r} not found — give an official weights file, a braindecode "
                               f"folder (config.json + model.safetensors) or a hub id such as "
                               f"braindecode/labram-pretrained")
     return _hub(spec)
@@ -80,7 +80,7 @@ def _folder(spec: str, path: Path, where: str) -> WeightsSource:
     files = [path / f for f in WEIGHT_FILES if (path / f).is_file()]
     if not files:
         present = sorted(p.name for p in path.iterdir())[:8]
-        raise CheckpointError(f"pretrained: {path}: not a braindecode folder (no {' or '.join(WEIGHT_FILES)}; "
+        raise CheckpointError(f"init_from: {path}: not a braindecode folder (no {' or '.join(WEIGHT_FILES)}; "
                               f"found {present}) — pass the weights file itself, or a folder written by "
                               f"braindecode's save_pretrained")
     return WeightsSource(spec, files[0], "braindecode", _read_config(path / "config.json"), where)
@@ -118,16 +118,16 @@ def _hub(spec: str) -> WeightsSource:
             return None
         except Exception as e:  # unknown repo, no network, gated repo, bad revision, ...
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise CheckpointError(f"pretrained: {spec!r} is not a file or folder here and the hub repo could not be "
+            raise CheckpointError(f"init_from: {spec!r} is not a file or folder here and the hub repo could not be "
                                   f"read ({type(e).__name__}: {first}) — {fix}") from e
 
     not_cached: list[str] = []
     weights = next((w for w in map(fetch, WEIGHT_FILES) if w is not None), None)
     if weights is None:
         if not_cached:
-            raise CheckpointError(f"pretrained: {spec!r} is not a file or folder here, and not in the local Hugging "
+            raise CheckpointError(f"init_from: {spec!r} is not a file or folder here, and not in the local Hugging "
                                   f"Face cache (offline) — {fix}")
-        raise CheckpointError(f"pretrained: hub repo {repo!r} has none of {', '.join(WEIGHT_FILES)} — is it a "
+        raise CheckpointError(f"init_from: hub repo {repo!r} has none of {', '.join(WEIGHT_FILES)} — is it a "
                               f"braindecode model repo?")
     config = fetch("config.json")
     return WeightsSource(spec, weights, "braindecode", _read_config(config) if config else None,

@@ -55,14 +55,15 @@ def _hp_diff(a, b):
 
 
 def _params(m):
-    return {n: (tuple(p.shape), p.requires_grad) for n, p in m.named_parameters()}
+    """The aligned model's tensors by their checkpoint names (``encoder.*``, ``head.*``, ``logit_scale``)."""
+    return {n: (tuple(p.shape), p.requires_grad) for n, p in m.aligned.named_parameters()}
 
 
 @pytest.fixture(scope="module")
 def full(pretrained, tmp_path_factory):
     row = _row("channel_oriented")
     assert row["pretrain"] == ["pretrain/channel_oriented.yaml"]
-    return _build(tmp_path_factory.mktemp("full"), row["configs"], "--model.init_args.init_encoder_from",
+    return _build(tmp_path_factory.mktemp("full"), row["configs"], "--model.init_args.init_from",
                   str(pretrained[0]))
 
 
@@ -71,7 +72,7 @@ def ablation(name, pretrained, tmp):
     pre = row.get("pretrain")
     if pre and pre != _row("channel_oriented")["pretrain"]:  # the row pretrains its own encoder
         pretrained = pretrain_ckpt(tmp, pre)
-    extra = ["--model.init_args.init_encoder_from", str(pretrained[0])] if pre else []
+    extra = ["--model.init_args.init_from", str(pretrained[0])] if pre else []
     return _build(tmp, row["configs"], *extra)
 
 
@@ -79,7 +80,7 @@ def test_full_model_is_what_the_docs_say(full, pretrained):
     hp = full.hparams
     assert (hp.head, hp.readout, hp.channel_dropout, hp.channel_dropout_mode) == ("temporal", "cls+tokens", 0.2,
                                                                                      "cluster")
-    assert hp.init_encoder_weights == "teacher" and full.encoder.n_tokens == 125 * 2
+    assert hp.init_from_encoder == "teacher" and full.encoder.n_tokens == 125 * 2
     teacher = pretrained[1].teacher_encoder.state_dict()
     own = full.encoder.state_dict()
     assert set(own) - set(teacher) == {"channel_gain.weight"}  # alignment-only: pretraining reads the CLS
@@ -91,7 +92,7 @@ def test_full_model_is_what_the_docs_say(full, pretrained):
 
 def test_no_pretraining(full, pretrained, tmp_path):
     m = ablation("no_pretraining", pretrained, tmp_path)
-    assert _hp_diff(full, m) == {"init_encoder_from"} and m.hparams.init_encoder_from is None
+    assert _hp_diff(full, m) == {"init_from"} and m.hparams.init_from is None
     assert _params(m) == _params(full)
     assert not torch.equal(m.encoder.patch_embed.weight, full.encoder.patch_embed.weight)
 
@@ -99,7 +100,7 @@ def test_no_pretraining(full, pretrained, tmp_path):
 def test_block_tokens(full, pretrained, tmp_path):
     m = ablation("block_tokens", pretrained, tmp_path)
     # the head, readout, dropout, optimiser: all the same; the encoder comes from its own pretraining run ...
-    assert _hp_diff(full, m) == {"init_encoder_from"} and m.hparams.init_encoder_from
+    assert _hp_diff(full, m) == {"init_from"} and m.hparams.init_from
     (tmp_path / "again").mkdir()
     pre_blk = pretrain_ckpt(tmp_path / "again", _row("block_tokens")["pretrain"])[1]
     assert _hp_diff(pretrained[1], pre_blk) == set()  # ... with the same pretraining settings
@@ -157,4 +158,4 @@ def test_freezing_without_weights_is_an_error(tmp_path, capsys):
         with pytest.raises((ValueError, SystemExit)) as e:
             main(args + ["--data.root", str(tmp_path)])
         text = str(e.value) + capsys.readouterr().err
-        assert "model.freeze_encoder: true with no weights to freeze" in text and "init_encoder_from CKPT" in text
+        assert "model.freeze_encoder: true with no weights to freeze" in text and "init_from CKPT" in text

@@ -134,7 +134,7 @@ def test_official_checkpoint_loads_every_key_and_matches_braindecode(name, tmp_p
     enc = build(name)
     ckpt, key, _, n_ignored, run = REFERENCES[name](enc)
     path = _write(ckpt, key, tmp_path / "official.pth")
-    loaded = build(name, pretrained=path).eval()
+    loaded = build(name, init_from=path).eval()
     sd = ckpt[key] if key else ckpt
     # every official key is either loaded or one of the documented pretraining-only keys
     assert len(loaded.model.state_dict() if name != "eegpt" else loaded.model.target_encoder.state_dict()) \
@@ -154,7 +154,7 @@ def test_renamed_official_key_fails_naming_it(name, tmp_path):
     ckpt, key, victim, _, _ = REFERENCES[name](enc)
     path = _write(ckpt, key, tmp_path / "renamed.pth", rename=(victim, victim + "_renamed"))
     with pytest.raises(CheckpointError) as err:
-        build(name, pretrained=path)
+        build(name, init_from=path)
     assert victim + "_renamed" in str(err.value)
     assert "missing" in str(err.value) and "unexpected" in str(err.value)
 
@@ -168,9 +168,9 @@ def test_arbitrary_pickle_is_refused(name, tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"model": {"w": torch.zeros(1)}, "payload": _Arbitrary()}, path)
     with pytest.raises(CheckpointError, match="refused"):
-        build(name, pretrained=str(path))
+        build(name, init_from=str(path))
     with pytest.raises(CheckpointError, match="not found"):
-        build(name, pretrained=str(tmp_path / "absent.pth"))
+        build(name, init_from=str(tmp_path / "absent.pth"))
 
 
 def test_labram_window_longer_than_official_time_table_is_refused(tmp_path):
@@ -179,7 +179,7 @@ def test_labram_window_longer_than_official_time_table_is_refused(tmp_path):
     ckpt["model"]["student.time_embed"] = ckpt["model"]["student.time_embed"][:, :2]
     path = _write(ckpt, key, tmp_path / "short.pth")
     with pytest.raises(CheckpointError, match="time_embed"):
-        build("labram", pretrained=path)
+        build("labram", init_from=path)
 
 
 # ---- shapes, masks, rates, units -----------------------------------------------------------------

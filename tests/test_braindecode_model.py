@@ -171,13 +171,13 @@ def test_units_clip_and_zscore():
     torch.testing.assert_close(luna.prepare(x)[0], luna.prepare(x * 1e3)[0], atol=1e-4, rtol=1e-4)
 
 
-def test_pooling_cls_and_bad_arguments():
+def test_readout_cls_and_bad_arguments():
     for name in ("EEGDINO", "PBT"):
-        enc = build(name, pooling="cls")
+        enc = build(name, readout="cls")
         out = enc(torch.randn(2, C, N_TIMES))
         assert not torch.allclose(out.pooled, out.tokens.mean(1))
-    with pytest.raises(ValueError, match="pooling"):
-        build("REVE", pooling="cls")
+    with pytest.raises(ValueError, match="readout"):
+        build("REVE", readout="cls")
     with pytest.raises(ValueError, match="at most 19 channels"):
         build("EEGDINO", channel_set="all")
     with pytest.raises(ValueError, match="must not set"):
@@ -226,7 +226,7 @@ def test_local_weights_load_strictly(name, tmp_path):
         path = tmp_path / "weights.ckpt"
         torch.save({"state_dict": {"model." + k: v for k, v in sd.items()}, "epoch": 3}, path)
     kw = {} if name == "LUNA" else {"pretrained_prefix": "model."}
-    dst = build(name, pretrained=str(path), **kw)
+    dst = build(name, init_from=str(path), **kw)
     x, m = torch.randn(2, C, N_TIMES), _mask()[:2]
     with torch.no_grad():
         torch.testing.assert_close(dst(x, m).tokens, src(x, m).tokens)
@@ -239,7 +239,7 @@ def test_local_weights_load_strictly(name, tmp_path):
     path2 = tmp_path / "bad.ckpt"
     torch.save(bad, path2)
     with pytest.raises(CheckpointError) as e:
-        build(name, pretrained=str(path2))
+        build(name, init_from=str(path2))
     assert key + "_renamed" in str(e.value) and key in str(e.value).replace(key + "_renamed", "")
 
 
@@ -247,7 +247,7 @@ def test_arbitrary_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {"cls_token": _Evil()}}, path)  # an object where a tensor should be
     with pytest.raises(CheckpointError, match="refused to load"):
-        build("PBT", pretrained=str(path))
+        build("PBT", init_from=str(path))
 
 
 class _Evil:

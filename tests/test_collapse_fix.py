@@ -74,15 +74,15 @@ def _trained_spread(name: str, head: str | None = None, steps: int = 20) -> floa
     torch.manual_seed(0)
     recipe = yaml.safe_load(open(f"experiments/encoders/{name}_recipe.yaml"))["model"]["init_args"]
     demo = yaml.safe_load(open(f"experiments/encoders/{name}.yaml"))["model"]["init_args"]["encoder"]["init_args"]
-    kw = {k: v for k, v in {**demo, **recipe["encoder"]["init_args"]}.items() if k != "pretrained"}
+    kw = {k: v for k, v in {**demo, **recipe["encoder"]["init_args"]}.items() if k != "init_from"}
     enc = {"eegpt": EEGPTEncoder, "cbramod": CBraModEncoder}[name](C, SFREQ, N_TIMES, list(NMED_CH_NAMES), **kw)
     m = AlignModule(enc, head=head or recipe["head"], head_queries=recipe["head_queries"])
     lr = recipe["recipe"].get("encoder_lr") or recipe["lr"], recipe["recipe"].get("head_lr") or recipe["lr"]
     opt = torch.optim.AdamW([{"params": m.encoder.parameters(), "lr": lr[0]},
-                             {"params": [*m.head.parameters(), m.logit_scale], "lr": lr[1]}],
+                             {"params": [*m.head.parameters(), m.aligned.logit_scale], "lr": lr[1]}],
                             weight_decay=recipe["weight_decay"])
     for step in range(steps):
-        loss, _ = m._step(_songs(24, step), train=True)
+        loss, _, _ = m._step(_songs(24, step), train=True)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -125,6 +125,6 @@ def test_reconstruction_rebuilds_the_aligned_head_with_its_maps(tmp_path):
     torch.save({"state_dict": aligned.state_dict(), "hyper_parameters": dict(aligned.hparams)}, path)
     rec = ReconstructModule(CBraModEncoder(C, SFREQ, N_TIMES, list(NMED_CH_NAMES), channel_set="nearest", n_layer=1,
                                            nhead=4, dim_feedforward=64),
-                            align_checkpoint=str(path), encoder_source="config")
+                            init_from=str(path), encoder_source="config")
     assert rec.head.readout == "cls+tokens" and rec.head.weight.shape == (3, enc.n_tokens + 1)
     assert torch.equal(rec.head.weight, aligned.head.weight)

@@ -75,12 +75,12 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     pre_calls = [c for c in fake["calls"]() if "_pretrain" in c["dir"]]
     assert len(pre_calls) == 2
     align = [c for c in fake["calls"]() if "/runs/pre/" in c["dir"] and c["dir"].endswith("align")]
-    assert len(align) == 4 and all("--model.init_args.init_encoder_from" in c["args"] for c in align)
+    assert len(align) == 4 and all("--model.init_args.init_from" in c["args"] for c in align)
     # the reconstruction step: test + predict (nothing trained) on the aligned run's selected checkpoint
     recon = [c for c in fake["calls"]() if c["dir"].endswith("reconstruct")]
     assert len(recon) == 4 and all(c["commands"] == ["test", "predict"] for c in recon)
     for c in recon:
-        i = c["args"].index("--model.init_args.align_checkpoint")
+        i = c["args"].index("--model.init_args.init_from")
         assert c["args"][i + 1] == str(Path(c["dir"]).parent / "align" / "checkpoints" / "best.ckpt")
     st = read_status(out / "runs" / "pre" / "seed0" / "music")
     assert set(st["steps"]) == {"pretrain", "align", "reconstruct"}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from chanmusic.modules.vqnsp import NormEMAQuantizer, spectral_targets
-from chanmusic.stages.encoder_init import load_encoder_weights
+from chanmusic.stages.init_from import load_encoder_weights
 from chanmusic.stages.labram_pretrain import LabramPretrainModule
 from encoders.labram import LaBraMEncoder
 from chanmusic.core.electrodes import NMED_CH_NAMES

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks.teacher import CollapseMonitor
+from callbacks.collapse_monitor import CollapseMonitor
 from chanmusic.modules.channel_dropout import drop_channels
 from chanmusic.modules.views import MultiCropEEG, gaussian_noise, temporal_crop
 from chanmusic.modules.losses import dino_loss
@@ -32,7 +32,7 @@ def toy_eeg(n=256, seed=0):
 def tiny_module(**kw):
     torch.manual_seed(0)
     enc = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=32, depth=1, num_heads=2, patch_size=16)
-    args = dict(out_dim=64, head_hidden_dim=64, bottleneck_dim=16, n_global=2, n_local=2, student_channel_drop=0.25,
+    args = dict(out_dim=64, head_hidden_dim=64, bottleneck_dim=16, n_global=2, n_local=2, channel_dropout=0.25,
                 lr=5e-4, momentum_start=0.996)
     args.update(kw)
     return PretrainModule(enc, **args)
@@ -60,7 +60,7 @@ def test_crops_noise_and_subsets_follow_their_sizes():
     sub = drop_channels(mask, 0.3, g)
     assert torch.all((~sub).sum(1) == 1 + 6) and not bool(sub[:, 0].any())
 
-    m = tiny_module(student_channel_drop=0.5)
+    m = tiny_module(channel_dropout=0.5)
     assert m.global_len == T and m.local_len == 32  # half the window, a multiple of the patch
     assert torch.all((~m.drop(torch.ones(4, C, dtype=torch.bool))).sum(1) == 4)
 
@@ -153,7 +153,7 @@ def test_lightning_fit_writes_a_checkpoint_that_align_loads(tmp_path):
     import lightning as L
 
     from chanmusic.stages.align import AlignModule
-    from chanmusic.stages.encoder_init import load_encoder_weights, safe_load
+    from chanmusic.stages.init_from import load_encoder_weights, safe_load
 
     m = tiny_module(warmup_steps=2)
     x = toy_eeg(64)
@@ -176,8 +176,8 @@ def test_lightning_fit_writes_a_checkpoint_that_align_loads(tmp_path):
     for k, v in fresh.state_dict().items():
         torch.testing.assert_close(v, m.teacher_encoder.state_dict()[k])
     enc2 = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=32, depth=1, num_heads=2, patch_size=16)
-    align = AlignModule(enc2, clap_dim=16, head="temporal", head_hidden=4, init_encoder_from=str(last),
-                        init_encoder_weights="student")
+    align = AlignModule(enc2, clap_dim=16, head="temporal", head_hidden=4, init_from=str(last),
+                        init_from_encoder="student")
     torch.testing.assert_close(align.encoder.patch_embed.weight, m.encoder.patch_embed.weight)
     assert not torch.equal(m.encoder.patch_embed.weight, m.teacher_encoder.patch_embed.weight)
 

@@ -1,4 +1,4 @@
-"""``pretrained:`` from everywhere users keep weights (encoders.pretrained_sources): braindecode folders written by
+"""``init_from:`` (published weights) from everywhere users keep weights (encoders.pretrained_sources): braindecode folders written by
 braindecode's own ``save_pretrained``, the same folder as a hub id in the Hugging Face cache (``HF_HUB_OFFLINE=1``),
 strict keys on every path (where braindecode's ``from_pretrained`` drops mismatched keys silently), and the
 architecture in ``config.json`` checked. Tiny models, CPU; the official-file layouts are in test_baselines.py.
@@ -80,7 +80,7 @@ def test_braindecode_folder_loads_strictly_and_matches_braindecode(name, tmp_pat
     enc = build(name)
     saved = braindecode_model(name, enc)
     folder = save_folder(saved, tmp_path / "bd")
-    loaded = build(name, pretrained=str(folder)).eval()
+    loaded = build(name, init_from=str(folder)).eval()
     eeg = torch.randn(2, C, N_TIMES)
     with torch.no_grad():
         x, _ = loaded.prepare(eeg)
@@ -90,7 +90,7 @@ def test_braindecode_folder_loads_strictly_and_matches_braindecode(name, tmp_pat
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     # pytorch_model.bin alone (the other file save_pretrained writes) gives the same weights
     (folder / "model.safetensors").unlink()
-    again = build(name, pretrained=str(folder))
+    again = build(name, init_from=str(folder))
     for k, v in loaded.model.state_dict().items():
         assert torch.equal(v, again.model.state_dict()[k]), k
 
@@ -102,7 +102,7 @@ def test_eegpt_braindecode_folder(tmp_path):
     saved = braindecode_model("eegpt", enc)
     assert any(k.startswith("chan_proj.") for k in saved.state_dict())
     folder = save_folder(saved, tmp_path / "bd")
-    loaded = build("eegpt", pretrained=str(folder))
+    loaded = build("eegpt", init_from=str(folder))
     file = load_file(str(folder / "model.safetensors"))
     ours = loaded.model.target_encoder.state_dict()
     assert set(ours) == {k[len("target_encoder."):] for k in file if k.startswith("target_encoder.")}
@@ -116,7 +116,7 @@ def test_eegpt_braindecode_folder_without_channel_projection(tmp_path):
     enc = build("eegpt")
     saved = braindecode_model("eegpt", enc, chan_proj_type="none", patch_stride=None)
     assert saved.target_encoder.chan_embed.num_embeddings == enc.n_model_channels > 62
-    loaded = build("eegpt", pretrained=str(save_folder(saved, tmp_path / "bd"))).eval()
+    loaded = build("eegpt", init_from=str(save_folder(saved, tmp_path / "bd"))).eval()
     eeg = torch.randn(2, C, N_TIMES)
     with torch.no_grad():
         x, _ = loaded.prepare(eeg)
@@ -129,7 +129,7 @@ def test_labram_longer_saved_window_is_sliced(tmp_path):
     enc = build("labram")  # 2 patches
     saved = braindecode_model("labram", enc, n_times=1600)  # a braindecode Labram for 8-s windows: 9 time rows
     folder = save_folder(saved, tmp_path / "bd")
-    loaded = build("labram", pretrained=str(folder))
+    loaded = build("labram", init_from=str(folder))
     te = saved.state_dict()["temporal_embedding"]
     assert te.shape[1] == 9
     assert torch.equal(loaded.model.temporal_embedding, te[:, : enc.n_patches + 1])
@@ -146,7 +146,7 @@ def test_braindecode_folder_renamed_key_fails_where_from_pretrained_is_silent(na
     save_file(sd, str(folder / "model.safetensors"))
     (folder / "pytorch_model.bin").unlink()
     with pytest.raises(CheckpointError) as err:
-        build(name, pretrained=str(folder))
+        build(name, init_from=str(folder))
     msg = str(err.value)
     assert victim.split("target_encoder.")[-1] in msg and victim + "_renamed" in msg
     assert "missing" in msg and "unexpected" in msg
@@ -163,16 +163,16 @@ def test_config_with_another_architecture_is_refused(tmp_path):
     enc = build("labram")
     folder = save_folder(braindecode_model("labram", enc, num_heads=2), tmp_path / "bd")
     with pytest.raises(CheckpointError, match=r"num_heads=2 \(this encoder: 4\)"):
-        build("labram", pretrained=str(folder))
+        build("labram", init_from=str(folder))
 
 
 def test_unusable_sources_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("x")
     with pytest.raises(CheckpointError, match=r"not a braindecode folder .*notes\.txt"):
-        build("cbramod", pretrained=str(tmp_path / "empty"))
+        build("cbramod", init_from=str(tmp_path / "empty"))
     with pytest.raises(CheckpointError, match="not found"):
-        build("cbramod", pretrained=str(tmp_path / "absent.pth"))
+        build("cbramod", init_from=str(tmp_path / "absent.pth"))
     with pytest.raises(CheckpointError, match="not found"):
         resolve_pretrained("no/such/nested/path")
     bad = tmp_path / "badcfg"
@@ -196,7 +196,7 @@ def test_generic_braindecode_encoder_folder(tmp_path):
         warnings.simplefilter("ignore")
         user = type(enc.model).from_config(cfg)  # the class as saved by a user: with its head
     folder = save_folder(user, tmp_path / "pbt")
-    loaded = BraindecodeEncoder(C, SFREQ, N_TIMES, NAMES, pretrained=str(folder), **kw)
+    loaded = BraindecodeEncoder(C, SFREQ, N_TIMES, NAMES, init_from=str(folder), **kw)
     saved = load_file(str(folder / "model.safetensors"))
     own = loaded.model.state_dict()
     assert all(torch.equal(own[k], saved[k]) for k in own)
@@ -204,7 +204,7 @@ def test_generic_braindecode_encoder_folder(tmp_path):
     cfg["num_heads"] = 4
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="num_heads=4"):
-        BraindecodeEncoder(C, SFREQ, N_TIMES, NAMES, pretrained=str(folder), **kw)
+        BraindecodeEncoder(C, SFREQ, N_TIMES, NAMES, init_from=str(folder), **kw)
 
 
 def test_hub_id_from_the_hf_cache_offline(tmp_path):
@@ -227,11 +227,11 @@ def test_hub_id_from_the_hf_cache_offline(tmp_path):
         from chanmusic.core.electrodes import NMED_CH_NAMES
         from chanmusic.core.checkpoints import CheckpointError
         kw = dict(n_layer=1, nhead=4, dim_feedforward=64)
-        enc = CBraModEncoder({C}, {SFREQ}, {N_TIMES}, list(NMED_CH_NAMES), pretrained="someone/tiny-cbramod", **kw)
+        enc = CBraModEncoder({C}, {SFREQ}, {N_TIMES}, list(NMED_CH_NAMES), init_from="someone/tiny-cbramod", **kw)
         saved = load_file("{folder / 'model.safetensors'}")
         assert all(torch.equal(v, saved[k]) for k, v in enc.model.state_dict().items())
         try:
-            CBraModEncoder({C}, {SFREQ}, {N_TIMES}, list(NMED_CH_NAMES), pretrained="someone/not-cached", **kw)
+            CBraModEncoder({C}, {SFREQ}, {N_TIMES}, list(NMED_CH_NAMES), init_from="someone/not-cached", **kw)
         except CheckpointError as e:
             print("REFUSED", e)
         print("OK")
@@ -240,7 +240,7 @@ def test_hub_id_from_the_hf_cache_offline(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("OK")
-    assert "REFUSED pretrained: 'someone/not-cached'" in r.stdout and "offline" in r.stdout
+    assert "REFUSED init_from: 'someone/not-cached'" in r.stdout and "offline" in r.stdout
 
 
 class _Payload:
@@ -283,7 +283,7 @@ def test_eegpt_full_lightning_save_loads_its_weights_and_runs_nothing(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
 
-    loaded = build("eegpt", pretrained=str(path))
+    loaded = build("eegpt", init_from=str(path))
     for k, v in loaded.model.target_encoder.state_dict().items():
         assert torch.equal(v, target[k]), k
     assert not marker.exists(), "loading ran code from the checkpoint"

@@ -98,7 +98,7 @@ def _pretrain_and_probe(music: bool, steps: int = 20):
     torch.manual_seed(0)
     enc = ChannelOrientedEncoder(C, SFREQ, T, embed_dim=32, depth=1, num_heads=2, patch_size=16)
     module = PretrainModule(enc, out_dim=64, head_hidden_dim=64, bottleneck_dim=16, n_global=2, n_local=2,
-                            student_channel_drop=0.25, channel_drop_mode="random", lr=1e-3, momentum_start=0.99,
+                            channel_dropout=0.25, channel_dropout_mode="random", lr=1e-3, momentum_start=0.99,
                             collapse_monitor=False)
     probe = OnlineProbe(max_bank=1000, max_queries=1000, batch_size=128)
     trainer = L.Trainer(max_steps=steps, val_check_interval=steps, check_val_every_n_epoch=None,

@@ -34,7 +34,7 @@ def full_model():
     mod, cls = spec["class_path"].rsplit(".", 1)
     torch.manual_seed(0)
     enc = getattr(importlib.import_module(mod), cls)(125, 125.0, 250, default_ch_names(125), **spec["init_args"])
-    cfg.pop("init_encoder_weights", None)
+    cfg.pop("init_from_encoder", None)
     return AlignModule(enc, clap_dim=32, **cfg).eval()
 
 
@@ -167,7 +167,7 @@ def test_pretraining_runs_views_of_different_lengths():
     torch.manual_seed(0)
     enc = ChannelOrientedEncoder(8, 64.0, 64, embed_dim=16, depth=1, num_heads=2, patch_size=16)
     m = PretrainModule(enc, out_dim=32, head_hidden_dim=32, bottleneck_dim=8, n_local=3, global_scale=(0.4, 1.0),
-                       local_scale=(0.2, 0.5), channel_drop_mode="random")
+                       local_scale=(0.2, 0.5), channel_dropout_mode="random")
     lens = set()
     for seed in range(6):
         views = m.crops(torch.randn(4, 8, 64), torch.Generator().manual_seed(seed))
@@ -175,7 +175,7 @@ def test_pretraining_runs_views_of_different_lengths():
     assert len(lens) > 1 and all(n % 16 == 0 for n in lens)
     loss, stats, t_out = m._distill({"eeg": torch.randn(4, 8, 64)}, torch.Generator().manual_seed(0))
     assert t_out.shape == (2, 4, 32) and torch.isfinite(loss)
-    assert m.student_dropout.mode == "random" and PretrainModule(enc).student_dropout.mode == "cluster"
+    assert m.channel_dropout.mode == "random" and PretrainModule(enc).channel_dropout.mode == "cluster"
 
 
 def test_channel_gain_weights_electrodes_and_keeps_removal_exact():

@@ -77,7 +77,7 @@ def test_labram_recipe_matches_the_official_layer_decay():
     values = list(decay ** (n + 1 - i) for i in range(n + 2))  # run_class_finetuning.py LayerDecayValueAssigner
     skip = {"pos_embed", "cls_token", "time_embed"}              # modeling_finetune.py no_weight_decay()
     seen = 0
-    for name, p in module.named_parameters():
+    for name, p in module.aligned.named_parameters():  # by checkpoint name (encoder.*, head.*)
         if name.startswith("encoder.model."):
             off = official_name(name[len("encoder.model."):])
             scale = values[official_layer_id(off, n + 2)]
@@ -113,7 +113,7 @@ def test_cbramod_recipe_groups_reach_the_trainer_optimiser(tmp_path):
         trainer.fit(module, loader)
     opt = trainer.optimizers[0]
     got = _lr_of(opt)
-    for name, p in module.named_parameters():
+    for name, p in module.aligned.named_parameters():  # by checkpoint name (encoder.*, head.*)
         if not p.requires_grad:  # CBraMod's frozen mask_encoding is in no group
             assert id(p) not in got
             continue
@@ -132,7 +132,7 @@ def test_no_recipe_keeps_the_two_groups():
         [(len(g["params"]), g["lr"], g["weight_decay"]) for g in ref.param_groups]
     # an empty recipe gives every parameter the same rate and weight decay as no recipe
     per_param = lambda groups: {id(p): (g.get("lr", 1e-3), g["weight_decay"]) for g in groups for p in g["params"]}  # noqa: E731
-    assert per_param(recipe_param_groups(module.named_parameters(), 1e-3, 0.05, OptimRecipe())) == \
+    assert per_param(recipe_param_groups(module.aligned.named_parameters(), 1e-3, 0.05, OptimRecipe())) == \
         per_param(param_groups(module.parameters(), 0.05))
 
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from chanmusic.cli import lightning_main
 from chanmusic.stages.generation import segment_seed
 from chanmusic.stages.reconstruct import ReconstructModule
-from chanmusic.stages.ridge import RidgeAdapter
+from chanmusic.core.ridge import RidgeAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 E = ROOT / "experiments"
@@ -161,7 +161,7 @@ def aligned(demo_root, tmp_path_factory):
 def _recon_cli(aligned, *extra):
     root, tmp, ckpt = aligned
     return lightning_main(_common(root, tmp) + ["--config", str(E / "reconstruct/default.yaml"),
-                                                "--model.init_args.align_checkpoint", ckpt, *RECON, *extra], run=False)
+                                                "--model.init_args.init_from", ckpt, *RECON, *extra], run=False)
 
 
 def test_reconstruct_end_to_end(aligned):
@@ -277,19 +277,19 @@ def test_pipeline_pairs_items_correctly_with_a_faithful_generator(aligned, tiny_
 
 
 def test_checkpoint_loading_is_strict_and_clap_must_match(aligned):
-    from chanmusic.stages.encoder_init import CheckpointError, safe_load, state_dict_of
+    from chanmusic.stages.init_from import CheckpointError, safe_load, state_dict_of
     from encoders.linear_reference import LinearReference
 
     _, _, ckpt = aligned
     sd = state_dict_of(safe_load(ckpt))
     # the configured encoder, used as is: right size loads exactly; wrong size is a clear error
-    good = ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=512), align_checkpoint=ckpt,
+    good = ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=512), init_from=ckpt,
                              encoder_source="config")
     assert good.hparams.head == "linear"  # from the checkpoint, not the configured default (mlp)
     assert torch.equal(good.encoder.proj.weight, sd["encoder.proj.weight"])
     assert torch.equal(good.head.proj.weight, sd["head.proj.weight"])
     with pytest.raises(CheckpointError, match="shape mismatch"):
-        ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=64), align_checkpoint=ckpt,
+        ReconstructModule(LinearReference(125, 125.0, 250, embed_dim=64), init_from=ckpt,
                           encoder_source="config")
     cli = _recon_cli(aligned, "--model.init_args.clap_seed", "1")
     with pytest.raises(ValueError, match="differs from the CLAP the cache was built with"):

@@ -1,8 +1,8 @@
 """Untrusted files never run code and fail with errors that name the file and the problem.
 
 - A pickle-bomb checkpoint (unpickling it would run a shell command; here a harmless ``touch`` of a marker
-  file) given to ``safe_load``, to ``AlignModule(init_encoder_from=...)`` or to ``chanmusic fit
-  --model.init_args.init_encoder_from`` is refused with :class:`CheckpointError`; the marker never appears.
+  file) given to ``safe_load``, to ``AlignModule(init_from=...)`` or to ``chanmusic fit
+  --model.init_args.init_from`` is refused with :class:`CheckpointError`; the marker never appears.
   A control shows the bomb is live: a plain ``torch.load(weights_only=False)`` does create the marker.
 - A truncated checkpoint and one with renamed / missing / reshaped keys give errors naming the problem.
 - A cache whose ``segments.npy`` was replaced by an object array (here holding the same bomb) gives
@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from chanmusic.stages.align import AlignModule
-from chanmusic.stages.encoder_init import CheckpointError, load_encoder_weights, safe_load
+from chanmusic.stages.init_from import CheckpointError, load_encoder_weights, safe_load
 from datamodules.cache import CacheError
 from datamodules.datamodule import NMEDDataModule
 from encoders.linear_reference import LinearReference
@@ -67,7 +67,7 @@ def bomb(tmp_path) -> tuple[Path, Path]:
 
 def test_good_checkpoint_initialises_the_encoder(good_ckpt):
     src = torch.load(good_ckpt, weights_only=True)["state_dict"]
-    model = _align(init_encoder_from=str(good_ckpt))
+    model = _align(init_from=str(good_ckpt))
     assert torch.equal(model.encoder.proj.weight, src["encoder.proj.weight"])
 
 
@@ -77,7 +77,7 @@ def test_pickle_bomb_is_refused_everywhere_and_runs_nothing(bomb, capsys):
         safe_load(path)
     assert str(path) in str(e.value)
     with pytest.raises(CheckpointError, match="refused to load"):
-        _align(init_encoder_from=str(path))
+        _align(init_from=str(path))
     with pytest.raises(CheckpointError, match="refused to load"):
         load_encoder_weights(_encoder(), path)
     assert not marker.exists(), "unpickling ran code"
@@ -89,7 +89,7 @@ def test_pickle_bomb_is_refused_everywhere_and_runs_nothing(bomb, capsys):
         main(["fit", "--config", str(ROOT / "experiments/demo.yaml"),
               "--config", str(ROOT / "experiments/align/default.yaml"),
               "--config", str(ROOT / "experiments/encoders/linear_reference.yaml"),
-              "--data.root", str(path.parent), "--model.init_args.init_encoder_from", str(path)])
+              "--data.root", str(path.parent), "--model.init_args.init_from", str(path)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err
     assert f"chanmusic: error: {path}: refused to load" in err
@@ -108,7 +108,7 @@ def test_truncated_checkpoint_is_a_clear_error(good_ckpt, tmp_path):
         safe_load(cut)
     assert str(cut) in str(e.value)
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        _align(init_encoder_from=str(cut))
+        _align(init_from=str(cut))
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty.ckpt"):
@@ -125,7 +125,7 @@ def test_renamed_missing_or_reshaped_keys_are_named(good_ckpt, tmp_path):
     path = tmp_path / "renamed.ckpt"
     torch.save({"state_dict": renamed}, path)
     with pytest.raises(CheckpointError) as e:
-        _align(init_encoder_from=str(path))
+        _align(init_from=str(path))
     msg = str(e.value)
     assert "missing keys ['proj.weight']" in msg and "unexpected keys ['projection.weight']" in msg, msg
     assert str(path) in msg
@@ -134,10 +134,10 @@ def test_renamed_missing_or_reshaped_keys_are_named(good_ckpt, tmp_path):
     path = tmp_path / "no_encoder.ckpt"
     torch.save({"state_dict": no_encoder}, path)
     with pytest.raises(CheckpointError, match="no 'encoder.\\*' weights"):
-        _align(init_encoder_from=str(path))
+        _align(init_from=str(path))
 
     with pytest.raises(CheckpointError, match="shape mismatch encoder|shape mismatch proj.weight") as e:
-        _align(n_channels=5, init_encoder_from=str(good_ckpt))  # 5-channel model, 4-channel weights
+        _align(n_channels=5, init_from=str(good_ckpt))  # 5-channel model, 4-channel weights
     assert "proj.weight" in str(e.value)
 
 

@@ -68,7 +68,7 @@ def test_gain_draw_and_learning_rate_scale():
 
 
 def test_only_a_pretraining_checkpoint_may_lack_the_gain(tmp_path):
-    from chanmusic.stages.encoder_init import load_encoder_weights
+    from chanmusic.stages.init_from import load_encoder_weights
     from chanmusic.core.checkpoints import CheckpointError
 
     plain = ChannelOrientedEncoder(C, 125.0, T, embed_dim=16, depth=1, num_heads=2, patch_size=125)

@@ -1,6 +1,6 @@
 """Safe weight loading for encoders and stages: no arbitrary pickle, every key accounted for.
 
-Lives in ``encoders`` so adapters can load official checkpoints; ``chanmusic.stages.encoder_init`` re-exports it.
+Lives in ``encoders`` so adapters can load official checkpoints; ``chanmusic.stages.init_from`` re-exports it.
 """
 from __future__ import annotations
 

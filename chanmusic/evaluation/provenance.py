@@ -193,7 +193,7 @@ class ProvenanceCallback(Callback):
 
     def on_test_start(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
-        ckpt = trainer.ckpt_path or (getattr(pl_module, "hparams", {}) or {}).get("align_checkpoint")
+        ckpt = trainer.ckpt_path or getattr(pl_module, "aligned_checkpoint", None)  # reconstruction's weights
         info: dict[str, Any] = {"checkpoint": None, "trained_split_hash": None, "split_check": "no checkpoint"}
         if ckpt and Path(ckpt).is_file():
             info["checkpoint"] = {"path": str(Path(ckpt).resolve()), "sha256": file_sha256(ckpt),

@@ -28,6 +28,11 @@ def _encoder_args(config: dict[str, Any]) -> dict[str, Any]:
     return enc.get("init_args") or {}
 
 
+def _setting(hp: dict[str, Any], name: str, old: str) -> Any:
+    """A saved setting by its name, or by its name before the rename (runs of the earlier release)."""
+    return hp.get(name, hp.get(old))
+
+
 def recipe_note(spec: dict, results: list[RowResult]) -> str | None:
     """One line saying which readout, channel gain, channel dropout and pretraining crops the reference row
     (``spec["reference_row"]``) used, or ``None`` when it has no finished run to read."""
@@ -48,11 +53,13 @@ def recipe_note(spec: dict, results: list[RowResult]) -> str | None:
         parts.append(f"a learned gain per electrode before the mean (init 1 ± {enc.get('channel_gain_std')}, "
                      f"{enc.get('channel_gain_lr_scale')}× lr)")
     parts.append(f"alignment channel dropout {hp.get('channel_dropout')} (`{hp.get('channel_dropout_mode')}`)")
-    parts.append(f"encoder weights: {hp.get('init_encoder_weights') if hp.get('init_encoder_from') else 'random'}")
+    weights = _setting(hp, "init_from_encoder", "init_encoder_weights")
+    parts.append(f"encoder weights: {weights if _setting(hp, 'init_from', 'init_encoder_from') else 'random'}")
     pre_dir = (steps.get("pretrain") or {}).get("dir")
     pre = _yaml(Path(pre_dir) / "pretrain" / "hparams.yaml") if pre_dir else {}
     if pre:
         crops = "resized (time-stretched)" if pre.get("crop_resize") else "native-rate"
-        parts.append(f"pretraining: {crops} crops, student channel drop {pre.get('student_channel_drop')} "
-                     f"(`{pre.get('channel_drop_mode')}`)")
+        parts.append(f"pretraining: {crops} crops, student channel drop "
+                     f"{_setting(pre, 'channel_dropout', 'student_channel_drop')} "
+                     f"(`{_setting(pre, 'channel_dropout_mode', 'channel_drop_mode')}`)")
     return f"**{row.label}** ran: " + "; ".join(parts) + " (from its run's saved settings; docs/model.md)."

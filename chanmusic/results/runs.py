@@ -77,7 +77,7 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
     The saved config (only its :data:`CONFIG_KEYS`) goes through the configured LightningCLI
     (:func:`chanmusic.lightning_cli.build_cli`, ``run=False``) with no logger, no callbacks, no checkpointing, one
     CPU device and ``default_root_dir = run_dir``; ``overrides`` (``--data.*`` / ``--model.*`` arguments) come last.
-    ``init_encoder_from`` is dropped (the checkpoint holds every weight). The checkpoint's weights load strictly
+    ``init_from`` (or its old name) is dropped (the checkpoint holds every weight). The checkpoint's weights load strictly
     (``weights_only=True``, every key checked); the model is put in eval mode on ``device``. Gradient mode and the
     random state are left as the CLI leaves them (``seed_everything`` in the config seeds).
     """
@@ -95,8 +95,10 @@ def load_run(spec: str | Path, config: str | Path | None = None, overrides: Sequ
             "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.num_nodes", "1",
             "--trainer.strategy", "auto", "--trainer.default_root_dir", str(run_dir)]
     init = (saved.get("model") or {}).get("init_args") or {}
-    if init.get("init_encoder_from"):  # the checkpoint holds every weight: the pretraining file is not needed
-        args += ["--model.init_args.init_encoder_from", "null"]
+    # the checkpoint holds every weight: the pretraining file is not needed (init_encoder_from: its old name)
+    for key in ("init_from", "init_encoder_from"):
+        if init.get(key):
+            args += [f"--model.init_args.{key}", "null"]
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI reads `args` only
     try:
         cli = build_cli(args + list(overrides), run=False)

@@ -143,7 +143,7 @@ def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list
         config_root=str((path.parent / raw.get("config_root", ".")).resolve()),
         profile_name=profile, profile=prof, rows=all_rows, metrics=metrics,
         plot_metrics=list(raw.get("plot_metrics", metrics)), ablation_metrics=list(raw.get("ablation_metrics", metrics)),
-        pretrain_arg=raw.get("pretrain_arg", "model.init_args.init_encoder_from"),
+        pretrain_arg=raw.get("pretrain_arg", "model.init_args.init_from"),
         reconstruct=raw.get("reconstruct"), reference_row=raw.get("reference_row"),
         seeds=list(range(n_seeds)), paper_source=raw.get("paper_source", ""), extra_args=list(extra_args or []),
         row_order=order, folds=parse_folds(folds if folds is not None else prof.get("folds", raw.get("folds"))),

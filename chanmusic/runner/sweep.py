@@ -149,7 +149,7 @@ class Runner:
                 else:
                     ran = True
                     if step.name == "reconstruct" and align_ckpt:
-                        step.args = [f"--{self.spec.reconstruct.get('ckpt_arg', 'model.init_args.align_checkpoint')}",
+                        step.args = [f"--{self.spec.reconstruct.get('ckpt_arg', 'model.init_args.init_from')}",
                                      align_ckpt] + step.args
                     res = self._run_step(step, plan.dir / step.name)
                     res["dir"] = str(plan.dir / step.name)

@@ -1,52 +1,60 @@
-"""EEG2Mel training stage: the alignment stage with the mel regression loss of Ramirez-Aristizabal & Kello.
+"""EEG2Mel stage: the mel regression of Ramirez-Aristizabal & Kello beside the alignment InfoNCE.
 
-What the paper does: a CNN maps one 1-s EEG window (PSD image) to the mel spectrogram of the music heard
-(librosa, 128 mels, dB, min-max normalised to [0, 1]) with an MSE loss (Adam, lr 1.5e-3, batch 60,
-200 epochs); it is scored by a song classifier on the reconstructions and by listeners.
-
-What this stage does: the same kind of CNN (``encoders.eeg2mel.EEG2Mel``) regresses the cached mels
-(``batch["mel"]``, ``[B, n_mels, n_frames]``, the same mels every stage uses) after a per-mel-bin
-standardisation with the training split's mean and standard deviation (computed once at fit start from
-the train loader, over at most ``mel_stats_batches`` batches, and stored in the checkpoint):
+The EEG2Mel CNN (``encoders.eeg2mel.EEG2Mel``) regresses the cached mels, standardised per mel bin with the training
+split's statistics; its embedding, read by the head of an aligned model (``chanmusic.modules.aligned``), is aligned
+to CLAP, so ``test`` writes the alignment metrics plus ``mel_mse`` and ``mel_id50`` (docs/stages.md):
 
     loss = mel_weight * MSE(mel_pred, (mel - mean) / std) + clip_weight * InfoNCE(head(embedding), CLAP)
-
-The InfoNCE term (``clip_weight > 0``) trains the inherited head on the 128-d embedding into the CLAP
-space, so ``test`` scores identification (id50, song14, ...) exactly as the alignment stage does and
-writes the same ``metrics.json``. ``test`` adds ``mel_mse`` (per item, normalised units) and ``mel_id50``
-(50-way identification of the heard segment by cosine between the predicted and the true normalised mels,
-the paper's reconstruction compared in mel space). With ``clip_weight=0`` the model is the paper's pure
-regressor and only the ``mel_*`` metrics are meaningful.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from chanmusic.core.renamed import renamed
 from chanmusic.results.metrics_file import metric_entry
-from chanmusic.stages.align import AlignModule
-from chanmusic.modules.losses import clip_loss
 from chanmusic.evaluation.metrics import Identification, reset_metric, summarize
+from chanmusic.evaluation.provenance import ProvenanceCallback
+from chanmusic.modules.aligned import AlignedModel, hold
+from chanmusic.modules.channel_dropout import ChannelDropout
+from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
+from chanmusic.stages.align import AlignedTestMetrics, gather_rows, write_metrics
+from chanmusic.stages.init_from import load_init_from
+from chanmusic.stages.resume import resume_at_train_start, save_rng, saved_rng
 
 log = logging.getLogger("chanmusic")
 
 
-class EEG2MelModule(AlignModule):
-    """EEG2Mel encoder (injected) trained on the cached mels, optionally also aligned to CLAP.
+class EEG2MelModule(L.LightningModule):
+    """EEG2Mel encoder trained on the cached mels, its embedding aligned to CLAP by an aligned model's head.
 
     Args:
-        encoder: an encoder with ``forward_all(eeg, mask) -> (EncoderOutput, mel)``, ``n_mels``, ``n_frames``
+        encoder: an encoder with ``forward_all(eeg, mask) -> (EncoderOutput, mel)``, ``n_mels`` and ``n_frames``
             (``encoders.eeg2mel.EEG2Mel``).
         clap_dim: CLAP embedding size (linked from the data module).
-        mel_weight, clip_weight: weights of the mel MSE and of the InfoNCE to CLAP.
-        mel_stats_batches: train batches used for the mel normalisation statistics.
-        head, head_hidden, lr, ...: as in ``chanmusic.stages.align.AlignModule`` (defaults: linear head, lr 1.5e-3
-            as the paper's Adam; AdamW with cosine decay as the alignment stage).
+        mel_weight: weight of the mel MSE.
+        clip_weight: weight of the InfoNCE to CLAP (0: the paper's pure regressor; only mel_* metrics mean anything).
+        mel_stats_batches: train batches used for the per-bin mel mean and standard deviation.
+        head: the head on the embedding (``chanmusic.modules.heads``; the paper has none: linear).
+        head_hidden: hidden width of the head.
+        lr: peak AdamW learning rate (the paper's Adam: 1.5e-3), linear warm-up then cosine decay.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps.
+        temperature_init: initial InfoNCE temperature.
+        learn_temperature: learn the InfoNCE temperature.
+        freeze_encoder: keep the encoder fixed (needs init_from).
+        init_from: pretraining or aligned checkpoint whose encoder weights initialise the encoder.
+        channel_dropout: fraction of electrodes removed per training window.
+        channel_dropout_mode: ``random`` or ``cluster``.
+        id_repeats: repeats of the identification draws.
+        id_seed: seed of the identification draws.
+        init_encoder_from: deprecated name of init_from.
     """
 
     def __init__(
@@ -64,15 +72,26 @@ class EEG2MelModule(AlignModule):
         temperature_init: float = 0.07,
         learn_temperature: bool = True,
         freeze_encoder: bool = False,
-        init_encoder_from: str | None = None,
+        init_from: str | None = None,
         channel_dropout: float = 0.0,
         channel_dropout_mode: str = "random",
         id_repeats: int = 10,
         id_seed: int = 0,
+        init_encoder_from: str | None = None,
     ):
-        super().__init__(encoder, clap_dim, head, head_hidden, lr, weight_decay, warmup_steps, temperature_init,
-                         learn_temperature, freeze_encoder, init_encoder_from, channel_dropout,
-                         channel_dropout_mode, id_repeats, id_seed)
+        super().__init__()
+        init_from = renamed("model.init_args", "init_encoder_from", "init_from", init_encoder_from, init_from, None)
+        self.save_hyperparameters(ignore=["encoder", "init_encoder_from"])
+        # the CLI saves the config as given: a value read under an old name replaces the new name's default
+        self.hparams.update(init_from=init_from)
+        load_init_from(encoder, init_from, "teacher", freeze_encoder)
+        hold(self, "aligned", AlignedModel(encoder, clap_dim, head, head_hidden, None, 8, temperature_init,
+                                           learn_temperature))
+        self.channel_dropout = ChannelDropout(channel_dropout, channel_dropout_mode,
+                                              ch_names=getattr(encoder, "ch_names", None))
+        if freeze_encoder:
+            self.aligned.freeze_encoder()
+        self.test_metrics = AlignedTestMetrics(id_repeats, id_seed)
         for attr in ("forward_all", "n_mels", "n_frames"):
             if not hasattr(encoder, attr):
                 raise TypeError(f"EEG2MelModule needs an encoder with {attr!r} (encoders.eeg2mel.EEG2Mel), "
@@ -85,6 +104,26 @@ class EEG2MelModule(AlignModule):
         self.mel_id = Identification(50, "segment", id_repeats, id_seed)
         self._mel_mse: list[Tensor] = []
         self._last_mel: tuple[Tensor, Tensor] | None = None
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.aligned.encoder
+
+    @property
+    def head(self) -> nn.Module:
+        return self.aligned.head
+
+    def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        """EEG ``[B, C, T]`` -> CLAP-space embedding ``[B, clap_dim]`` (not normalised)."""
+        return self.aligned(eeg, channel_mask)
+
+    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        return self.aligned(eeg, channel_mask)
+
+    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
+        """Per-electrode share ``[B, C]`` of the readout this model uses, and its kind: the scalp maps."""
+        return self.aligned.channel_map(eeg, channel_mask)
 
     # ---- mel normalisation ---------------------------------------------------------------------
     def _check_mel(self, mel: Tensor) -> None:
@@ -122,6 +161,7 @@ class EEG2MelModule(AlignModule):
 
     # ---- steps -------------------------------------------------------------------------------------
     def _step(self, batch: dict[str, Any], train: bool) -> tuple[Tensor, Tensor]:
+        """``(loss, embedding)`` of a batch; keeps the predicted and target mels for the test metrics."""
         self._check_mel(batch["mel"])
         if not bool(self.mel_stats_ready):
             if not train:
@@ -131,13 +171,13 @@ class EEG2MelModule(AlignModule):
         if train:
             mask = self.channel_dropout(mask)
         out, mel_pred = self.encoder.forward_all(batch["eeg"], mask)
-        emb = self.head(out)
+        emb = self.aligned.read(out)
         target = self.normalise_mel(batch["mel"])
         mel_loss = F.mse_loss(mel_pred.float(), target)
         loss = self.hparams.mel_weight * mel_loss
         stage = "train" if train else ("test" if self._trainer is not None and self._trainer.testing else "val")
         if self.hparams.clip_weight > 0:
-            align = clip_loss(self._gather(emb), self._gather(batch["clap"]), self.logit_scale)
+            align = self.aligned.loss(gather_rows(self, emb), gather_rows(self, batch["clap"]))
             loss = loss + self.hparams.clip_weight * align
             self._log(f"{stage}/clip_loss", align, batch)
         self._log(f"{stage}/mel_loss", mel_loss, batch)
@@ -148,15 +188,53 @@ class EEG2MelModule(AlignModule):
         if self._trainer is not None:
             self.log(name, value, batch_size=len(batch["eeg"]), sync_dist=not name.startswith("train"))
 
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.freeze_encoder:
+            self.encoder.eval()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss, _ = self._step(batch, train=True)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["eeg"]))
+        self.log("train/temperature", self.aligned.temperature, batch_size=len(batch["eeg"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        loss, _ = self._step(batch, train=False)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["eeg"]))
+
+    def on_before_zero_grad(self, optimizer) -> None:
+        self.aligned.clamp_temperature()
+
+    # ---- resume (chanmusic.stages.resume) -----------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        save_rng(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = saved_rng(checkpoint)
+
+    def on_train_start(self) -> None:
+        rng, self._rng_to_restore = self._rng_to_restore, None
+        resume_at_train_start(self.trainer, rng)
+
+    def on_test_start(self) -> None:
+        self._rng_to_restore = None  # a checkpoint loaded for testing leaves the RNG alone
+
+    def configure_callbacks(self):
+        """Provenance in every checkpoint; ``test`` refuses a split other than the checkpoint's."""
+        return [ProvenanceCallback()]
+
+    # ---- test ------------------------------------------------------------------------------------------
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        super().test_step(batch, batch_idx)
+        loss, emb = self._step(batch, train=False)
+        self.log("test/loss", loss, sync_dist=True, batch_size=len(batch["eeg"]))
+        self.test_metrics.update(emb, batch)
         pred, target = self._last_mel
         self._mel_mse.append((pred - target).pow(2).flatten(1).mean(1).cpu())
         self.mel_id.update(pred.flatten(1), target.flatten(1), batch["music"], batch["song"], batch["genre"],
                            batch["stimulus"], batch["start"], batch["length"])
 
     def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
+        self.write_metrics(*self.test_metrics.compute(lambda name, v: self.log(name, v, rank_zero_only=True)))
         mse = torch.cat(self._mel_mse).numpy() if self._mel_mse else np.zeros(0)
         self._mel_mse = []
         results: dict[str, dict[str, Any]] = {}
@@ -171,8 +249,19 @@ class EEG2MelModule(AlignModule):
         reset_metric(self.mel_id)
         self.write_metrics(results)
 
+    def write_metrics(self, results: dict[str, dict[str, Any] | None],
+                      reasons: dict[str, str] | None = None) -> Any:
+        """Merge ``results`` into the run's ``metrics.json`` (``chanmusic.stages.align.write_metrics``)."""
+        return write_metrics(self.trainer, results, reasons)
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
-        out = super().predict_step(batch, batch_idx)
+        emb = self.embed(batch["eeg"], batch["channel_mask"])
+        out = {"embedding": emb, **{k: batch[k] for k in ("clap", "song", "subject", "segment", "music")}}
         _, mel = self.encoder.forward_all(batch["eeg"], batch["channel_mask"])
         out["mel"] = mel * self.mel_std[:, None] + self.mel_mean[:, None]  # back in the cache's mel units
         return out
+
+    def configure_optimizers(self):
+        """AdamW (no decay on 1-D parameters), linear warmup then cosine decay (``chanmusic.modules.optim``)."""
+        hp = self.hparams
+        return adamw_warmup_cosine(self.parameters(), hp.lr, hp.weight_decay, hp.warmup_steps, total_steps(self))

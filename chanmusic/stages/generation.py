@@ -1,7 +1,9 @@
-"""Per-window seeded AudioLDM generation for the reconstruction stage: a window's diffusion noise is a function of
-(generation seed, window id) only, so its audio does not depend on batching, ``max_generate`` or the process count."""
+"""Generation for the reconstruction stage: which test windows, the AudioLDM generator and the CLAP check, and
+per-window seeded generation (a window's diffusion noise is a function of (generation seed, window id) only, so its
+audio does not depend on batching, ``max_generate`` or the process count)."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -9,7 +11,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["segment_seed", "generate_windows"]
+log = logging.getLogger("chanmusic")
+
+__all__ = ["segment_seed", "generate_windows", "chosen_windows", "load_generator", "check_clap"]
 
 
 def segment_seed(generation_seed: int, segment: int) -> int:
@@ -50,3 +54,41 @@ def generate_windows(generator: Any, cond: Tensor, segments: Sequence[int], audi
             kwargs["negative_prompt_embeds"] = gen._negative(negative, chunk.shape[0], chunk)
         outs.append(np.asarray(pipe(**kwargs).audios, dtype=np.float32).reshape(chunk.shape[0], -1))
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+
+def chosen_windows(test_rows: np.ndarray, max_generate: int | None, generation_seed: int) -> np.ndarray:
+    """Segment ids of the test windows to generate for (sorted): all, or ``max_generate`` of them drawn with
+    ``generation_seed`` (the same draw for test and predict)."""
+    rows = np.sort(np.asarray(test_rows, dtype=np.int64))
+    if max_generate is None or max_generate >= len(rows):
+        return rows
+    rng = np.random.default_rng(generation_seed)
+    return np.sort(rng.choice(rows, size=int(max_generate), replace=False))
+
+
+def load_generator(current: Any, spec: str, seed: int, dtype: str | None, device: Any) -> Any:
+    """The AudioLDM generator of ``spec`` on ``device`` (``current`` moved there when it already is that one)."""
+    from chanmusic.audio import AudioLDMGenerator
+
+    if current is None or current.spec != str(spec):
+        torch_dtype = None if dtype in (None, "float32") else getattr(torch, dtype)
+        return AudioLDMGenerator.load(spec, device=device, seed=seed, dtype=torch_dtype)
+    current.pipe.to(device)
+    current.device = torch.device(device)
+    return current
+
+
+def check_clap(clap_model: Any, true_audio: Any, raw_clap: Tensor, music: int) -> None:
+    """Embed one true clip with ``clap_model`` and require the cached embedding back (cosine ≥ 0.999): the CLAP
+    that scores the generated audio must be the one the cache was built with. Advisory when the audio is missing."""
+    try:
+        clip = true_audio.clip(music)
+    except Exception as e:  # noqa: BLE001 - audio unavailable: the check is advisory
+        log.warning("reconstruct: could not read the true audio to check the CLAP (%s); skipping the check", e)
+        return
+    emb = clap_model.embed(clip[None], true_audio.sr)[0]
+    cos = float(F.cosine_similarity(emb, raw_clap[music], dim=0))
+    if cos < 0.999:
+        raise ValueError(f"the CLAP loaded for reconstruction ({clap_model.description}) does not reproduce "
+                         f"the cached embedding of music segment {music} (cosine {cos:.4f}): the cache was built "
+                         f"with another CLAP or other audio files; rebuild it or fix data.clap")

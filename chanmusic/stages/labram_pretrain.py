@@ -1,7 +1,7 @@
 """LaBraM pretrained on the selected NMED data, as the authors' baseline was: its own tokenizer, then masked EEG modelling.
 
 The authors of the channel-oriented paper pretrained LaBraM from scratch on NMED (``configs/labram_pretrain.yaml`` of
-their code: 125 channels, 1-s windows, a tokenizer trained on NMED; ``shared/reference/training.md`` §11). LaBraM's
+their code: 125 channels, 1-s windows, a tokenizer trained on NMED). LaBraM's
 own recipe (``935963004/LaBraM``) is two runs: the VQ-NSP tokenizer (``run_vqnsp_training.py``), then masked EEG
 modelling (MEM, ``run_labram_pretraining.py``: the student predicts the frozen tokenizer's code of each masked
 channel × patch token, with a symmetric second pass on the complementary mask). One ``fit`` here does both, in
@@ -17,7 +17,7 @@ order (``tokenizer_fraction`` of the optimiser steps, then the rest), so a compa
    official skip list and 1-D parameters), warm-up then cosine; gradient-norm clip ``clip_grad`` (3.0).
 
 The encoder sees exactly what alignment feeds it (``LaBraMEncoder.prepare``: channel mapping, 200 Hz, µV/100), so the
-checkpoint's ``encoder.*`` keys load into alignment with ``init_encoder_from`` (the same encoder YAML). Logged:
+checkpoint's ``encoder.*`` keys load into alignment with ``init_from`` (the same encoder YAML). Logged:
 ``train/tokenizer_loss`` (+ ``_amplitude``, ``_phase``, ``_quant``), ``train/codebook_usage`` (codes in use),
 ``train/mem_loss``, ``train/mem_acc``; ``val/loss`` is the MEM loss (``inf`` while the tokenizer trains, so the
 checkpoint selected on it is always one after MEM).
@@ -42,15 +42,21 @@ class LabramPretrainModule(L.LightningModule):
     Args:
         encoder: ``encoders.labram.LaBraMEncoder`` (the student; YAML ``class_path``, as in alignment).
         clap_dim: unused (the CLI links it into every stage).
-        tokenizer_fraction: share of the optimiser steps spent on the tokenizer (official: two separate runs,
-            100 + 50 epochs).
-        tokenizer_depth, decoder_depth: tokenizer encoder / decoder blocks (official 12 / 3); heads and width are
-            the student's. n_codes, code_dim: codebook (official README 8192 × 64). codebook_decay: EMA (0.99).
-        tokenizer_lr, tokenizer_weight_decay, tokenizer_min_lr_ratio: official ``run_vqnsp_training.py``
-            (5e-5 per 128 samples, ×8 GPUs -> 4e-4 at the README's batch; 1e-4; min_lr 1e-5).
+        tokenizer_fraction: share of the optimiser steps spent on the tokenizer (official: two runs, 100 + 50 epochs).
+        tokenizer_depth: tokenizer encoder blocks (official 12; heads and width are the student's).
+        decoder_depth: tokenizer decoder blocks (official 3).
+        n_codes: codebook size (official README 8192).
+        code_dim: code width (official 64).
+        codebook_decay: EMA decay of the codebook (0.99).
+        tokenizer_lr: tokenizer AdamW learning rate (official 5e-5 per 128 samples, ×8 GPUs: 4e-4 at its batch).
+        tokenizer_weight_decay: tokenizer weight decay (official 1e-4).
+        tokenizer_min_lr_ratio: tokenizer final learning rate as a fraction (official min_lr 1e-5).
         mask_ratio: share of masked tokens (official ``random_masking(..., mask_ratio=0.5)``).
-        lr, weight_decay, min_lr_ratio, warmup_fraction, clip_grad: MEM optimiser (official README: 5e-4, 0.05,
-            min_lr 1e-5 / 5e-4, 5 of 50 warm-up epochs, clip 3.0); warm-up also applies to the tokenizer phase.
+        lr: MEM AdamW learning rate (official README 5e-4).
+        weight_decay: MEM weight decay (official 0.05).
+        min_lr_ratio: MEM final learning rate as a fraction (official 1e-5 / 5e-4).
+        warmup_fraction: warm-up share of the steps (official 5 of 50 epochs; the tokenizer phase too).
+        clip_grad: gradient-norm clip (official 3.0; null: none).
     """
 
     def __init__(self, encoder: nn.Module, clap_dim: int = 512, tokenizer_fraction: float = 0.5,

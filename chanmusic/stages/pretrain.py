@@ -1,14 +1,10 @@
 """Pretraining stage: channel-wise multi-view self-distillation (DINO-style) on EEG alone.
 
-The student (``encoder`` + ``head``) sees temporal crops of each window with a random subset of channels
-removed; the EMA teacher (``teacher_encoder`` + ``teacher_head``) sees the global crops with every present
-channel. The student learns to predict the teacher's centred, sharpened distribution over ``out_dim``
-prototypes — consistency across temporal crops *and* channel subsets (the paper's pretraining).
-
-The checkpoint holds both encoders — the student under ``encoder.*``, the EMA teacher under
-``teacher_encoder.*`` — and names them (``checkpoint["chanmusic_encoders"]``); alignment loads the teacher by
-default (``init_encoder_from: <ckpt>``, ``init_encoder_weights: teacher | student``), as DINO evaluates the
-teacher.
+The student sees temporal crops of each window with a fraction of its channels removed; the EMA teacher sees the
+global crops with every present channel; the student learns to predict the teacher's distribution over ``out_dim``
+prototypes: consistency across temporal crops *and* channel subsets (the paper's pretraining; each step, the logged
+statistics and the authors' GPU recipe: docs/stages.md). The checkpoint holds the student (``encoder.*``) and the
+teacher (``teacher_encoder.*``); alignment's ``init_from`` loads the teacher by default.
 """
 from __future__ import annotations
 
@@ -25,6 +21,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
+from chanmusic.core.renamed import renamed
 from chanmusic.modules.channel_dropout import ChannelDropout, drop_channels, drop_clusters
 from chanmusic.modules.losses import dino_loss
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
@@ -33,78 +30,54 @@ from encoders.base import masked_mean
 
 log = logging.getLogger("chanmusic")
 
-POOLS = ("cls", "mean", "cls+mean")
+READOUTS = ("cls", "mean", "cls+mean")  #: what the projection head reads
 
 
 class PretrainModule(L.LightningModule):
-    """DINO-style self-distillation of an EEG encoder over temporal crops and random channel subsets.
-
-    Per training batch (``eeg [B, C, T]``, ``channel_mask [B, C]``):
-
-    1. ``n_global`` global crops (scale ``global_scale``, noise ``global_noise``) and ``n_local`` local crops
-       (``local_scale``, ``local_noise``), see ``chanmusic.modules.views.MultiCropEEG``: cut at the native rate
-       and kept at their length in whole patches (``crop_resize: false``, default), so band power means the
-       same Hz in every view; or resized to ``global_len`` / ``local_len`` (``crop_resize: true``, the
-       authors' recipe, which rescales every frequency by the crop fraction).
-    2. Teacher (EMA, no gradients, eval mode): the global crops with the batch's channel mask ->
-       ``[n_global, B, out_dim]``.
-    3. Student: every local crop — and, with ``student_sees_global``, every global crop — each with its own
-       ``student_channel_drop`` fraction of channels removed — as ``channel_drop_clusters`` spatial clusters
-       of neighbouring electrodes (``channel_drop_mode: cluster``, default: the paper's structured dropout) or
-       uniformly at random (``random``) -> ``[V_s, B, out_dim]``.
-    4. Loss: ``chanmusic.modules.losses.dino_loss`` (teacher centring + temperatures) over all (teacher view,
-       student view) pairs; ``same_view_pairs=False`` drops the pair (global i, student's global i), as
-       DINO does — by default it is kept, since the student's copy has channels removed and predicting the
-       full-channel teacher from it is the channel-consistency signal.
-    5. After each optimiser step the teacher moves towards the student:
-       ``θ_t ← m·θ_t + (1−m)·θ_s`` with ``m`` on lightly's ``cosine_schedule`` from ``momentum_start`` to
-       ``momentum_end`` over the run (``momentum_steps`` or the trainer's total steps).
-
-    The teacher starts as an exact copy of the student (encoder by ``deepcopy``; the projection head is
-    rebuilt and loaded with ``load_state_dict`` because lightly's weight-normed head cannot be deep-copied).
-
-    Logged: ``train/loss``, ``train/teacher_entropy`` (mean per-sample entropy of the teacher distribution;
-    collapse → 0 or → log ``out_dim``), ``train/teacher_batch_entropy``, ``train/kl`` (KL(teacher‖student)),
-    ``train/teacher_mi`` (batch minus per-sample entropy: how much the prototype says about the sample),
-    ``train/embedding_std`` (std over the batch of the L2-normalised student embedding, mean over dims;
-    ≈ 1/√D when healthy, → 0 under collapse), ``train/momentum``, ``train/teacher_temp``; ``val/loss``,
-    ``val/kl``, ``val/teacher_entropy`` on the validation split (seeded views, no centre update).
-    ``callbacks.teacher.CollapseMonitor`` (added by ``configure_callbacks`` when ``collapse_monitor``)
-    warns on collapse.
-
-    CPU defaults: ``out_dim`` 1024, head 256→64, 2 global + 4 local crops, local crops of half the window.
-    The authors' GPU recipe (training.md §3): 8-s windows, 2 global (0.5–1) + 8 local (0.1–0.5) crops,
-    student channel drop 0.6, head 512→2048→2048→256→512 prototypes, teacher temp 0.04, student 0.1,
-    EMA 0.996→1, AdamW 8e-5, 40k steps, batch 60.
+    """DINO-style self-distillation of an EEG encoder over temporal crops and channel subsets (docs/stages.md).
 
     Args:
-        encoder: the student EEG encoder (``encoders.*``, YAML ``class_path``); must accept inputs of
-            ``global_len`` and ``local_len`` samples (channel-wise encoders do, up to ``max_time_patches``).
-        clap_dim: unused; accepted because the CLI links ``data.clap_dim`` into every stage.
-        out_dim, head_hidden_dim, bottleneck_dim, norm_last_layer, head_batch_norm: lightly
-            ``DINOProjectionHead`` settings (BatchNorm in the head is DINO's ResNet option; off for transformers).
-        n_global, n_local, global_scale, local_scale, global_len, local_len, global_noise, local_noise: views.
-            ``global_len`` defaults to the encoder's ``n_times``; ``local_len`` to half of it rounded down to
-            a multiple of the encoder's ``patch_size`` (at least one patch; ``n_times`` if it has none).
-        student_channel_drop: fraction of channels removed per student view. channel_drop_mode: ``cluster``
-            (default) or ``random``; channel_drop_clusters: clusters per view
-            (``chanmusic.modules.channel_dropout.ChannelDropout``).
+        encoder: the student EEG encoder (``encoders.*``); it must take inputs of global_len and local_len samples.
+        clap_dim: unused (the CLI links data.clap_dim into every stage).
+        out_dim: prototypes of the DINO projection head (lightly ``DINOProjectionHead``).
+        head_hidden_dim: hidden width of the projection head.
+        bottleneck_dim: bottleneck width of the projection head.
+        norm_last_layer: weight-normalise the prototype layer with a fixed norm.
+        head_batch_norm: BatchNorm in the projection head (DINO's ResNet option; off for transformers).
+        n_global: global crops per window (the teacher's views).
+        n_local: local crops per window.
+        global_scale: range of a global crop's length as a fraction of the window.
+        local_scale: range of a local crop's length as a fraction of the window.
+        global_len: samples of a global view (null: the encoder's n_times).
+        local_len: samples of a local view (null: half the window in whole patches).
+        global_noise: Gaussian noise added to global views (in data units).
+        local_noise: Gaussian noise added to local views.
+        channel_dropout: fraction of channels removed per student view (``chanmusic.modules.channel_dropout``).
+        channel_dropout_mode: ``cluster`` (spatial clusters of neighbouring electrodes, the paper's) or ``random``.
         student_sees_global: also feed the (channel-dropped) global crops to the student.
-        same_view_pairs: keep the (global i, student global i) pairs in the loss.
-        teacher_temp, warmup_teacher_temp, warmup_teacher_temp_steps: teacher temperature, linearly warmed
-            from ``warmup_teacher_temp`` over the first steps. student_temp: student temperature.
+        same_view_pairs: keep the (global i, student's global i) pairs in the loss.
+        teacher_temp: teacher softmax temperature after its warm-up.
+        warmup_teacher_temp: teacher temperature at step 0 (linear warm-up to teacher_temp).
+        warmup_teacher_temp_steps: steps of the teacher-temperature warm-up.
+        student_temp: student softmax temperature.
         center_momentum: momentum of the teacher-output centre.
-        center_init: ``"first_batch"`` (default, ours): the centre starts at the first training batch's teacher
-            mean, so the first steps are not dominated by the uncentred common component of a fresh head
-            (with ``"zeros"``, DINO's choice, the teacher starts artificially sharp and its entropy and the loss
-            first climb while the centre catches up). Validation before any training step uses the zero centre.
-        momentum_start, momentum_end, momentum_steps: EMA schedule.
-        lr, weight_decay, warmup_steps, min_lr_ratio: AdamW (no decay on biases/norms/1-D), linear warmup,
-            cosine decay to ``min_lr_ratio·lr``.
+        momentum_start: EMA momentum of the teacher at the start (cosine schedule).
+        momentum_end: EMA momentum of the teacher at the end.
+        momentum_steps: length of the EMA schedule (null: the trainer's total steps).
+        lr: peak AdamW learning rate (linear warm-up, cosine decay to min_lr_ratio·lr).
+        weight_decay: AdamW weight decay (none on biases, norms, 1-D parameters).
+        warmup_steps: linear warm-up steps.
+        min_lr_ratio: final learning rate as a fraction of lr.
         freeze_last_layer_steps: drop the prototype layer's gradients for the first steps (DINO: epoch 1).
-        collapse_monitor: add ``callbacks.teacher.CollapseMonitor``.
-        pool: what the projection head reads: ``"cls"`` (the encoder's ``pooled``), ``"mean"`` (mean of
-            present tokens) or ``"cls+mean"``.
+        collapse_monitor: add ``callbacks.collapse_monitor.CollapseMonitor`` (warns on collapse).
+        readout: what the projection head reads: ``cls`` (the encoder's pooled), ``mean`` (of tokens) or ``cls+mean``.
+        center_init: ``first_batch`` (the first batch's teacher mean) or ``zeros`` (DINO's).
+        crop_resize: resize crops to global_len / local_len (the authors') instead of cutting whole patches.
+        channel_dropout_clusters: spatial clusters per student view (cluster mode).
+        student_channel_drop: deprecated name of channel_dropout.
+        channel_drop_mode: deprecated name of channel_dropout_mode.
+        pool: deprecated name of readout.
+        channel_drop_clusters: deprecated name of channel_dropout_clusters.
     """
 
     def __init__(
@@ -124,8 +97,8 @@ class PretrainModule(L.LightningModule):
         local_len: int | None = None,
         global_noise: float = 0.01,
         local_noise: float = 0.03,
-        student_channel_drop: float = 0.5,
-        channel_drop_mode: str = "cluster",
+        channel_dropout: float = 0.5,
+        channel_dropout_mode: str = "cluster",
         student_sees_global: bool = True,
         same_view_pairs: bool = True,
         teacher_temp: float = 0.04,
@@ -142,15 +115,31 @@ class PretrainModule(L.LightningModule):
         min_lr_ratio: float = 0.01,
         freeze_last_layer_steps: int = 0,
         collapse_monitor: bool = True,
-        pool: str = "cls",
+        readout: str = "cls",
         center_init: str = "first_batch",
         crop_resize: bool = False,
-        channel_drop_clusters: int = 2,
+        channel_dropout_clusters: int = 2,
+        student_channel_drop: float | None = None,
+        channel_drop_mode: str | None = None,
+        pool: str | None = None,
+        channel_drop_clusters: int | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["encoder"])
-        if pool not in POOLS:
-            raise ValueError(f"pool {pool!r} is not one of {POOLS}")
+        where = "model.init_args"
+        channel_dropout = renamed(where, "student_channel_drop", "channel_dropout", student_channel_drop,
+                                  channel_dropout, 0.5)
+        channel_dropout_mode = renamed(where, "channel_drop_mode", "channel_dropout_mode", channel_drop_mode,
+                                       channel_dropout_mode, "cluster")
+        readout = renamed(where, "pool", "readout", pool, readout, "cls")
+        channel_dropout_clusters = renamed(where, "channel_drop_clusters", "channel_dropout_clusters",
+                                           channel_drop_clusters, channel_dropout_clusters, 2)
+        self.save_hyperparameters(ignore=["encoder", "student_channel_drop", "channel_drop_mode", "pool",
+                                          "channel_drop_clusters"])
+        # the CLI saves the config as given: a value read under an old name replaces the new name's default
+        self.hparams.update(channel_dropout=channel_dropout, channel_dropout_mode=channel_dropout_mode, readout=readout,
+                            channel_dropout_clusters=channel_dropout_clusters)
+        if readout not in READOUTS:
+            raise ValueError(f"model.init_args.readout: {readout!r} is not one of {READOUTS}")
         if n_local == 0 and not student_sees_global:
             raise ValueError("the student sees no view: set n_local > 0 or student_sees_global: true")
         if not same_view_pairs and student_sees_global and n_global == 1 and n_local == 0:
@@ -177,17 +166,17 @@ class PretrainModule(L.LightningModule):
         self.global_len, self.local_len = int(global_len or n_times), int(local_len)
         self.crops = MultiCropEEG(n_global, n_local, global_scale, local_scale, self.global_len, self.local_len,
                                   global_noise, local_noise, resize=crop_resize, quantum=int(patch or 1))
-        self.student_dropout = ChannelDropout(student_channel_drop, channel_drop_mode,
+        self.channel_dropout = ChannelDropout(channel_dropout, channel_dropout_mode,
                                               ch_names=getattr(encoder, "ch_names", None),
-                                              n_clusters=channel_drop_clusters)
+                                              n_clusters=channel_dropout_clusters)
         self.collapse_stats: dict[str, float] = {}
         self._momentum = momentum_start
         self._total_steps = 1  # set from the trainer at fit start
 
     # ---- views and forward passes ------------------------------------------------------------------
     def drop(self, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Remove ``student_channel_drop`` of the channels per row of ``mask [N, C]`` (train and eval alike)."""
-        d = self.student_dropout
+        """Remove ``channel_dropout`` of the channels per row of ``mask [N, C]`` (train and eval alike)."""
+        d = self.channel_dropout
         if d.rate == 0.0:
             return mask
         if d.mode == "cluster":
@@ -201,15 +190,15 @@ class PretrainModule(L.LightningModule):
         return hp.warmup_teacher_temp + (hp.teacher_temp - hp.warmup_teacher_temp) * step / hp.warmup_teacher_temp_steps
 
     def embed(self, encoder: nn.Module, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        """The projection head's input ``[B, D]``: CLS, mean of present tokens, or their sum (``pool``)."""
+        """The projection head's input ``[B, D]``: CLS, mean of present tokens, or their sum (``readout``)."""
         out = encoder(eeg, channel_mask)
-        if self.hparams.pool == "cls":
+        if self.hparams.readout == "cls":
             return out.pooled
         mean = masked_mean(out.tokens, out.token_mask)
-        return mean if self.hparams.pool == "mean" else out.pooled + mean
+        return mean if self.hparams.readout == "mean" else out.pooled + mean
 
     def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        """Student embedding ``[B, D]`` of ``eeg [B, C, T]`` (see ``pool``)."""
+        """Student embedding ``[B, D]`` of ``eeg [B, C, T]`` (see ``readout``)."""
         return self.embed(self.encoder, eeg, channel_mask)
 
     def _views_out(self, encoder: nn.Module, head: nn.Module, views: list[Tensor], masks: list[Tensor]):
@@ -329,13 +318,13 @@ class PretrainModule(L.LightningModule):
         return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Name both encoders in the checkpoint (``chanmusic.stages.encoder_init`` reads this)."""
+        """Name both encoders in the checkpoint (``chanmusic.stages.init_from`` reads this)."""
         checkpoint["chanmusic_encoders"] = {"student": "encoder.", "teacher": "teacher_encoder."}
 
     def configure_callbacks(self):
         if not self.hparams.collapse_monitor:
             return []
-        from callbacks.teacher import CollapseMonitor
+        from callbacks.collapse_monitor import CollapseMonitor
 
         return [CollapseMonitor()]
 

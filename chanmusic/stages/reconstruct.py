@@ -1,59 +1,10 @@
 """Reconstruction stage: aligned EEG embedding -> ridge adapter -> CLAP conditioning space -> fixed AudioLDM -> audio.
 
-Pipeline (DESIGN.md; training.md §5-6)::
-
-    EEG window --encoder+head (aligned, frozen)--> e [B, D]
-             --RidgeAdapter (fitted on the TRAIN split: e -> raw CLAP embedding of the heard segment)--> c [B, 512]
-             --AudioLDM 1 (fixed; c is its FiLM conditioning)--> audio [B, S] @ 16 kHz
-             --the same CLAP as the cache / AudioLDM's log-mel--> metrics
-
-``ReconstructModule`` subclasses :class:`chanmusic.stages.align.AlignModule`, so the encoder, head, their initialisation
-and the aligned-space metrics (``id50``, ``song14``, ``genre10``, ``within_song``) are the alignment stage's own.
-It has nothing to train: ``fit`` stops at once (so runners that call ``fit`` then ``test`` work); everything
-happens at the start of ``test`` / ``predict``:
-
-1. the aligned weights are loaded from ``align_checkpoint`` (``encoder.*`` and ``head.*``, strictly);
-2. the ridge adapter is fitted on the train split's aligned embeddings -> the **raw** cached CLAP embeddings
-   (``dm.cache.clap[music]``, what AudioLDM conditions on; the batches' ``clap`` is the centred alignment target),
-   with alpha chosen by exact leave-one-out error on train only, and saved as ``ridge.safetensors`` in the run's
-   log directory (``ridge_path`` loads one instead of fitting);
-3. ``test``: for every test window the ridge prediction; for the generated ones (all, or ``max_generate`` chosen
-   with a seeded draw) AudioLDM audio of the window's length, its CLAP embedding (the cache's CLAP) and log-mel;
-   metrics written to ``metrics.json`` beside the alignment metrics, details to ``reconstruct.json``;
-4. ``predict``: the generated audio and the true clip per test window, returned for
-   :class:`callbacks.audio_writer.AudioPredictionWriter` (wavs + ``predictions/manifest.{csv,json}``).
-
-``oracle=True`` is the audio-oracle reference row: the true (raw) CLAP embedding of each window goes through the
-same AudioLDM path; no EEG, checkpoint or ridge is used, so its metrics are an upper bound for the EEG rows. Trivial
-invariants of that row: its conditioning *is* the true embedding (a ridge would be the identity), and its numbers
-depend only on the audio, AudioLDM and CLAP, never on the encoder in the config.
-
-Metrics (``metrics.json``, each ``{"mean", "std", "n", "chance"}``; see ``chanmusic.evaluation.metrics``):
-
-=================  =====================================================================================================
-``id50`` ...       alignment metrics in the aligned space, as the alignment stage writes them (not for the oracle)
-``ridge_id50``     50-way identification of the ridge-predicted embedding among the raw CLAP embeddings of test segments
-``ridge_cosine``   cosine of the ridge prediction with the raw CLAP embedding (chance: mismatched segments)
-``clap_score``     cosine of CLAP(generated audio) with the cached CLAP of the true audio (chance: mismatched segments)
-``ssim``, ``psnr`` log-mel (AudioLDM's mel) of generated vs true audio, frames cropped to equal length, each pair
-                   min-max scaled jointly to [0, 1], ``data_range=1.0``; PSNR in dB, capped at 100 dB
-``gen_id50``,      identification computed from the generated audio's CLAP embedding against the true audio
-``gen_song14``,    embeddings of other test segments / songs / genres, as the paper does (candidates: the generated
-``gen_genre10``    items' segments). The genre labels are chanmusic's documented 10-genre table (datamodules.songs).
-``genre_agreement`` the paper's genre score: a music-genre audio classifier (``genre_classifier``, a local folder or hub
-                   id of a transformers audio-classification model, e.g. ``dima806/music_genres_classification``)
-                   gives the same label to the generated and the true audio; off unless ``genre_classifier`` is set
-=================  =====================================================================================================
-
-Offline honesty: ``audioldm="tiny-random"`` (the default, so the demo runs offline) and a tiny random CLAP make the
-generated audio meaningless; ``reconstruct.json`` and the log say so. Real runs name a local AudioLDM folder or hub
-id (``cvssp/audioldm-s-full-v2``) and use the CLAP the cache was built with.
-
-This file holds the LightningModule; its pieces live beside it: the ridge numerics in ``chanmusic.stages.ridge``,
-the test/predict-start setup in ``chanmusic.stages.reconstruct_setup``, per-window seeded generation in
-``chanmusic.stages.generation``, the true clips in ``datamodules.true_audio``, the genre classifier in
-``chanmusic.evaluation.genre_classifier`` and the encoder rebuilt from the aligned run's config in
-``chanmusic.results.runs``.
+It holds the aligned model of an alignment run (``init_from``, an aligned checkpoint; ``chanmusic.stages.init_from``)
+and trains nothing: at the start of ``test`` / ``predict`` it fits the ridge adapter on the train split
+(``chanmusic.stages.adapter``) and loads AudioLDM and the cache's CLAP (``chanmusic.stages.generation``); ``test``
+writes the aligned-space and reconstruction metrics, ``predict`` the audio. ``oracle`` conditions AudioLDM on the true
+CLAP embedding instead (the upper-bound row). The pipeline and every metric: docs/stages.md.
 """
 from __future__ import annotations
 
@@ -63,71 +14,60 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import lightning as L
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from chanmusic.core.renamed import renamed
+from chanmusic.core.ridge import DEFAULT_ALPHAS, RidgeAdapter
 from datamodules.true_audio import TrueAudio
 from chanmusic.evaluation.genre_classifier import AudioClassifier
-from chanmusic.results.metrics_file import metric_entry
-from chanmusic.evaluation.metrics import ClapScore, Identification, LabelAgreement, MelPSNR, MelSSIM, reset_metric
-from chanmusic.results.runs import encoder_from_config, read_checkpoint, run_config_of
-from chanmusic.stages.align import AlignModule
-from chanmusic.stages.encoder_init import CheckpointError, load_strict
-from chanmusic.stages.generation import generate_windows
-from chanmusic.stages.reconstruct_setup import ReconstructSetup
-from chanmusic.stages.ridge import DEFAULT_ALPHAS, RidgeAdapter
+from chanmusic.evaluation.provenance import ProvenanceCallback
+from chanmusic.modules.aligned import AlignedModel, hold
+from chanmusic.stages.adapter import RIDGE_FILE, fit_adapter
+from chanmusic.stages.align import AlignedTestMetrics, gather_rows, write_metrics
+from chanmusic.stages.generation import check_clap, chosen_windows, generate_windows, load_generator
+from chanmusic.stages.init_from import ENCODER_SOURCES, load_aligned, read_aligned
+from chanmusic.stages.reconstruction_metrics import ReconstructionMetrics
 
 log = logging.getLogger("chanmusic")
 
 __all__ = ["ReconstructModule", "ENCODER_SOURCES"]
 
-ENCODER_SOURCES = ("auto", "config", "checkpoint")
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# The stage
-# ----------------------------------------------------------------------------------------------------------------
-
-class ReconstructModule(ReconstructSetup, AlignModule):
-    """Ridge adapter + fixed AudioLDM on top of an aligned EEG encoder; ``test`` -> metrics, ``predict`` -> audio.
+class ReconstructModule(L.LightningModule):
+    """Ridge adapter + fixed AudioLDM on top of an aligned model; ``test`` -> metrics, ``predict`` -> audio.
 
     Args:
-        encoder: the EEG encoder (YAML ``class_path``; the CLI links the data facts into it). With
-            ``encoder_source="auto"`` and an ``align_checkpoint`` whose run folder holds the ``config.yaml``
-            LightningCLI saved, the encoder is rebuilt from that file instead (with this run's data facts), so
-            the configured one may be a placeholder.
-        clap_dim, head, head_hidden, id_repeats, id_seed: as in ``AlignModule``. ``head`` / ``head_hidden`` are
-            taken from the checkpoint's hyperparameters when it records them.
-        align_checkpoint: checkpoint of the alignment run (Lightning ``.ckpt`` or a plain state dict, loaded with
-            ``weights_only=True``); its ``encoder.*`` and ``head.*`` weights are loaded strictly. Required unless
-            ``oracle``.
-        encoder_source: ``"auto"`` (the aligned run's saved config when found, else the configured encoder),
-            ``"config"`` (always the configured encoder), ``"checkpoint"`` (the saved config; an error if absent).
-        oracle: the audio-oracle reference: condition AudioLDM on the true raw CLAP embedding (no EEG, no ridge).
-        audioldm: AudioLDM 1 pipeline: ``"tiny-random"`` (offline demo, meaningless audio), a local diffusers
-            folder or a hub id (``cvssp/audioldm-s-full-v2``). ``audioldm_seed`` seeds the tiny random weights.
-        audioldm_dtype: ``None`` (float32) or ``"float16"`` / ``"bfloat16"`` for a real pipeline on a GPU.
-        clap, clap_seed: the CLAP that embeds the generated audio. ``None`` (default): the data module's
-            (``data.clap`` / ``data.clap_seed``), which is what the cached true embeddings were made with; any other
-            value must equal it (CLAP scores across two CLAPs mean nothing).
-        check_clap: embed one true clip at start and check it reproduces the cached embedding (cosine ≥ 0.999).
+        encoder: the EEG encoder; a placeholder when the aligned run's config.yaml rebuilds it (encoder_source auto).
+        clap_dim: CLAP embedding size (linked from the data module).
+        head: the aligned model's head (the checkpoint's, when it records one).
+        head_hidden: the head's hidden width (the checkpoint's, when it records one).
+        init_from: the aligned checkpoint (alignment / EEG2Mel run); its encoder.* and head.* load strictly.
+        encoder_source: ``auto`` (the aligned run's config.yaml when found), ``config`` or ``checkpoint``.
+        oracle: the audio-oracle row: condition AudioLDM on the true raw CLAP embedding (no EEG, no ridge).
+        audioldm: AudioLDM 1 pipeline: ``tiny-random`` (offline, meaningless audio), a diffusers folder or hub id.
+        audioldm_seed: seed of the tiny random AudioLDM weights.
+        audioldm_dtype: null (float32), ``float16`` or ``bfloat16`` for a real pipeline on a GPU.
+        clap: the CLAP that embeds the generated audio; null: the data module's (anything else must equal it).
+        clap_seed: that CLAP's seed; null: the data module's.
+        check_clap: at start, require one true clip's CLAP embedding to reproduce the cached one.
         ridge_alphas: alpha grid of the leave-one-out selection.
-        ridge_normalize: L2-normalise the aligned embeddings before the ridge (see :class:`RidgeAdapter`).
-        ridge_path: load this ridge file (``ridge.safetensors`` from an earlier run) instead of fitting one.
-        num_inference_steps, guidance_scale: DDIM steps and classifier-free guidance of AudioLDM (the authors' code
-            uses 100 steps; guidance is diffusers' AudioLDM default, the paper's value is unknown).
-        negative: the unconditional embedding under guidance: ``"zeros"`` or ``"empty_text"`` (see
-            ``chanmusic.audio.AudioLDMGenerator``).
-        audio_length_s: seconds to generate; ``None`` = the EEG window's length (mels are cropped to equal frames).
-        generation_seed: seeds the diffusion noise (per window, ``chanmusic.stages.generation.segment_seed``) and
-            the ``max_generate`` draw.
+        ridge_normalize: L2-normalise the aligned embeddings before the ridge.
+        ridge_path: a ridge.safetensors of an earlier run to load instead of fitting one.
+        num_inference_steps: AudioLDM's DDIM steps (the authors' code: 100).
+        guidance_scale: classifier-free guidance (diffusers' AudioLDM default; the paper's value is unknown).
+        negative: the unconditional embedding under guidance: ``zeros`` or ``empty_text``.
+        audio_length_s: seconds to generate; null: the EEG window's length.
+        generation_seed: seeds each window's diffusion noise and the max_generate draw.
         generation_batch_size: windows per AudioLDM call.
-        max_generate: generate for at most this many test windows (seeded draw, the same for test and predict;
-            ``n`` in the metrics and ``reconstruct.json`` report it); ``None`` = all.
-        genre_classifier: folder / hub id of a music-genre audio classifier for ``genre_agreement`` (the paper's
-            genre score); ``None`` = off.
+        max_generate: generate for at most this many test windows (a seeded draw); null: all.
+        genre_classifier: folder / hub id of a music-genre audio classifier for genre_agreement; null: off.
+        id_repeats: repeats of the identification draws.
+        id_seed: seed of the identification draws.
+        align_checkpoint: deprecated name of init_from.
     """
 
     def __init__(
@@ -136,7 +76,7 @@ class ReconstructModule(ReconstructSetup, AlignModule):
         clap_dim: int = 512,
         head: str = "mlp",
         head_hidden: int = 512,
-        align_checkpoint: str | None = None,
+        init_from: str | None = None,
         encoder_source: str = "auto",
         oracle: bool = False,
         audioldm: str = "tiny-random",
@@ -158,7 +98,10 @@ class ReconstructModule(ReconstructSetup, AlignModule):
         genre_classifier: str | None = None,
         id_repeats: int = 10,
         id_seed: int = 0,
+        align_checkpoint: str | None = None,
     ):
+        super().__init__()
+        init_from = renamed("model.init_args", "align_checkpoint", "init_from", align_checkpoint, init_from, None)
         if encoder_source not in ENCODER_SOURCES:
             raise ValueError(f"encoder_source must be one of {ENCODER_SOURCES}, got {encoder_source!r}")
         if max_generate is not None and max_generate < 1:
@@ -167,49 +110,25 @@ class ReconstructModule(ReconstructSetup, AlignModule):
             raise ValueError("num_inference_steps must be >= 1")
         if audioldm_dtype not in (None, "float32", "float16", "bfloat16"):
             raise ValueError(f"audioldm_dtype must be null, float32, float16 or bfloat16, got {audioldm_dtype!r}")
-        state: dict[str, Tensor] | None = None
-        hp: dict[str, Any] = {}
-        encoder_note = "configured (unused: oracle)" if oracle else "configured"
-        if align_checkpoint and not oracle:
-            state, hp = read_checkpoint(align_checkpoint)
-            for name, configured in (("head", head), ("head_hidden", head_hidden)):
-                if hp.get(name) is not None and hp[name] != configured:
-                    log.info("reconstruct: %s=%r from %s (configured %r)", name, hp[name], align_checkpoint,
-                             configured)
-            head = hp.get("head") or head
-            head_hidden = hp.get("head_hidden") or head_hidden
-            config = run_config_of(align_checkpoint) if encoder_source != "config" else None
-            if encoder_source == "checkpoint" and config is None:
-                raise CheckpointError(f"encoder_source='checkpoint' but no config.yaml beside {align_checkpoint} "
-                                      f"(or in its parent folder)")
-            if config is not None:
-                encoder = encoder_from_config(config, encoder)
-                encoder_note = f"{type(encoder).__name__} from {config}"
-                log.info("reconstruct: encoder rebuilt from the aligned run's %s", config)
-        readout_hp = {k: hp[k] for k in ("readout", "head_queries") if hp.get(k) is not None}  # the head's shape
-        super().__init__(encoder, clap_dim, head, head_hidden, id_repeats=id_repeats, id_seed=id_seed, **readout_hp)
-        if state is not None:
-            for prefix, module in (("encoder.", self.encoder), ("head.", self.head)):
-                sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-                if not sub:
-                    raise CheckpointError(f"{align_checkpoint}: no '{prefix}*' weights")
-                load_strict(module, sub, f"{align_checkpoint} ({prefix}*)")
-            log.info("reconstruct: aligned encoder and head loaded from %s", align_checkpoint)
+        source = None
+        head_shape: dict[str, Any] = {}
+        self.encoder_note = "configured (unused: oracle)" if oracle else "configured"
+        if init_from and not oracle:
+            source = read_aligned(init_from, encoder, encoder_source, head, head_hidden)
+            encoder, head, head_hidden, head_shape = source.encoder, source.head, source.head_hidden, source.head_shape
+            self.encoder_note = source.note
+        self.save_hyperparameters(ignore=["encoder", "align_checkpoint"])
+        # the CLI saves the config as given: a value read under an old name replaces the new name's default
+        self.hparams.update(init_from=init_from)
+        hold(self, "aligned", AlignedModel(encoder, clap_dim, head, head_hidden, **head_shape))
+        if source is not None:
+            load_aligned(self.aligned, source.state, init_from)
+            log.info("reconstruct: aligned encoder and head loaded from %s", init_from)
         elif not oracle:
-            log.warning("reconstruct: no align_checkpoint: the encoder and head are UNTRAINED (random); use "
-                        "--model.init_args.align_checkpoint RUN/checkpoints/....ckpt")
-        self.encoder_note = encoder_note
-        self.recon_metrics = nn.ModuleDict({
-            "clap_score": ClapScore(), "ssim": MelSSIM(), "psnr": MelPSNR(),
-            "gen_id50": Identification(50, "segment", id_repeats, id_seed),
-            "gen_song14": Identification(14, "song", id_repeats, id_seed),
-            "gen_genre10": Identification(10, "genre", id_repeats, id_seed),
-        })
-        if not oracle:
-            self.recon_metrics["ridge_id50"] = Identification(50, "segment", id_repeats, id_seed)
-            self.recon_metrics["ridge_cosine"] = ClapScore()
-        if genre_classifier:
-            self.recon_metrics["genre_agreement"] = LabelAgreement()
+            log.warning("reconstruct: no init_from: the encoder and head are UNTRAINED (random); use "
+                        "--model.init_args.init_from ALIGN_RUN/checkpoints/....ckpt")
+        self.test_metrics = AlignedTestMetrics(id_repeats, id_seed)
+        self.recon_metrics = ReconstructionMetrics(oracle, bool(genre_classifier), id_repeats, id_seed)
         # loaded at test / predict start, never part of the state dict
         self.ridge: RidgeAdapter | None = None
         self.generator = None
@@ -219,8 +138,40 @@ class ReconstructModule(ReconstructSetup, AlignModule):
         self._raw_clap: Tensor | None = None
         self._chosen: np.ndarray | None = None
         self._info: dict[str, Any] = {}
-        self._last_emb: Tensor | None = None
         self._run_dir: Path | None = None
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.aligned.encoder
+
+    @property
+    def head(self) -> nn.Module:
+        return self.aligned.head
+
+    @property
+    def aligned_checkpoint(self) -> str | None:
+        """The aligned checkpoint the weights came from (the provenance of a test run without a ckpt_path)."""
+        return self.hparams.init_from
+
+    def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        """EEG ``[B, C, T]`` -> aligned embedding ``[B, clap_dim]`` (not normalised)."""
+        return self.aligned(eeg, channel_mask)
+
+    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        return self.aligned(eeg, channel_mask)
+
+    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
+        """Per-electrode share ``[B, C]`` of the aligned model's readout, and its kind: the scalp maps."""
+        return self.aligned.channel_map(eeg, channel_mask)
+
+    def configure_callbacks(self):
+        """Provenance of the test run (the aligned checkpoint it was made from)."""
+        return [ProvenanceCallback()]
+
+    def write_metrics(self, results: dict[str, dict[str, Any] | None],
+                      reasons: dict[str, str] | None = None) -> Path | None:
+        """Merge ``results`` into the run's ``metrics.json`` (``chanmusic.stages.align.write_metrics``)."""
+        return write_metrics(self.trainer, results, reasons)
 
     # ---- fit: nothing to train ---------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -230,22 +181,94 @@ class ReconstructModule(ReconstructSetup, AlignModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         return None
 
-    def on_train_epoch_start(self) -> None:
-        return None
-
     def configure_optimizers(self):
         return None  # nothing is trained (Lightning runs fit without an optimizer)
 
     def test_without_checkpoint(self) -> bool:
-        """``chanmusic test`` needs no ``--ckpt_path``: the weights come from ``align_checkpoint`` (the oracle has none)."""
-        return bool(self.hparams.oracle or self.hparams.align_checkpoint)
+        """``chanmusic test`` needs no ``--ckpt_path``: the weights come from ``init_from`` (the oracle has none)."""
+        return bool(self.hparams.oracle or self.hparams.init_from)
 
-    # ---- setup at test / predict start (chanmusic.stages.reconstruct_setup) ----------------------------------
+    # ---- setup at test / predict start ----------------------------------------------------------------------
     def on_test_start(self) -> None:
         self._start("test")
 
     def on_predict_start(self) -> None:
         self._start("predict")
+
+    def _datamodule(self):
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "dataset_for"):
+            raise RuntimeError("ReconstructModule needs the NMEDDataModule: "
+                               "trainer.test/predict(model, datamodule=dm)")
+        if dm.cache is None:
+            dm.setup()
+        return dm
+
+    def _start(self, stage: str) -> None:
+        """The data module, the true audio, the windows to generate for, AudioLDM / CLAP / the genre classifier, the
+        CLAP check and the ridge adapter, with the run facts for ``reconstruct.json``."""
+        t0 = time.time()
+        hp = self.hparams
+        dm = self._datamodule()
+        run_dir = (self.trainer.log_dir or self.trainer.default_root_dir) if self._trainer is not None else None
+        self._run_dir = Path(run_dir) if run_dir else None  # log_dir is a collective under DDP: asked on every rank
+        clap_spec = dm.clap if hp.clap is None else hp.clap
+        clap_seed = dm.clap_seed if hp.clap_seed is None else hp.clap_seed
+        if (str(clap_spec), int(clap_seed)) != (str(dm.clap), int(dm.clap_seed)):
+            raise ValueError(f"model clap={clap_spec!r} (seed {clap_seed}) differs from the CLAP the cache was built "
+                             f"with (data.clap={dm.clap!r}, seed {dm.clap_seed}): the CLAP score compares embeddings "
+                             f"of one CLAP; leave model.init_args.clap unset")
+        self._raw_clap = torch.from_numpy(np.asarray(dm.cache.clap, dtype=np.float32))
+        self.true_audio = TrueAudio(dm)
+        test_rows = np.asarray(dm.dataset_for("test").rows)
+        self._chosen = chosen_windows(test_rows, hp.max_generate, hp.generation_seed)
+        self._load_models(clap_spec, clap_seed)
+        if hp.check_clap:
+            check_clap(self.clap_model, self.true_audio, self._raw_clap,
+                       int(dm.dataset_for("test").music[0]) if len(test_rows) else 0)
+        ridge_s = 0.0
+        if not hp.oracle:
+            t1 = time.time()
+            self.ridge = RidgeAdapter.load(hp.ridge_path) if hp.ridge_path else fit_adapter(
+                self, dm, self.embed, self._raw_clap, hp.clap_dim, hp.ridge_alphas, hp.ridge_normalize)
+            ridge_s = time.time() - t1
+            if self.ridge.in_dim != hp.clap_dim or self.ridge.out_dim != self._raw_clap.shape[1]:
+                raise ValueError(f"ridge maps {self.ridge.in_dim} -> {self.ridge.out_dim}, expected "
+                                 f"{hp.clap_dim} -> {self._raw_clap.shape[1]}")
+            if self._run_dir is not None and self.trainer.is_global_zero and not hp.ridge_path:
+                self.ridge.save(self._run_dir / RIDGE_FILE)
+            log.info("reconstruct: ridge alpha %.3g (LOO over %d train windows), %s", self.ridge.alpha,
+                     self.ridge.n_train, "loaded from " + hp.ridge_path if hp.ridge_path else "fitted")
+        self._info = {
+            "stage": stage, "oracle": bool(hp.oracle), "align_checkpoint": hp.init_from,  # its name in the file
+            "encoder": self.encoder_note, "audioldm": self.generator.description,
+            "audioldm_is_random": bool(self.generator.is_random), "clap": self.clap_model.description,
+            "clap_is_random": bool(self.clap_model.is_random), "num_inference_steps": int(hp.num_inference_steps),
+            "guidance_scale": float(hp.guidance_scale), "negative": hp.negative, "generation_seed": hp.generation_seed,
+            "audio_length_s": hp.audio_length_s, "max_generate": hp.max_generate, "n_test": int(len(test_rows)),
+            "n_generated": int(len(self._chosen)), "ridge": self.ridge.summary() if self.ridge is not None else None,
+            "ridge_file": None if self.ridge is None else (hp.ridge_path or (
+                str(self._run_dir / RIDGE_FILE) if self._run_dir is not None else None)),
+            "genre_classifier": hp.genre_classifier,
+            "seconds": {"setup": 0.0, "ridge_fit": round(ridge_s, 3), "generate": 0.0, "embed_and_metrics": 0.0},
+        }
+        self._info["seconds"]["setup"] = round(time.time() - t0, 3)
+        if self.generator.is_random or self.clap_model.is_random:
+            log.warning("reconstruct: %s / %s — the generated audio and its scores carry no pretrained meaning",
+                        self.generator.description, self.clap_model.description)
+
+    def _load_models(self, clap_spec: str, clap_seed: int) -> None:
+        from chanmusic.audio import load_clap
+
+        hp = self.hparams
+        self.generator = load_generator(self.generator, hp.audioldm, hp.audioldm_seed, hp.audioldm_dtype, self.device)
+        if self.clap_model is None:
+            self.clap_model = load_clap(clap_spec, device=self.device, seed=clap_seed)
+        if self.generator.conditioning_dim != self._raw_clap.shape[1]:
+            raise ValueError(f"AudioLDM takes {self.generator.conditioning_dim}-d conditioning but the cached CLAP "
+                             f"embeddings are {self._raw_clap.shape[1]}-d")
+        if hp.genre_classifier and self.classifier is None:
+            self.classifier = AudioClassifier(hp.genre_classifier, device=self.device)
 
     # ---- generation -------------------------------------------------------------------------------------------
     def _length_s(self, batch: dict[str, Any]) -> float:
@@ -259,11 +282,6 @@ class ReconstructModule(ReconstructSetup, AlignModule):
         hp = self.hparams
         return generate_windows(self.generator, cond, segments, audio_length_s, hp.generation_seed,
                                 hp.num_inference_steps, hp.guidance_scale, hp.negative, hp.generation_batch_size)
-
-    def _step(self, batch: dict[str, Any], train: bool) -> tuple[Tensor, Tensor]:
-        loss, emb = super()._step(batch, train)
-        self._last_emb = emb  # reused by test_step (the encoder runs once per batch)
-        return loss, emb
 
     def _reconstruct(self, batch: dict[str, Any], emb: Tensor | None) -> dict[str, Any]:
         """Conditioning for every window of the batch; audio, CLAP embedding and mel for the chosen ones.
@@ -296,56 +314,38 @@ class ReconstructModule(ReconstructSetup, AlignModule):
     # ---- test ---------------------------------------------------------------------------------------------------
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         emb = None
-        if not self.hparams.oracle:
-            super().test_step(batch, batch_idx)  # aligned-space metrics (id50, song14, ...) + test/loss
-            emb = self._last_emb
+        if not self.hparams.oracle:  # aligned-space metrics (id50, song_id, ...) and test/loss
+            emb, pooled = self.aligned.embed(batch["eeg"], batch["channel_mask"])
+            loss = self.aligned.loss(gather_rows(self, emb), gather_rows(self, batch["clap"]),
+                                     gather_rows(self, batch["music"], grads=False))
+            self.log("test/loss", loss, sync_dist=True, batch_size=len(batch["eeg"]))
+            self.test_metrics.update(emb, batch, pooled)
         r = self._reconstruct(batch, emb)
-        keys = ("music", "song", "genre", "stimulus", "start", "length", "segment")
         if not self.hparams.oracle:
-            self.recon_metrics["ridge_id50"].update(r["cond"], r["raw_true"], *(batch[k] for k in keys))
-            self.recon_metrics["ridge_cosine"].update(r["cond"], r["raw_true"], batch["music"], batch["segment"])
+            self.recon_metrics.update_ridge(batch, r["cond"], r["raw_true"])
         if "audio" not in r:
             return
         t0 = time.time()
-        s = r["sel"]
-        sub = {k: batch[k][s] for k in keys}
-        true = r["raw_true"][s]
-        m = self.recon_metrics
-        m["clap_score"].update(r["gen_emb"], true, sub["music"], sub["segment"])
-        m["ssim"].update(r["gen_mel"], batch["mel"][s], sub["segment"])
-        m["psnr"].update(r["gen_mel"], batch["mel"][s], sub["segment"])
-        for name in ("gen_id50", "gen_song14", "gen_genre10"):
-            m[name].update(r["gen_emb"], true, *(sub[k] for k in keys))
-        if self.classifier is not None:
-            from chanmusic.audio import MEL_SR
-
-            clips = self.true_audio.clips(sub["music"].tolist())
-            m["genre_agreement"].update(self.classifier.labels(r["audio"], MEL_SR),
-                                        self.classifier.labels(clips, self.true_audio.sr), sub["segment"])
+        self.recon_metrics.update_generated(batch, r, None if self.classifier is None else lambda: self._genre_labels(
+            r["audio"], batch["music"][r["sel"]]))
         self._info["seconds"]["embed_and_metrics"] += time.time() - t0
+
+    def _genre_labels(self, audio: np.ndarray, music: Tensor) -> tuple[Any, Any]:
+        """The genre classifier's labels of the generated audio and of the true clips of ``music``."""
+        from chanmusic.audio import MEL_SR
+
+        clips = self.true_audio.clips(music.tolist())
+        return self.classifier.labels(audio, MEL_SR), self.classifier.labels(clips, self.true_audio.sr)
 
     def on_test_epoch_end(self) -> None:
         if not self.hparams.oracle:
-            try:
-                super().on_test_epoch_end()  # writes the alignment metrics to metrics.json
+            try:  # the alignment metrics first, as the alignment stage writes them
+                self.write_metrics(*self.test_metrics.compute(lambda n, v: self.log(n, v, rank_zero_only=True)))
             except ValueError as e:  # e.g. a test split too small for within_song: keep the reconstruction metrics
                 log.warning("reconstruct: alignment metrics not computed: %s", e)
-                for m in self.test_metrics.values():
-                    m.reset()
-        results: dict[str, dict[str, Any]] = {}
+                self.test_metrics.reset()
         single = self._trainer is None or self.trainer.world_size == 1
-        for name, metric in self.recon_metrics.items():
-            if single and not metric.update_called:
-                continue
-            try:
-                r = {k: v.item() for k, v in metric.compute().items()}
-            except ValueError as e:  # e.g. too few generated songs for an identification
-                log.warning("reconstruct: %s not computed: %s", name, e)
-                reset_metric(metric)
-                continue
-            metric.reset()
-            results[name] = metric_entry(r)  # mean, n, n_way, chance, ci95 (bootstrap over items)
-            self.log(f"test/{name}", results[name]["mean"], rank_zero_only=True)
+        results = self.recon_metrics.compute(lambda n, v: self.log(n, v, rank_zero_only=True), single)
         self.write_metrics(results)
         self._write_info(results)
 

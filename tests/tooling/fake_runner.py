@@ -67,7 +67,7 @@ def write_fake_spec(tmp: Path, rows: list[dict] | None = None, ablations: list[d
         (cfg / f"{name}.yaml").write_text(f"behaviour: {'ok' if name == 'good' else name}\n")
     spec = {
         "title": "fake comparison", "config_root": str(cfg), "metrics": ["id50", "song_id"],
-        "reconstruct": {"configs": ["recon.yaml"], "ckpt_arg": "model.init_args.align_checkpoint"},
+        "reconstruct": {"configs": ["recon.yaml"], "ckpt_arg": "model.init_args.init_from"},
         "reference_row": "good",
         "rows": rows if rows is not None else [
             {"name": "good", "label": "Good", "configs": ["good.yaml"], "paper": {"id50": 0.487}},

@@ -1,5 +1,8 @@
-"""Ridge numerics of the reconstruction stage: a closed-form multi-output ridge with exact leave-one-out alpha
-selection, and its safetensors file. Used by :mod:`chanmusic.stages.reconstruct` (aligned EEG embedding -> raw CLAP)."""
+"""Ridge regression in closed form, solved here only: :func:`ridge_weights` / :func:`solve_normal` (the one solve),
+and :class:`RidgeAdapter` (multi-output ridge with exact leave-one-out alpha selection, and its safetensors file).
+
+Users: the reconstruction stage's adapter (aligned EEG embedding -> raw CLAP, ``chanmusic.stages.adapter``), the
+pretraining probe's linear readout (``callbacks.probe``) and ``benchmarks/readout_probe.py``."""
 from __future__ import annotations
 
 import json
@@ -14,9 +17,24 @@ from torch.nn import functional as F
 
 log = logging.getLogger("chanmusic")
 
-__all__ = ["DEFAULT_ALPHAS", "RidgeAdapter"]
+__all__ = ["DEFAULT_ALPHAS", "RidgeAdapter", "ridge_weights", "solve_normal"]
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 5, 17))  #: ridge alpha grid (LOO)
+
+
+def solve_normal(gram: Tensor, cross: Tensor, alpha: float) -> Tensor:
+    """The ridge solution ``W = (G + αI)⁻¹ C`` from the Gram matrix ``gram [D, D]`` (``XᵀX``) and ``cross [D, K]``
+    (``XᵀY``)."""
+    return torch.linalg.solve(gram + alpha * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device), cross)
+
+
+def ridge_weights(X: Tensor, Y: Tensor, alpha: float) -> Tensor:
+    """Weights ``[D, K]`` minimising ``|Y - XW|² + α|W|²`` for centred ``X [N, D]`` and ``Y [N, K]``: the primal
+    solve when ``D <= N``, else the dual ``Xᵀ(XXᵀ + αI)⁻¹Y`` (the same solution with an ``N × N`` system)."""
+    n, d = X.shape
+    if d > n:
+        return X.T @ solve_normal(X @ X.T, Y, alpha)
+    return solve_normal(X.T @ X, X.T @ Y, alpha)
 
 
 class RidgeAdapter:
@@ -105,7 +123,7 @@ class RidgeAdapter:
         if len(alphas) > 1 and best in (0, len(alphas) - 1):
             log.warning("ridge: the selected alpha %.3g is at the edge of the grid [%.3g, %.3g]; widen ridge_alphas",
                         alpha, min(alphas), max(alphas))
-        W = torch.linalg.solve(G + alpha * torch.eye(din, dtype=torch.float64), C)
+        W = solve_normal(G, C, alpha)
         b = y_mean - x_mean @ W
         return cls(W, b, alpha, alphas, loo, n, normalize_input)
 

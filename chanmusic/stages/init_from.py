@@ -1,0 +1,141 @@
+"""What a stage's ``init_from`` reads (safe loading itself lives in ``chanmusic.core.checkpoints``).
+
+The kinds of weights a run starts from (docs/stages.md):
+
+- a **pretraining checkpoint** (``PretrainModule``, ``LabramPretrainModule``): two encoders, named in
+  ``checkpoint["chanmusic_encoders"]`` (``{"student": "encoder.", "teacher": "teacher_encoder."}``); alignment loads
+  the **teacher** by default (``init_from_encoder``), the EMA teacher DINO evaluates (the authors' code loads the
+  student) — :func:`load_encoder_weights`;
+- an **aligned checkpoint** (alignment / EEG2Mel): one encoder (``encoder.*``, named ``"aligned"``) and its head
+  (``head.*``); alignment reads its encoder, reconstruction the whole aligned model — :func:`read_aligned`,
+  :func:`load_aligned`;
+- **published weights** of a foundation model: the encoder's own ``init_from`` (``encoders.pretrained_sources``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from chanmusic.core.checkpoints import CheckpointError, load_strict, safe_load, state_dict_of
+from chanmusic.results.runs import encoder_from_config, read_checkpoint, run_config_of
+
+__all__ = ["CheckpointError", "load_strict", "safe_load", "state_dict_of", "load_encoder_weights",
+           "checkpoint_encoders", "ENCODER_CHOICES", "load_init_from", "ENCODER_SOURCES", "AlignedCheckpoint", "read_aligned",
+           "load_aligned"]
+
+ENCODER_CHOICES = ("teacher", "student")
+log = logging.getLogger("chanmusic")
+GAIN_PREFIX = "channel_gain."  # encoders.token_gain.TokenGain: alignment-only, absent from pretraining checkpoints
+
+
+def checkpoint_encoders(ckpt: Any) -> dict[str, str]:
+    """``{name: key prefix}`` of the encoders a loaded checkpoint holds: its ``chanmusic_encoders`` entry, else
+    inferred from the keys (``teacher_encoder.*`` -> teacher, ``encoder.*`` -> student if a teacher is beside
+    it, else ``aligned``)."""
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("chanmusic_encoders"), dict):
+        return dict(ckpt["chanmusic_encoders"])
+    keys = state_dict_of(ckpt).keys()
+    has_teacher = any(k.startswith("teacher_encoder.") for k in keys)
+    names: dict[str, str] = {}
+    if any(k.startswith("encoder.") for k in keys):
+        names["student" if has_teacher else "aligned"] = "encoder."
+    if has_teacher:
+        names["teacher"] = "teacher_encoder."
+    return names
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path, which: str = "teacher") -> str:
+    """Initialise ``encoder`` (strict) from one encoder of a checkpoint; returns the key prefix used.
+
+    ``which``: ``"teacher"`` (default) or ``"student"`` of a pretraining checkpoint. A checkpoint with a single
+    encoder (an alignment run: ``"aligned"``) loads that one whatever ``which`` says, since it has no choice.
+    """
+    if which not in ENCODER_CHOICES:
+        raise CheckpointError(f"model.init_from_encoder: {which!r} is not one of {ENCODER_CHOICES}")
+    ckpt = safe_load(path)
+    names = checkpoint_encoders(ckpt)
+    if not names:
+        sd = state_dict_of(ckpt)
+        raise CheckpointError(f"{path}: no 'encoder.*' weights (keys start with "
+                              f"{sorted({k.split('.')[0] for k in sd})[:8]}) — pass a pretraining or alignment "
+                              f"checkpoint")
+    if which in names:
+        prefix = names[which]
+    elif set(names) == {"aligned"}:
+        prefix = names["aligned"]
+    else:
+        raise CheckpointError(f"{path}: no {which} encoder (it holds {sorted(names)}) — set "
+                              f"model.init_from_encoder to one of them")
+    sd = state_dict_of(ckpt)
+    sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    own = encoder.state_dict()
+    pretraining = prefix != names.get("aligned")  # an aligned encoder must bring every weight it used
+    fresh = [k for k in own if pretraining and k.startswith(GAIN_PREFIX) and k not in sub]
+    for k in fresh:  # a gain the checkpoint's encoder did not have (pretraining reads the CLS, which it does
+        sub[k] = own[k]  # not touch): it keeps its own initialisation (encoders.token_gain)
+    if fresh:
+        log.info("%s: no %s in the checkpoint; it keeps its initialisation", path, ", ".join(fresh))
+    load_strict(encoder, sub, str(path))
+    return prefix
+
+
+def load_init_from(encoder: nn.Module, init_from: str | None, init_from_encoder: str, freeze_encoder: bool) -> None:
+    """Initialise ``encoder`` from ``init_from`` (a pretraining or an aligned checkpoint; ``init_from_encoder``
+    picks the pretraining run's teacher or student); a frozen encoder needs weights from somewhere."""
+    # an encoder that loaded its own weights (published weights: its init_from) says so with ``weights_source``
+    if freeze_encoder and not init_from and not getattr(encoder, "weights_source", None):
+        raise ValueError("model.freeze_encoder: true with no weights to freeze (init_from is empty) — "
+                         "pass --model.init_args.init_from CKPT, or set freeze_encoder: false")
+    if init_from:
+        load_encoder_weights(encoder, init_from, init_from_encoder)
+
+
+ENCODER_SOURCES = ("auto", "config", "checkpoint")  #: where reconstruction's encoder comes from (read_aligned)
+
+
+@dataclass
+class AlignedCheckpoint:
+    """What an aligned checkpoint says about the aligned model to rebuild (:func:`read_aligned`)."""
+
+    state: dict[str, Tensor]
+    encoder: nn.Module  #: the configured encoder, or the aligned run's, rebuilt from its config.yaml
+    head: str
+    head_hidden: int
+    head_shape: dict[str, Any] = field(default_factory=dict)  #: readout / head_queries the run recorded
+    note: str = "configured"  #: which encoder, for reconstruct.json
+
+
+def read_aligned(path: str | Path, encoder: nn.Module, encoder_source: str, head: str,
+                 head_hidden: int) -> AlignedCheckpoint:
+    """Read an aligned checkpoint: its weights, its head settings (they win over the configured ``head`` /
+    ``head_hidden``) and the encoder to load them into — with ``encoder_source`` ``"auto"`` the aligned run's
+    saved ``config.yaml`` when found (with ``encoder``'s data facts), ``"config"`` always ``encoder``,
+    ``"checkpoint"`` the saved config or an error."""
+    state, hp = read_checkpoint(path)
+    for name, configured in (("head", head), ("head_hidden", head_hidden)):
+        if hp.get(name) is not None and hp[name] != configured:
+            log.info("reconstruct: %s=%r from %s (configured %r)", name, hp[name], path, configured)
+    note = "configured"
+    config = run_config_of(path) if encoder_source != "config" else None
+    if encoder_source == "checkpoint" and config is None:
+        raise CheckpointError(f"encoder_source='checkpoint' but no config.yaml beside {path} (or in its parent folder)")
+    if config is not None:
+        encoder = encoder_from_config(config, encoder)
+        note = f"{type(encoder).__name__} from {config}"
+        log.info("reconstruct: encoder rebuilt from the aligned run's %s", config)
+    shape = {k: hp[k] for k in ("readout", "head_queries") if hp.get(k) is not None}
+    return AlignedCheckpoint(state, encoder, hp.get("head") or head, hp.get("head_hidden") or head_hidden, shape, note)
+
+
+def load_aligned(model: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
+    """Load an aligned checkpoint's ``encoder.*`` and ``head.*`` weights into ``model`` (an ``AlignedModel``),
+    each strictly."""
+    for prefix, module in (("encoder.", model.encoder), ("head.", model.head)):
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not sub:
+            raise CheckpointError(f"{path}: no '{prefix}*' weights")
+        load_strict(module, sub, f"{path} ({prefix}*)")
