@@ -175,11 +175,11 @@ def test_reconstruct_end_to_end(aligned):
     trainer.test(model, datamodule=dm)
     run = Path(trainer.log_dir)
     res = json.loads((run / "metrics.json").read_text())
-    for name in ("id50", "song_id", "genre_id", "clap_score", "ssim", "psnr", "gen_song14", "gen_genre10", "gen_id50",
+    for name in ("id50", "song_id", "genre_id", "clap_score", "ssim", "psnr", "gen_song_id", "gen_genre_id", "gen_id50",
                  "ridge_id50", "ridge_cosine"):
         assert {"mean", "n", "n_way", "chance", "ci95"} <= set(res[name]), name
         assert np.isfinite(res[name]["mean"]), name
-    for name in ("clap_score", "ssim", "psnr", "gen_song14", "gen_genre10"):
+    for name in ("clap_score", "ssim", "psnr", "gen_song_id", "gen_genre_id"):
         assert res[name]["n"] == 8, name  # max_generate
     n_test = len(dm.dataset_for("test"))
     assert res["ridge_id50"]["n"] == res["id50"]["n"] == n_test
@@ -223,7 +223,7 @@ def test_oracle_end_to_end(aligned):
     cli.trainer.test(cli.model, datamodule=cli.datamodule)
     run = Path(cli.trainer.log_dir)
     res = json.loads((run / "metrics.json").read_text())
-    assert {"clap_score", "ssim", "psnr", "gen_song14", "gen_genre10"} <= set(res)
+    assert {"clap_score", "ssim", "psnr", "gen_song_id", "gen_genre_id"} <= set(res)
     assert not {"id50", "ridge_id50"} & set(res)  # no EEG in the oracle row
     info = json.loads((run / "reconstruct.json").read_text())
     assert info["oracle"] and info["ridge"] is None
@@ -268,7 +268,7 @@ def test_pipeline_pairs_items_correctly_with_a_faithful_generator(aligned, tiny_
     o, s = scores["oracle"], scores["shuffled"]
     assert o["clap_score"]["mean"] == pytest.approx(1.0, abs=1e-4)
     assert o["ssim"]["mean"] == pytest.approx(1.0, abs=1e-4) and o["psnr"]["mean"] == pytest.approx(100.0)
-    assert o["gen_id50"]["mean"] == 1.0 and o["gen_song14"]["mean"] == 1.0
+    assert o["gen_id50"]["mean"] == 1.0 and o["gen_song_id"]["mean"] == 1.0
     assert s["clap_score"]["mean"] < o["clap_score"]["mean"] - 1e-3
     assert s["ssim"]["mean"] < 0.9 and s["psnr"]["mean"] < 50
     assert o["clap_score"]["chance"] < o["clap_score"]["mean"]

@@ -1,6 +1,6 @@
 """The reconstruction metrics (docs/stages.md): of the ridge prediction against the raw CLAP embeddings
 (``ridge_id50``, ``ridge_cosine``; not for the oracle) and of the generated audio against the true audio
-(``clap_score``, ``ssim``, ``psnr``, ``gen_id50``, ``gen_song14``, ``gen_genre10``, ``genre_agreement``)."""
+(``clap_score``, ``ssim``, ``psnr``, ``gen_id50``, ``gen_song_id``, ``gen_genre_id``, ``genre_agreement``)."""
 from __future__ import annotations
 
 import logging
@@ -32,8 +32,8 @@ class ReconstructionMetrics(nn.Module):
         self.metrics = nn.ModuleDict({
             "clap_score": ClapScore(), "ssim": MelSSIM(), "psnr": MelPSNR(),
             "gen_id50": Identification(50, "segment", id_repeats, id_seed),
-            "gen_song14": Identification(None, "song", id_repeats, id_seed),
-            "gen_genre10": Identification(None, "genre", id_repeats, id_seed),
+            "gen_song_id": Identification(None, "song", id_repeats, id_seed),
+            "gen_genre_id": Identification(None, "genre", id_repeats, id_seed),
         })
         if not oracle:
             self.metrics["ridge_id50"] = Identification(50, "segment", id_repeats, id_seed)
@@ -56,7 +56,7 @@ class ReconstructionMetrics(nn.Module):
         m["clap_score"].update(r["gen_emb"], true, sub["music"], sub["segment"])
         m["ssim"].update(r["gen_mel"], batch["mel"][s], sub["segment"])
         m["psnr"].update(r["gen_mel"], batch["mel"][s], sub["segment"])
-        for name in ("gen_id50", "gen_song14", "gen_genre10"):
+        for name in ("gen_id50", "gen_song_id", "gen_genre_id"):
             m[name].update(r["gen_emb"], true, *(sub[k] for k in KEYS))
         if labels is not None:
             m["genre_agreement"].update(*labels(), sub["segment"])
