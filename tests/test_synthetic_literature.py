@@ -14,7 +14,7 @@ from datamodules.nmed import read_recordings
 from datamodules.songs import song_of
 from datamodules.synthetic_tracking import measure_snr, write_synthetic_tracking
 
-LAYOUT = dict(subjects=(2, 3, 4), stimuli=(21, 23, 25, 27, 29), duration_s=20.0)
+LAYOUT = dict(subjects=(2, 3, 4), stimuli=(21, 23, 25, 27, 29), duration_s=16.0)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_files_read_back_as_nmed_t(sets):
     recs = _by_key(sets["music"])
     assert sorted(recs) == sorted((s, n) for s in LAYOUT["subjects"] for n in LAYOUT["stimuli"])
     for (subject, stimulus), rec in recs.items():
-        assert rec.eeg.shape == (125, 2500) and rec.sfreq == 125.0
+        assert rec.eeg.shape == (125, 2000) and rec.sfreq == 125.0
         assert rec.song == song_of("nmed-t", stimulus).index
         assert np.all(np.isfinite(rec.eeg)) and 3.0 < float(rec.eeg.std()) < 200.0  # µV scale
         assert np.abs(rec.eeg.mean(axis=0)).max() < 1e-3 * rec.eeg.std()  # average reference
@@ -99,10 +99,10 @@ def _leave_one_subject_out_accuracy(root: Path) -> float:
 
 
 def test_song_decodable_across_subjects_only_with_the_response(sets):
-    chance = 1 / len(LAYOUT["stimuli"])  # 75 test windows: chance 0.2 ± 0.046
+    chance = 1 / len(LAYOUT["stimuli"])  # 60 test windows: chance 0.2 ± 0.05
     off = _leave_one_subject_out_accuracy(sets["none"])
     on = _leave_one_subject_out_accuracy(sets["music"])
-    assert off < chance + 0.15, off
+    assert off < chance + 0.16, off
     assert on > 0.6, on
 
 

@@ -7,7 +7,7 @@ the later flux response are each displaced by a few millimetres and rotated by a
 spatial maps differ between people as they do in real data.
 
 The potential of a dipole ``p`` at ``r0`` seen at ``r`` is the infinite-medium form ``p·(r − r0) / |r − r0|³`` (up to
-a constant); it is a smooth scalp map, which is all the generator needs.
+a constant), smoothed over the scalp by a 2.5-cm Gaussian for the skull's blurring: a smooth scalp map.
 """
 from __future__ import annotations
 
@@ -43,8 +43,18 @@ def dipole_map(pos: np.ndarray, r0: np.ndarray, moment: np.ndarray) -> np.ndarra
     return v / (np.sqrt(np.mean(v ** 2)) or 1.0)
 
 
+_BLUR_CACHE: dict[bytes, np.ndarray] = {}
+
+
 def skull_blur(pos: np.ndarray, sigma_m: float = 0.025) -> np.ndarray:
     """``[C, C]`` row-normalised Gaussian smoothing over the scalp: the skull's spatial low-pass, approximated."""
+    key = np.asarray(pos, dtype=np.float64).tobytes() + np.float64(sigma_m).tobytes()
+    if key not in _BLUR_CACHE:
+        _BLUR_CACHE[key] = _gaussian_blur(pos, sigma_m)
+    return _BLUR_CACHE[key]
+
+
+def _gaussian_blur(pos: np.ndarray, sigma_m: float) -> np.ndarray:
     d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
     w = np.exp(-d2 / (2 * sigma_m ** 2))
     return w / w.sum(1, keepdims=True)
