@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
                                         subjects=tuple(range(2, 2 + a.subjects)), stimuli=NMEDT_STIMULI[:a.songs],
                                         duration_s=a.duration, overwrite=a.overwrite)
     except (ValueError, FileExistsError) as e:
-        print(f"chanmusic: error: {a.root}: {e}", file=sys.stderr)
+        print(f"chanmusic: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {root}")
     return 0

@@ -31,19 +31,19 @@ class TrackingLayout:
 
     def __post_init__(self) -> None:
         if not self.subjects or not self.stimuli:
-            raise ValueError("a tracking set needs at least one subject and one stimulus")
+            raise ValueError("subjects/stimuli: empty — a tracking set needs at least one subject and one song")
         if len(set(self.subjects)) != len(self.subjects) or min(self.subjects) < 0 or max(self.subjects) > 999:
-            raise ValueError(f"subjects must be distinct ids in 0-999, got {self.subjects}")
+            raise ValueError(f"subjects: {self.subjects} — give distinct participant ids in 0-999")
         bad = [s for s in self.stimuli if s not in NMEDT_STIMULI]
         if bad or len(set(self.stimuli)) != len(self.stimuli):
-            raise ValueError(f"stimuli must be distinct NMED-T song numbers 21-30, got {self.stimuli}")
+            raise ValueError(f"stimuli: {self.stimuli} — give distinct NMED-T song numbers in 21-30")
         if self.duration_s < 8.0:
-            raise ValueError(f"duration_s must be at least 8 s (the filters need the room), got {self.duration_s}")
+            raise ValueError(f"duration_s: {self.duration_s} s is too short for the release's 0.3-Hz high-pass — give 8 s or more")
         ratio = self.raw_sfreq / self.sfreq
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 2:
-            raise ValueError(f"raw_sfreq must be an integer multiple (>= 2) of sfreq, got {self.raw_sfreq}/{self.sfreq}")
+            raise ValueError(f"raw_sfreq: {self.raw_sfreq} Hz — give an integer multiple (>= 2) of sfreq {self.sfreq} Hz")
         if self.audio_sr % int(self.raw_sfreq) != 0:
-            raise ValueError(f"audio_sr must be a multiple of raw_sfreq, got {self.audio_sr}/{self.raw_sfreq}")
+            raise ValueError(f"audio_sr: {self.audio_sr} Hz — give a multiple of raw_sfreq {self.raw_sfreq} Hz")
 
     @property
     def decimation(self) -> int:

@@ -38,8 +38,8 @@ def write_synthetic_tracking(root: str | Path, seed: int = 0, snr_db: float | No
     root = Path(root)
     existing = sorted(root.glob("song*_Imputed.mat")) if root.is_dir() else []
     if existing and not overwrite:
-        raise FileExistsError(f"{root} already holds {existing[0].name} …: choose an empty folder or pass "
-                              "overwrite=True (--overwrite)")
+        raise FileExistsError(f"{root}: already holds a set ({existing[0].name} …) — choose an empty folder or "
+                              "pass overwrite=True (--overwrite)")
     (root / "stimuli").mkdir(parents=True, exist_ok=True)
     pos = nmed_positions()
     heads = {s: subject_head(layout.seed, s, pos) for s in layout.subjects}
