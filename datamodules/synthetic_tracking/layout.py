@@ -38,10 +38,12 @@ class TrackingLayout:
         if bad or len(set(self.stimuli)) != len(self.stimuli):
             raise ValueError(f"stimuli: {self.stimuli} — give distinct NMED-T song numbers in 21-30")
         if self.duration_s < 8.0:
-            raise ValueError(f"duration_s: {self.duration_s} s is too short for the release's 0.3-Hz high-pass — give 8 s or more")
+            raise ValueError(f"duration_s: {self.duration_s} s is too short for the release's 0.3-Hz high-pass "
+                             "— give 8 s or more")
         ratio = self.raw_sfreq / self.sfreq
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 2:
-            raise ValueError(f"raw_sfreq: {self.raw_sfreq} Hz — give an integer multiple (>= 2) of sfreq {self.sfreq} Hz")
+            raise ValueError(f"raw_sfreq: {self.raw_sfreq} Hz — give an integer multiple (>= 2) of sfreq "
+                             f"{self.sfreq} Hz")
         if self.audio_sr % int(self.raw_sfreq) != 0:
             raise ValueError(f"audio_sr: {self.audio_sr} Hz — give a multiple of raw_sfreq {self.raw_sfreq} Hz")
 
