@@ -123,3 +123,18 @@ def test_refuses_to_overwrite_an_existing_set(tmp_path):
     write_synthetic_tracking(tmp_path, seed=0, **layout)
     with pytest.raises(FileExistsError):
         write_synthetic_tracking(tmp_path, seed=0, **layout)
+
+
+def test_the_response_is_tagged_at_each_songs_beat_rate(sets):
+    """Frequency tagging: the response (music set − its no-music twin) peaks at the tempo NMED-T's table gives."""
+    from datamodules.nmed.songs import NMEDT_SONGS
+
+    music, none = _by_key(sets["music"]), _by_key(sets["none"])
+    for (subject, stimulus), rec in music.items():
+        resp = rec.eeg.astype(np.float64) - none[(subject, stimulus)].eeg
+        freqs = np.fft.rfftfreq(resp.shape[1], 1 / rec.sfreq)
+        power = (np.abs(np.fft.rfft(resp, axis=1)) ** 2).sum(0)
+        beat_hz = next(s.bpm for s in NMEDT_SONGS if s.number == stimulus) / 60.0
+        at_beat = power[np.abs(freqs - beat_hz) <= 0.07].max()
+        near = power[(np.abs(freqs - beat_hz) > 0.2) & (np.abs(freqs - beat_hz) < 0.6)]
+        assert at_beat > 5 * np.median(near), (subject, stimulus)
