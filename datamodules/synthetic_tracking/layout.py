@@ -7,7 +7,7 @@ writes exactly the background of the music set, which is how :func:`.snr.measure
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +27,6 @@ class TrackingLayout:
     audio_sr: int = 16000                         # sample rate of the written song WAVs
     snr_db: float | None = -9.0                   # music response vs everything else per responding channel; None: off
     seed: int = 0
-    extra: dict = field(default_factory=dict, compare=False)  # free-form notes copied into the ground truth
 
     def __post_init__(self) -> None:
         if not self.subjects or not self.stimuli:

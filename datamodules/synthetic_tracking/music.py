@@ -151,8 +151,8 @@ def synthesize_song(plan: SongPlan, duration_s: float, sr: int, seed: int) -> np
             if b % 4 in (1, 3):
                 _add_noise_hit(drums, sr, tb, 0.15, 0.25, rng, highpass=False)
             _add_noise_hit(drums, sr, tb + 0.5 * period, 0.05, 0.12, rng, highpass=True)
-    gain = np.interp(np.arange(n) / sr, np.arange(int(duration_s * 100)) / 100.0,
-                     loudness_curve(plan, duration_s, 100.0))
+    curve = loudness_curve(plan, duration_s, 100.0)
+    gain = np.interp(np.arange(n) / sr, np.arange(len(curve)) / 100.0, curve)
     audio = gain * (tonal + drums)
     peak = float(np.max(np.abs(audio))) or 1.0
     return (0.9 * audio / peak).astype(np.float32)
