@@ -69,3 +69,9 @@ def release(x: np.ndarray, faults: ElectrodeFaults, pos: np.ndarray, rate: float
     """The whole path: :func:`acquire`, :func:`release_filters`, :func:`impute_and_rereference`."""
     y = release_filters(acquire(x, faults, junk), rate, decimation)
     return impute_and_rereference(y, faults.bad, pos)
+
+
+def release_space(maps: np.ndarray, faults: ElectrodeFaults, pos: np.ndarray) -> np.ndarray:
+    """The spatial part of :func:`release` applied to ``[C, K]`` maps (no junk: a source's field on bad rows is lost):
+    ``release(maps @ courses) == release_space(maps) @ release_filters(courses)``, the filters acting on time only."""
+    return impute_and_rereference(acquire(maps, faults, None), faults.bad, pos)

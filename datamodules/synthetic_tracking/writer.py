@@ -13,7 +13,7 @@ from .features import acoustic_features
 from .layout import NMEDT_STIMULI, TrackingLayout, rng_for
 from .music import plan_song, synthesize_song
 from .nuisance import background, electrode_faults, ongoing_alpha
-from .release import bad_contact_noise, release
+from .release import bad_contact_noise, release, release_filters, release_space
 from .response import music_response, subject_tuning
 from .snr import responding_channels, scale_for_snr, snr_db
 
@@ -79,8 +79,8 @@ def _recording(layout: TrackingLayout, plan, feats, head, tuning, faults, pos, s
     if layout.snr_db is None:
         return gain * other, info
     carrier = ongoing_alpha(layout.seed, subject, stimulus, n, rate)
-    music_raw, _ = music_response(feats, plan, head, tuning, carrier, rate)
-    music = release(music_raw, faults, pos, rate, layout.decimation)
+    maps, courses = music_response(feats, plan, head, tuning, carrier, rate)
+    music = release_space(maps, faults, pos) @ release_filters(courses, rate, layout.decimation)
     music *= scale_for_snr(music, other, layout.snr_db)
     channels = responding_channels(music)
     info.update(snr_db=snr_db(music, other, channels), n_responding=int(len(channels)))
