@@ -138,3 +138,10 @@ def test_the_response_is_tagged_at_each_songs_beat_rate(sets):
         at_beat = power[np.abs(freqs - beat_hz) <= 0.07].max()
         near = power[(np.abs(freqs - beat_hz) > 0.2) & (np.abs(freqs - beat_hz) < 0.6)]
         assert at_beat > 5 * np.median(near), (subject, stimulus)
+
+
+def test_overwrite_leaves_no_file_of_the_earlier_set(tmp_path):
+    write_synthetic_tracking(tmp_path, seed=0, subjects=(2,), stimuli=(24, 25), duration_s=10.0)
+    write_synthetic_tracking(tmp_path, seed=0, subjects=(2,), stimuli=(26,), duration_s=10.0, overwrite=True)
+    assert sorted(p.name for p in tmp_path.glob("song*_Imputed.mat")) == ["song26_Imputed.mat"]
+    assert sorted(p.name for p in (tmp_path / "stimuli").iterdir()) == ["song26.wav"]

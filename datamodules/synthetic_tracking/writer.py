@@ -30,7 +30,8 @@ def write_synthetic_tracking(root: str | Path, seed: int = 0, snr_db: float | No
         subjects: participant ids (``subsNN``).
         stimuli: NMED-T song numbers to write (21-30).
         duration_s: seconds of EEG and audio per song.
-        overwrite: replace files of an earlier set in ``root`` (otherwise an existing set is an error).
+        overwrite: delete an earlier set's EEG and audio files in ``root`` first (otherwise an existing set is
+            an error).
     """
     layout = TrackingLayout(subjects=tuple(int(s) for s in subjects), stimuli=tuple(int(s) for s in stimuli),
                             duration_s=float(duration_s), snr_db=None if snr_db is None else float(snr_db),
@@ -40,6 +41,8 @@ def write_synthetic_tracking(root: str | Path, seed: int = 0, snr_db: float | No
     if existing and not overwrite:
         raise FileExistsError(f"{root}: already holds a set ({existing[0].name} …) — choose an empty folder or "
                               "pass overwrite=True (--overwrite)")
+    for old in existing + (sorted((root / "stimuli").glob("song*.wav")) if existing else []):
+        old.unlink()  # overwrite: no file of the earlier set may stay and mix with this one
     (root / "stimuli").mkdir(parents=True, exist_ok=True)
     pos = nmed_positions()
     heads = {s: subject_head(layout.seed, s, pos) for s in layout.subjects}
