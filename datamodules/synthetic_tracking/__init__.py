@@ -1,5 +1,5 @@
 """A synthetic NMED-T-format set whose EEG tracks its music as the published literature on music-evoked EEG describes
-(docs/synthetic_literature.md), designed without reading chanmusic's other generators or its model's recipe.
+(docs/synthetic_tracking.md), designed without reading chanmusic's other generators or its model's recipe.
 
 :func:`write_synthetic_tracking` writes ``songNN_Imputed.mat`` (read by :func:`datamodules.nmed.read_recordings`) and
 ``stimuli/songNN.wav``; :func:`measure_snr` measures the realised SNR from a set and its no-music twin.
