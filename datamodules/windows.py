@@ -48,6 +48,7 @@ class WindowDataset(Dataset):
         """The batch dict (docs/architecture.md) for ``indices``."""
         if self._eeg is None:  # opened lazily: one memmap handle per worker process
             flat = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=(int(np.prod(self.shape)),))
+            flat = flat.view(np.ndarray)  # plain views: np.memmap's per-slice bookkeeping costs more than the copy
             self._eeg = [recording_view(flat, r, self.shape[1]) for r in self.recordings]
         idx = np.asarray(indices, dtype=np.int64)
         # the cache is channel-major per recording: each window is C contiguous runs, copied straight into
