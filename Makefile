@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 LAION_VENV ?= .venv-laion
 LAION_STAMP := $(LAION_VENV)/.installed
 
-.PHONY: install demo test test-fast test-laion bench compare browser clean
+.PHONY: install demo test test-fast test-laion bench bench-gpu compare browser clean
 
 install: $(STAMP)
 
@@ -42,6 +42,9 @@ test-laion: $(LAION_STAMP)  # `pip install .[laion]` still reads laion-clap .pt 
 
 bench: install
 	$(PY) benchmarks/run.py
+
+bench-gpu: install  # bf16 + torch.compile at the paper's sizes on CUDA; tiny and eager without CUDA
+	$(PY) benchmarks/gpu_bench.py
 
 compare: install
 	$(PY) -m chanmusic.cli compare --config experiments/paper.yaml --quick

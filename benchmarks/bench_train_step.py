@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from benchmarks.common import RATIO_TARGET, ROOT, Context, Row, time_train_steps
 
-#: label -> (encoder YAML, module that must exist)
+#: label -> (encoder YAML, module that must exist): every aligned row of the demo profile
 TRAIN_ENCODERS = {
     "linear reference": (ROOT / "experiments/encoders/linear_reference.yaml", "encoders.linear_reference"),
+    "LaBraM": (ROOT / "experiments/encoders/labram.yaml", "encoders.labram"),
     "channel-oriented": (ROOT / "experiments/encoders/channel_oriented.yaml", "encoders.channel_oriented"),
 }
 
@@ -21,7 +22,7 @@ def train_step_consumption(ctx: Context) -> list[Row]:
     import torch
 
     rows = []
-    loader = max(ctx.facts.get("loader_samples_per_s_w0", 0.0), ctx.facts.get("loader_samples_per_s_w2", 0.0))
+    loader = max(ctx.facts.get(f"loader_samples_per_s_w{w}", 0.0) for w in (0, 2, 4))
     for label, (yaml_path, module) in TRAIN_ENCODERS.items():
         if not yaml_path.exists() or importlib.util.find_spec(module) is None:
             print(f"[bench] {label}: skipped ({yaml_path.name} or {module} not there yet)")

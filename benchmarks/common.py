@@ -111,7 +111,7 @@ def time_train_steps(model: Any, batch: dict[str, Any], budget_s: float = 3.0, m
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step() -> None:
-        loss, _ = model._step(batch, train=True)
+        loss = model._step(batch, train=True)[0]  # (loss, ...) for every stage
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -5,8 +5,10 @@ One cache directory per set of inputs + settings (its name is the settings' hash
     <cache_dir>/<key>/
         manifest.json     settings, counts, warnings, the CLAP used; written last, so its presence
                           means the cache is complete
-        eeg.f32           raw float32 [total_samples, C] (shape in the manifest): all recordings back to
-                          back, time-major so a window is one contiguous read (opened as a memmap)
+        eeg.f32           raw float32: all recordings back to back, each channel-major ``[C, n_samples]``
+                          (``eeg_shape`` = [total_samples, C] in the manifest; recording r starts at element
+                          ``offset * C``), so a window is C contiguous runs copied straight into ``[C, L]``
+                          with no transpose (opened as a memmap; :meth:`PreparedCache.recording_eeg`)
         recordings.json   one entry per recording: dataset, subject, song, stimulus, condition,
                           hearing, offset (into eeg.f32), n_samples, source
         segments.npy      int64 [S, 6]: SEGMENT_COLUMNS per EEG window
@@ -43,7 +45,10 @@ import numpy as np
 from chanmusic.core.errors import FormattedError
 from chanmusic.core.files import atomic_write_text
 
-CACHE_VERSION = 1
+#: 2: eeg.f32 channel-major per recording (1 was time-major [total, C]); part of the cache key, so a new
+#: version builds a new cache folder and a cache of another version is refused when opened directly
+CACHE_VERSION = 2
+EEG_LAYOUT = "channel-major per recording"
 SEGMENT_COLUMNS = ("rec", "subject", "song", "start", "length", "music")
 MUSIC_COLUMNS = ("stimulus_key", "start", "length")  # stimulus_key indexes manifest["stimuli"]
 MANIFEST = "manifest.json"
@@ -203,6 +208,11 @@ class PreparedCache:
             recordings = json.loads((path / "recordings.json").read_text())
         except (json.JSONDecodeError, FileNotFoundError) as e:
             raise CacheError(f"cache metadata unreadable in {path}: {e}. Delete it and prepare again.") from e
+        version = (manifest.get("settings") or {}).get("version")
+        if version != CACHE_VERSION:
+            raise CacheError(f"{path}: cache format {version} (this chanmusic reads format {CACHE_VERSION}: "
+                             f"EEG stored {EEG_LAYOUT}) — rebuild it with `chanmusic prepare` (same settings; "
+                             f"the old folder can be deleted)")
         verify_checksums(path, manifest)
         cache = cls(path, manifest, recordings, _load_npy(path / "segments.npy"), _load_npy(path / "music.npy"),
                     _load_npy(path / "clap.npy"), _load_npy(path / "mel.npy", mmap=True))
@@ -210,7 +220,8 @@ class PreparedCache:
         return cache
 
     def eeg(self) -> np.ndarray:
-        """float32 ``[total, C]`` memmap (opened per call so each DataLoader worker has its own handle)."""
+        """float32 flat memmap of all ``total * C`` values (opened per call so each DataLoader worker has its own
+        handle); recording r is ``[C, n]`` at element ``offset * C`` (:meth:`recording_eeg`)."""
         path = self.path / "eeg.f32"
         shape = tuple(self.manifest["eeg_shape"])
         expected = int(np.prod(shape)) * 4
@@ -218,7 +229,11 @@ class PreparedCache:
             size = path.stat().st_size if path.exists() else "missing"
             raise CacheError(f"{path}: expected {expected} bytes for float32 {shape}, found {size} "
                              f"(truncated?). Delete {self.path} and run `chanmusic prepare` again.")
-        return np.memmap(path, dtype=np.float32, mode="r", shape=shape)
+        return np.memmap(path, dtype=np.float32, mode="r", shape=(int(np.prod(shape)),))
+
+    def recording_eeg(self, r: int, flat: np.ndarray | None = None) -> np.ndarray:
+        """Recording ``r``'s EEG, channel-major ``[C, n_samples]`` (a view into ``flat``, default :meth:`eeg`)."""
+        return recording_view(self.eeg() if flat is None else flat, self.recordings[r], self.manifest["eeg_shape"][1])
 
     def validate(self) -> None:
         m = self.manifest
@@ -243,6 +258,12 @@ class PreparedCache:
         return self.segments[:, SEGMENT_COLUMNS.index(name)]
 
 
+def recording_view(flat: np.ndarray, recording: dict[str, Any], n_channels: int) -> np.ndarray:
+    """``[C, n]`` view of one recording (its ``offset`` and ``n_samples``) in the flat channel-major EEG."""
+    c, off, n = int(n_channels), int(recording["offset"]), int(recording["n_samples"])
+    return flat[off * c:(off + n) * c].reshape(c, n)
+
+
 class CacheWriter:
     """Writes a cache into ``<dir>.partial`` and renames it into place when complete."""
 
@@ -257,8 +278,8 @@ class CacheWriter:
         self.n_channels: int | None = None
 
     def append_eeg(self, eeg_tc: np.ndarray) -> int:
-        """Append one recording ``[T, C]``; returns its offset (in samples) into ``eeg.f32``."""
-        eeg_tc = np.ascontiguousarray(eeg_tc, dtype=np.float32)
+        """Append one recording ``[T, C]``, stored channel-major ``[C, T]``; returns its offset (in samples)."""
+        eeg_tc = np.ascontiguousarray(np.asarray(eeg_tc, dtype=np.float32).T).T  # [T, C] view of a [C, T] block
         if self.n_channels is None:
             self.n_channels = eeg_tc.shape[1]
         elif eeg_tc.shape[1] != self.n_channels:
@@ -266,7 +287,7 @@ class CacheWriter:
         offset = self.n_samples
         ensure_space(self.tmp, eeg_tc.nbytes, "the EEG (eeg.f32)")
         try:
-            eeg_tc.tofile(self._eeg)
+            eeg_tc.T.tofile(self._eeg)  # C-contiguous [C, T]: channel-major
         except OSError as e:
             raise self._write_error(e, eeg_tc.nbytes, "the EEG (eeg.f32)") from e
         self.n_samples += eeg_tc.shape[0]
@@ -319,7 +340,8 @@ class CacheWriter:
         os.fsync(self._eeg.fileno())
         self._eeg.close()
         names = sorted(p.name for p in self.tmp.iterdir() if p.is_file() and p.name != MANIFEST)
-        manifest = {**manifest, "eeg_shape": [self.n_samples, self.n_channels], "checksum": CHECKSUM,
+        manifest = {**manifest, "eeg_shape": [self.n_samples, self.n_channels], "eeg_layout": EEG_LAYOUT,
+                    "checksum": CHECKSUM,
                     "checksums": {n: file_checksum(self.tmp / n) for n in names}}
         self.save_json(MANIFEST, manifest)
         if self.path.exists():

@@ -287,15 +287,22 @@ class NMEDDataModule(L.LightningDataModule):
                              f"({self.split.summary()}) — raise it, use more data, or make data.span_s a few "
                              f"windows long (a held-out window must fit inside held-out spans)")
         drop_last = shuffle and len(ds) > self.batch_size
+        pin = self._on_cuda()  # page-locked batches: asynchronous host-to-GPU copies
         if shuffle:  # seeded per epoch, resumable mid-epoch, same windows on 1 or N processes: datamodules.sampling
             world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
             sampler = ResumableSampler(ds, world, rank, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
             return ResumableLoader(ds, sampler, batch_size=self.batch_size, num_workers=self.num_workers,
-                                   collate_fn=collate_batch,
+                                   collate_fn=collate_batch, pin_memory=pin,
                                    drop_last=drop_last, persistent_workers=self.num_workers > 0)
         return DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=collate_batch,
+                          collate_fn=collate_batch, pin_memory=pin,
                           drop_last=drop_last, persistent_workers=self.num_workers > 0)
+
+    def _on_cuda(self) -> bool:
+        """Whether the attached trainer runs on CUDA (then batches are pinned)."""
+        root = getattr(getattr(self, "trainer", None), "strategy", None)
+        device = getattr(getattr(root, "root_device", None), "type", None)
+        return device == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.cache import PreparedCache
+from datamodules.cache import PreparedCache, recording_view
 from datamodules.songs import genre_index
 
 
@@ -19,10 +19,10 @@ class WindowDataset(Dataset):
     def __init__(self, cache: PreparedCache, rows: np.ndarray, music_of_row: np.ndarray, clap: np.ndarray):
         self.path = cache.path
         self.shape = tuple(cache.manifest["eeg_shape"])
+        self.recordings = [{"offset": r["offset"], "n_samples": r["n_samples"]} for r in cache.recordings]
         self.rows = np.asarray(rows, dtype=np.int64)
         seg = cache.segments[self.rows]
-        offsets = np.array([r["offset"] for r in cache.recordings], dtype=np.int64)
-        self.begin = offsets[seg[:, 0]] + seg[:, 3]
+        self.rec, self.start = seg[:, 0].copy(), seg[:, 3].copy()
         self.length = int(seg[0, 4]) if len(seg) else 0
         self.subject, self.song = seg[:, 1], seg[:, 2]
         self.music = music_of_row[self.rows]
@@ -30,7 +30,7 @@ class WindowDataset(Dataset):
         self.clap = clap
         self.mel = cache.mel
         self.genre = np.array([genre_index(int(s)) for s in self.song], dtype=np.int64)
-        self._eeg: np.ndarray | None = None
+        self._eeg: list[np.ndarray] | None = None  # per recording [C, n] views of the memmap
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -47,11 +47,16 @@ class WindowDataset(Dataset):
     def _batch(self, indices: Sequence[int]) -> dict[str, Any]:
         """The batch dict (docs/architecture.md) for ``indices``."""
         if self._eeg is None:  # opened lazily: one memmap handle per worker process
-            self._eeg = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=self.shape)
+            flat = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=(int(np.prod(self.shape)),))
+            flat = flat.view(np.ndarray)  # plain views: np.memmap's per-slice bookkeeping costs more than the copy
+            self._eeg = [recording_view(flat, r, self.shape[1]) for r in self.recordings]
         idx = np.asarray(indices, dtype=np.int64)
-        # [B, L, C] in one fancy-indexed read, then channel-major [B, C, L]
-        eeg = self._eeg[self.begin[idx, None] + np.arange(self.length)[None, :]]
-        eeg = torch.from_numpy(np.ascontiguousarray(eeg.transpose(0, 2, 1)))
+        # the cache is channel-major per recording: each window is C contiguous runs, copied straight into
+        # [B, C, L] (pinned by the DataLoader on CUDA runs); no transpose
+        eeg = torch.empty((len(idx), self.shape[1], self.length), dtype=torch.float32)
+        out, L = eeg.numpy(), self.length
+        for j, (r, s) in enumerate(zip(self.rec[idx].tolist(), self.start[idx].tolist())):
+            out[j] = self._eeg[r][:, s:s + L]
         m = self.music[idx]
         order = np.argsort(m, kind="stable")  # memmapped mel: read in ascending order
         mel = np.empty((len(m),) + self.mel.shape[1:], dtype=np.float32)

@@ -66,7 +66,7 @@ def test_batches_follow_the_contract(small_demo, tmp_path):
     i = int(b["segment"][0])
     rec, _, _, start, length, _ = cache.segments[i]
     off = cache.recordings[rec]["offset"]
-    assert np.allclose(cache.eeg()[off + start: off + start + length].T, b["eeg"][0].numpy())
+    assert np.allclose(cache.recording_eeg(rec)[:, start: start + length], b["eeg"][0].numpy())
 
 
 def test_control_keeps_eeg_and_breaks_pairing(small_demo, tmp_path):
