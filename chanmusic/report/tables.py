@@ -126,8 +126,10 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
         "separately (a response shared across subjects cannot survive it). Only the gain over it is evidence that "
         "the model reads the music. Gain CIs are paired by seed (one seed: the runs' bootstrap intervals combined).",
         "id50 / song_id / genre_id / within_song: identification in the aligned space; song_id and genre_id use "
-        "every song / genre present (the column says how many; named song14 / genre10 where the count is the "
-        "paper's, i.e. on NMED-T + NMED-H pooled); genre_id is label-based; genre_agreement is the paper's genre "
+        "every song / genre present (the column says how many; song_id is named song14 where the count is the "
+        "paper's, i.e. on NMED-T + NMED-H pooled); genre_id is label-based, with distractors of the item's own dataset "
+        "only (never the paper's genre10); id50_time draws its distractors from other songs at the same time since "
+        "onset, so onset-locked signals cannot help it; genre_agreement is the paper's genre "
         "score (a genre classifier agrees on generated vs true audio). paper: the authors' reported numbers ("
         + (spec.get("paper_source") or "") + "), shown only where the class count matches.",
     ]
