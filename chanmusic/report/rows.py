@@ -20,6 +20,7 @@ from typing import Any
 from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.manifest import find_manifests
 from chanmusic.report.stats import gain_summary, seed_summary, within_run_summary
+from chanmusic.results.checkpoint_rule import FIT_DONE
 from chanmusic.results.layout import RUNS, run_folder, step_folder, units
 from chanmusic.results.metrics_file import METRICS_FILE, metric_entries, read_json
 from chanmusic.results.registry import paper_name, std_over_draws
@@ -66,10 +67,10 @@ class RowResult:
 
 
 def run_steps(d: Path) -> int | None:
-    """The optimiser steps a run trained: ``global_step`` of its metrics.json (``step``) or its ``fit_done.json``
-    (the runner's record of the finished fit); ``None`` when neither says (nothing trained, older runs)."""
+    """The optimiser steps a run trained: ``global_step`` (or ``step``) of a step's metrics file or of the runner's
+    record of the finished fit (:data:`FIT_DONE`); ``None`` when neither says (nothing trained, older runs)."""
     for step in sorted(d.glob("*/")) + [d]:
-        for name in (METRICS_FILE, "fit_done.json"):
+        for name in (METRICS_FILE, FIT_DONE):
             m = read_json(step / name)
             if isinstance(m, dict):
                 v = m.get("global_step", m.get("step"))
