@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.cache import CACHE_VERSION, PreparedCache, file_fingerprint, settings_key
-from datamodules.control import control_music, min_shift_windows
+from datamodules.control import DEFAULT_MIN_SHIFT_S, control_music, min_shift_windows
 from datamodules.prepare import AudioEmbedder, prepare
 from datamodules.registry import dataset_code, get_dataset
 from datamodules.sampling import ResumableLoader, ResumableSampler
@@ -53,7 +53,8 @@ class NMEDDataModule(L.LightningDataModule):
     recording time (``datamodules.splits``): ``span_s``-second spans labelled train/val/test, seeded per recording,
     so every window length holds out the same EEG. ``control: shift`` is the no-music control (``datamodules.control``):
     each recording's music targets circularly shifted by its own seeded amount, at least ``control_min_shift_s`` (and
-    2 windows) from zero and from every other recording's shift of the same stimulus, so EEG and recording
+    2 windows) from zero, never within a beat of a whole number of the song's bars, and spread apart from the other
+    recordings' shifts of the same stimulus, so EEG and recording
     fingerprints are kept and only the music pairing is broken; ``shuffle`` gives every window a random window's audio
     (a sanity check that must score at chance). ``clap_center``: CLAP spaces are anisotropic (a tiny random CLAP gives
     cosine ≈ 0.98 between any two windows; 0.22 within / 0.0 across songs after centring) and InfoNCE and cosine
@@ -84,7 +85,8 @@ class NMEDDataModule(L.LightningDataModule):
         gap_s: seconds between train and held-out spans (null = window_s).
         test_subjects: the subjects split's test subjects, as subjects (null = a seeded test_fraction of them).
         control: none, shift (the no-music control: per-recording shifted music) or shuffle (random pairing).
-        control_min_shift_s: the shift control's smallest shift, in seconds, from zero and between recordings.
+        control_min_shift_s: the shift control's smallest shift from zero, in seconds (default 30; shifts within a
+            beat of a whole number of the song's bars are never drawn).
         clap: CLAP for prepare: local laion-clap .pt, transformers folder / hub id, or tiny-random (offline).
         clap_seed: seed of a tiny-random CLAP.
         clap_dim: width of the CLAP embedding (512 for every released CLAP); checked against the cache.
@@ -120,7 +122,7 @@ class NMEDDataModule(L.LightningDataModule):
         gap_s: float | None = None,
         test_subjects: Sequence[int | str] | None = None,
         control: str = "none",
-        control_min_shift_s: float = 4.0,
+        control_min_shift_s: float = DEFAULT_MIN_SHIFT_S,
         clap: str = "tiny-random",
         clap_seed: int = 0,
         clap_dim: int = 512,
@@ -268,8 +270,10 @@ class NMEDDataModule(L.LightningDataModule):
         assert self.cache is not None
         seg, recs = self.cache.segments, self.cache.recordings
         stim = {i: (dataset_code(r["dataset"]), int(r["stimulus"])) for i, r in enumerate(recs)}
+        bpm = {i: SONGS[int(r["song"])].bpm for i, r in enumerate(recs)}  # the bar rule (datamodules.control)
         out, self.control_stats = control_music(seg[:, 0], seg[:, 3], seg[:, 5], stim, self.split_cfg.seed,
-                                                min_shift_windows(self.control_min_shift_s, self.stride_s))
+                                                min_shift_windows(self.control_min_shift_s, self.stride_s),
+                                                self.stride_s, bpm)
         log.info("control: per-recording shifts, >= %(min_from_zero)d windows from zero and >= %(min_between)d "
                  "between recordings of one stimulus", self.control_stats)
         return out

@@ -135,8 +135,8 @@ def validate_settings(args: dict[str, Any]) -> None:
 
     _check_split(a, datasets)
     if a.get("control", "none") == "shift":
-        _positive("control_min_shift_s", a.get("control_min_shift_s", 4.0),
-                  "the smallest distance in seconds between a recording's shift and zero / other recordings' shifts")
+        _positive("control_min_shift_s", a.get("control_min_shift_s", 30.0),
+                  "the smallest shift in seconds of a recording's music from zero, e.g. 30.0")
     _positive("span_s", a.get("span_s", 8.0), "the split's span of recording time in seconds, e.g. 8.0")
     hearings = a.get("hearings")
     if hearings is not None:

@@ -11,7 +11,7 @@ from chanmusic.cli import lightning_main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"
-GAIN = "encoder.channel_gain.weight"  # alignment-only, trains even with the encoder frozen (encoders.token_gain)
+GAIN = "encoder.channel_gain.weight"  # alignment-only (encoders.token_gain); frozen with the encoder in the ablations
 
 
 def _build(tmp, configs, *extra):
@@ -127,24 +127,29 @@ def test_no_channel_dropout(full, pretrained, tmp_path):
 
 def test_encoder_fixed(full, pretrained, tmp_path):
     m = ablation("encoder_fixed", pretrained, tmp_path)
-    assert _hp_diff(full, m) == {"freeze_encoder"}
+    assert _hp_diff(full, m) == {"freeze_encoder", "train_channel_gain"}
     a, b = _params(full), _params(m)
-    assert {n for n in a if a[n] != b[n]} == {n for n in a if n.startswith("encoder.")} - {GAIN}
-    assert [n for n, p in m.encoder.named_parameters() if p.requires_grad] == ["channel_gain.weight"]
+    assert {n for n in a if a[n] != b[n]} == {n for n in a if n.startswith("encoder.")}
+    # "encoder fixed" means it: nothing of the encoder trains, its channel gain included; only the head learns
+    assert [n for n, p in m.encoder.named_parameters() if p.requires_grad] == []
     assert all(p.requires_grad for p in m.head.parameters())
 
 
 @pytest.mark.parametrize("name,frozen", [("linear_head_finetuned", False), ("linear_head_frozen", True)])
 def test_linear_heads_keep_the_readout_source(full, pretrained, tmp_path, name, frozen):
     m = ablation(name, pretrained, tmp_path)
-    assert _hp_diff(full, m) == ({"head", "freeze_encoder"} if frozen else {"head"})
+    assert _hp_diff(full, m) == ({"head", "freeze_encoder", "train_channel_gain"} if frozen else {"head"})
     assert m.head.readout == full.head.readout == "cls+tokens"
     assert type(m.head).__name__ == "LinearHead"
     assert [n for n, _ in m.head.named_parameters()] == ["proj.weight", "proj.bias"]
     enc_a = {n: v for n, v in _params(full).items() if n.startswith("encoder.")}
     enc_b = {n: v for n, v in _params(m).items() if n.startswith("encoder.")}
     assert {n: s for n, (s, _) in enc_a.items()} == {n: s for n, (s, _) in enc_b.items()}
-    assert all(rg is not frozen for n, (_, rg) in enc_b.items() if n != GAIN) and enc_b[GAIN][1]
+    # the linear probe trains one linear map only: the encoder's channel gain is frozen with it
+    assert all(rg is not frozen for n, (_, rg) in enc_b.items())
+    if frozen:
+        trained = {n for n, p in m.named_parameters() if p.requires_grad}  # the map (+ the loss's temperature)
+        assert trained == {"aligned.head.proj.weight", "aligned.head.proj.bias", "aligned.logit_scale"}
 
 
 def test_freezing_without_weights_is_an_error(tmp_path, capsys):

@@ -86,9 +86,10 @@ def test_report_marks_a_collapsed_row():
     from chanmusic.report.rows import Cell, RowResult
     from chanmusic.report.tables import status_text
 
+    # the flag is per run (chanmusic.report.rows.run_collapsed, tests/test_report_rows_truth.py)
     ok = RowResult("a", "A", "main", "done", seeds_done=1, seeds_total=1,
                    cells={"embedding_spread": Cell("embedding_spread", mean=0.3), "embedding_rank": Cell("r", mean=20)})
-    flat = RowResult("b", "B", "main", "done", seeds_done=1, seeds_total=1,
+    flat = RowResult("b", "B", "main", "done", seeds_done=1, seeds_total=1, collapsed=["seed0"],
                      cells={"embedding_spread": Cell("embedding_spread", mean=2e-8),
                             "embedding_rank": Cell("r", mean=1.1)})
     assert "COLLAPSED" not in status_text(ok) and "COLLAPSED" in status_text(flat)

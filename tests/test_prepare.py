@@ -70,7 +70,9 @@ def test_batches_follow_the_contract(small_demo, tmp_path):
 
 
 def test_control_keeps_eeg_and_breaks_pairing(small_demo, tmp_path):
-    real, ctrl = _dm(small_demo, tmp_path), _dm(small_demo, tmp_path, control="shift")
+    # 20-s recordings: a 4-s minimum shift (the 30-s default needs 60 s); a 1.9-s hop keeps 120 BPM off whole bars
+    kw = {"stride_s": 1.9, "control_min_shift_s": 4.0}
+    real, ctrl = _dm(small_demo, tmp_path, **kw), _dm(small_demo, tmp_path, control="shift", **kw)
     for d in (real, ctrl):
         d.prepare_data()
         d.setup("fit")

@@ -35,7 +35,8 @@ def _autocorrelation(x):
 
 
 def _decode_and_score(root, cache, control, features, lam):
-    dm = NMEDDataModule(str(root), cache_dir=str(cache), window_s=2.0, test_fraction=0.2, control=control)
+    dm = NMEDDataModule(str(root), cache_dir=str(cache), window_s=2.0, test_fraction=0.2, control=control,
+                        control_min_shift_s=10.0)  # 48-s recordings: the 30-s default needs 60 s
     dm.prepare_data()
     dm.setup("fit")
     tr, te = _all(dm, "train"), _all(dm, "test")
@@ -111,9 +112,10 @@ def test_control_shifts_differ_per_recording_and_keep_each_recordings_music(tmp_
     assert d[~np.eye(4, dtype=bool)].min() >= 4
     assert dm.control_stats["min_between"] >= 4
     # seeded: the same shifts again; another split_seed draws others
-    again = NMEDDataModule(str(root), cache_dir=str(cache), window_s=1.0, control="shift")
+    again = NMEDDataModule(str(root), cache_dir=str(cache), window_s=1.0, control="shift", control_min_shift_s=4.0)
     again.setup("fit")
     assert np.array_equal(again.music_of_row, dm.music_of_row)
-    other = NMEDDataModule(str(root), cache_dir=str(cache), window_s=1.0, control="shift", split_seed=7)
+    other = NMEDDataModule(str(root), cache_dir=str(cache), window_s=1.0, control="shift", split_seed=7,
+                           control_min_shift_s=4.0)
     other.setup("fit")
     assert not np.array_equal(other.music_of_row, dm.music_of_row)

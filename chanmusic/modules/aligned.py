@@ -68,13 +68,14 @@ class AlignedModel(nn.Module):
         """Keep the logit scale in ``[0, log 100]`` (temperature ≥ 0.01), as CLIP does."""
         self.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
 
-    def freeze_encoder(self) -> None:
-        """No gradients into the encoder, except its channel gain (alignment-only, ``encoders.token_gain``: no
-        pretraining has it, so it trains with the head)."""
+    def freeze_encoder(self, train_channel_gain: bool = True) -> None:
+        """No gradients into the encoder, except its channel gain when ``train_channel_gain`` (alignment-only,
+        ``encoders.token_gain``: no pretraining has it, so it trains with the head unless told not to; frozen, it
+        stays at its seeded start)."""
         self.encoder.requires_grad_(False)
         gain = getattr(self.encoder, "channel_gain", None)
         if gain is not None:
-            gain.requires_grad_(True)
+            gain.requires_grad_(train_channel_gain)
 
     @torch.no_grad()
     def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:

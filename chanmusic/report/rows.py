@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.manifest import find_manifests
 from chanmusic.report.stats import gain_summary, seed_summary, within_run_summary
+from chanmusic.results.checkpoint_rule import FIT_DONE
 from chanmusic.results.layout import RUNS, run_folder, step_folder, units
 from chanmusic.results.metrics_file import METRICS_FILE, metric_entries, read_json
 from chanmusic.results.registry import paper_name, std_over_draws
@@ -60,6 +62,30 @@ class RowResult:
     run_dirs: list[Path] = field(default_factory=list)
     paper: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    steps: dict[str, list[int]] = field(default_factory=dict)  # "music" / "control": optimiser steps of each run
+    collapsed: list[str] = field(default_factory=list)         # the runs whose embeddings collapsed ("control seed0")
+
+
+def run_steps(d: Path) -> int | None:
+    """The optimiser steps a run trained: ``global_step`` (or ``step``) of a step's metrics file or of the runner's
+    record of the finished fit (:data:`FIT_DONE`); ``None`` when neither says (nothing trained, older runs)."""
+    for step in sorted(d.glob("*/")) + [d]:
+        for name in (METRICS_FILE, FIT_DONE):
+            m = read_json(step / name)
+            if isinstance(m, dict):
+                v = m.get("global_step", m.get("step"))
+                if isinstance(v, int) and not isinstance(v, bool):
+                    return v
+    return None
+
+
+def run_collapsed(m: dict[str, dict]) -> float | None:
+    """The run's mean pairwise 1 - cos when its test embeddings collapsed (:func:`is_collapsed`), else ``None``."""
+    spread, rank = m.get("embedding_spread"), m.get("embedding_rank")
+    if not isinstance(spread, dict) or spread.get("mean") is None:
+        return None
+    r = rank.get("mean") if isinstance(rank, dict) and rank.get("mean") is not None else float("inf")
+    return float(spread["mean"]) if is_collapsed(float(spread["mean"]), float(r)) else None
 
 
 def run_metrics(d: Path, status: dict | None) -> dict[str, dict]:
@@ -142,6 +168,12 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
                     if state == "done":
                         res.seeds_done += 1
                 m = run_metrics(d, st)
+                n_steps = run_steps(d)
+                if n_steps is not None:
+                    res.steps.setdefault("control" if control else "music", []).append(n_steps)
+                if run_collapsed(m) is not None:  # per run: every seed, the control included
+                    where = (f"fold{fold} " if fold is not None else "") + f"seed{sd}"
+                    res.collapsed.append(f"{'control ' if control else ''}{where}")
                 if not control:
                     r_of[seed] = run_repeats(d)
                 for k, v in m.items():

@@ -11,7 +11,6 @@ from typing import Sequence
 
 import numpy as np
 
-from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import Cell, RowResult
 from chanmusic.results.registry import paper_name
@@ -51,11 +50,26 @@ def status_text(r: RowResult) -> str:
          "incomplete": "incomplete (running or killed)"}.get(r.status, r.status)
     if r.status in ("failed", "partial") and r.error:
         s += f": {r.error}"
-    spread, rank = r.cells.get("embedding_spread"), r.cells.get("embedding_rank")
-    if spread is not None and spread.mean is not None and is_collapsed(spread.mean, rank.mean if rank and
-                                                                        rank.mean is not None else float("inf")):
-        s += f"; COLLAPSED embeddings (mean pairwise 1-cos {spread.mean:.1e})"
+    steps = steps_text(r)
+    if steps:
+        s += f"; {steps}"
+    if r.collapsed:  # per run, controls and seeds included (a collapsed control inflates the gain)
+        s += f"; COLLAPSED embeddings: {', '.join(r.collapsed)}"
     return s
+
+
+def steps_text(r: RowResult) -> str:
+    """``steps 216`` (music and control alike) or ``steps 216, control 30``: the optimiser steps each arm trained,
+    so rows given different budgets are visible in the table."""
+    def one(v: list[int]) -> str:
+        return str(v[0]) if len(set(v)) == 1 else f"{min(v)}-{max(v)}"
+    music, control = r.steps.get("music"), r.steps.get("control")
+    if not music and not control:
+        return ""
+    if music and control and one(music) == one(control):
+        return f"steps {one(music)}"
+    return ", ".join(p for p in (f"steps {one(music)}" if music else "", f"control {one(control)}" if control else "")
+                     if p)
 
 
 def chance_of(results: list[RowResult], metric: str) -> float | None:
@@ -126,8 +140,10 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
         "separately (a response shared across subjects cannot survive it). Only the gain over it is evidence that "
         "the model reads the music. Gain CIs are paired by seed (one seed: the runs' bootstrap intervals combined).",
         "id50 / song_id / genre_id / within_song: identification in the aligned space; song_id and genre_id use "
-        "every song / genre present (the column says how many; named song14 / genre10 where the count is the "
-        "paper's, i.e. on NMED-T + NMED-H pooled); genre_id is label-based; genre_agreement is the paper's genre "
+        "every song / genre present (the column says how many; song_id is named song14 where the count is the "
+        "paper's, i.e. on NMED-T + NMED-H pooled); genre_id is label-based, with distractors of the item's own dataset "
+        "only (never the paper's genre10); id50_time draws its distractors from other songs at the same time since "
+        "onset, so onset-locked signals cannot help it; genre_agreement is the paper's genre "
         "score (a genre classifier agrees on generated vs true audio). paper: the authors' reported numbers ("
         + (spec.get("paper_source") or "") + "), shown only where the class count matches.",
     ]

@@ -102,6 +102,8 @@ def metric_entry(r: Mapping[str, Any]) -> dict[str, Any]:
         out["repeats"] = int(_num(r.get("repeats")) or 0)
     elif "std" in r:  # per-item metrics: the spread of the items' values
         out["std"] = _num(r["std"])
+    if _num(r.get("chance_dataset")) is not None:  # song / genre identification: a dataset-aware guesser's score
+        out["chance_dataset"] = _num(r["chance_dataset"])
     for k in ("n_way_min", "n_excluded"):
         if _num(r.get(k)):
             out[k] = int(_num(r[k]))

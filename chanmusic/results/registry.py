@@ -15,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from chanmusic.evaluation.matched_identification import DatasetIdentification, TimeMatchedIdentification
 from chanmusic.evaluation.metrics import Identification
 
 ALIGN = "align"
@@ -59,6 +61,30 @@ def update_identification(metric: Metric, emb: Tensor, batch: Mapping[str, Any])
     """``update`` of an identification: the embedding against the batch's CLAP targets and its segment facts."""
     metric.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
                   batch["start"], batch["length"], batch["segment"])
+
+
+def time_matched(hp: Mapping[str, Any]) -> TimeMatchedIdentification:
+    """``build`` of the time-matched identification (distractors: other songs at the same time since onset)."""
+    return TimeMatchedIdentification(None, int(hp.get("id_repeats", 10)), int(hp.get("id_seed", 0)))
+
+
+def by_dataset(distractors: str, own_dataset: bool) -> Callable[[Mapping[str, Any]], DatasetIdentification]:
+    """``build`` of a song / genre identification that reports the dataset-aware chance (``chance_dataset``);
+    ``own_dataset``: distractors from the item's own dataset only."""
+    def build(hp: Mapping[str, Any]) -> DatasetIdentification:
+        return DatasetIdentification(distractors, own_dataset, int(hp.get("id_repeats", 10)), int(hp.get("id_seed", 0)))
+    return build
+
+
+def update_by_dataset(metric: Metric, emb: Tensor, batch: Mapping[str, Any]) -> None:
+    """``update`` of a :class:`DatasetIdentification`: the identification's inputs and each item's dataset code
+    (read from the song table by the batch's song ids)."""
+    from datamodules.registry import dataset_code
+    from datamodules.songs import SONGS
+
+    codes = [dataset_code(SONGS[int(s)].dataset) for s in batch["song"].reshape(-1).tolist()]
+    metric.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
+                  batch["start"], batch["length"], batch["segment"], torch.tensor(codes, dtype=torch.long))
 
 
 _ID_CHANCE = "mean over the test items of 1 / (the candidates the item had)"
@@ -123,10 +149,16 @@ def default_columns() -> list[str]:
 for _spec in (
     MetricSpec("id50", "identification", ALIGN, _ID_CHANCE, identification(50, "segment"), update_identification,
                draws=True),
-    MetricSpec("song_id", "identification", ALIGN, _ID_CHANCE + " (1 / the songs present)",
-               identification(None, "song"), update_identification, PaperName("song14", 14), draws=True),
-    MetricSpec("genre_id", "identification", ALIGN, _ID_CHANCE + " (1 / the genres present)",
-               identification(None, "genre"), update_identification, PaperName("genre10", 10), draws=True),
+    MetricSpec("id50_time", "identification", ALIGN, _ID_CHANCE + " (1 / (1 + the other songs with a test "
+               "segment at the same time since onset)); time-locked signals cannot help", time_matched,
+               update_identification, draws=True),
+    MetricSpec("song_id", "identification", ALIGN, _ID_CHANCE + " (1 / the songs present); chance_dataset: "
+               "1 / the songs present in the item's own dataset", by_dataset("song", False), update_by_dataset,
+               PaperName("song14", 14), draws=True),
+    # label-based, distractors of the item's own dataset only; NOT the paper's genre10 (= genre_agreement)
+    MetricSpec("genre_id", "identification", ALIGN, _ID_CHANCE + " (1 / the genres present in the item's own "
+               "dataset; items whose dataset has one genre are left out)", by_dataset("genre", True),
+               update_by_dataset, draws=True),
     MetricSpec("within_song", "identification", ALIGN, _ID_CHANCE, identification(10, "within_song"),
                update_identification, draws=True),
     MetricSpec("embedding_spread", "spread", ALIGN, _NONE),

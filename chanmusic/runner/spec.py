@@ -126,6 +126,9 @@ def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list
         if unknown:
             raise InputError("--rows", f"unknown {unknown}", f"the spec has {names}")
         all_rows = [r for r in all_rows if r.name in rows]
+    if "paper" in prof:  # a profile reproducing another paper's protocol (predann): its numbers, for every row
+        for r in all_rows:
+            r.paper = {k: float(v) for k, v in (prof["paper"] or {}).items()}
     for r in all_rows:  # the profile may leave out some rows' controls (e.g. the demo: the audio oracle's)
         if r.name in (prof.get("no_control") or []):
             r.control = False
@@ -145,7 +148,8 @@ def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list
         plot_metrics=list(raw.get("plot_metrics", metrics)), ablation_metrics=list(raw.get("ablation_metrics", metrics)),
         pretrain_arg=raw.get("pretrain_arg", "model.init_args.init_from"),
         reconstruct=raw.get("reconstruct"), reference_row=raw.get("reference_row"),
-        seeds=list(range(n_seeds)), paper_source=raw.get("paper_source", ""), extra_args=list(extra_args or []),
+        seeds=list(range(n_seeds)), paper_source=prof.get("paper_source", raw.get("paper_source", "")),
+        extra_args=list(extra_args or []),
         row_order=order, folds=parse_folds(folds if folds is not None else prof.get("folds", raw.get("folds"))),
         engine=_engine(raw.get("executor"), prof.get("executor"), engine),
     )

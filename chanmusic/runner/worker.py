@@ -54,7 +54,8 @@ def worker(job_path: str) -> int:
             else:
                 trainer.fit(model, datamodule=dm, ckpt_path=job.get("resume"))
                 best = selected_checkpoint(trainer, d)
-                (d / FIT_DONE).write_text(json.dumps({"checkpoint": best, "time": now()}))
+                (d / FIT_DONE).write_text(json.dumps({"checkpoint": best, "time": now(),
+                                                      "global_step": int(trainer.global_step)}))
             result["checkpoint"] = best
         ckpt_args = ["--ckpt_path", best] if best else []
         if "test" in todo:

@@ -139,6 +139,8 @@ class AlignModule(L.LightningModule):
         temperature_init: initial softmax temperature (logit scale log(1/T), clamped to ≤ 100).
         learn_temperature: learn the logit scale.
         freeze_encoder: keep the encoder fixed (ablation "encoder fixed"); needs weights (init_from or the encoder's).
+        train_channel_gain: with ``freeze_encoder``, still train the encoder's channel gain (false: it stays fixed
+            at its seeded start, so only the head learns — what the "fixed encoder" / "linear probe" rows claim).
         init_from: pretraining or aligned checkpoint whose encoder weights initialise the encoder (docs/stages.md).
         channel_dropout: fraction of electrodes removed per training window (``chanmusic.modules.channel_dropout``).
         channel_dropout_mode: ``cluster`` (neighbouring electrodes) or ``random``.
@@ -164,6 +166,7 @@ class AlignModule(L.LightningModule):
         temperature_init: float = 0.07,
         learn_temperature: bool = True,
         freeze_encoder: bool = False,
+        train_channel_gain: bool = True,
         init_from: str | None = None,
         channel_dropout: float = 0.0,
         channel_dropout_mode: str = "cluster",
@@ -191,7 +194,7 @@ class AlignModule(L.LightningModule):
         self.channel_dropout = ChannelDropout(channel_dropout, channel_dropout_mode,
                                               ch_names=getattr(encoder, "ch_names", None))
         if freeze_encoder:
-            self.aligned.freeze_encoder()
+            self.aligned.freeze_encoder(train_channel_gain)
         self.test_metrics = AlignedTestMetrics(id_repeats, id_seed)
         self._rng_to_restore: dict[str, Any] | None = None
 
