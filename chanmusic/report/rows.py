@@ -4,6 +4,11 @@
 state and metrics, aggregated per metric into a :class:`Cell` (mean ± std over seeds with a 95% CI, the no-music
 control and the gain over it; see :mod:`chanmusic.report.stats`). Also: which models were tiny random ones.
 
+The gain over the control and the verdict come from the per-item files (``items.csv``, paired item by item;
+:func:`chanmusic.report.stats.item_gain`): "beats its no-music control" is decided on the spec's
+``primary_metric``, the other identifications are secondary, Holm-corrected (:func:`chanmusic.report.stats.verdict`).
+Each arm's checkpoint step (``metrics.json``'s ``"checkpoint"``) is collected so the table can show them equal.
+
 Intervals (``ci95``): with two or more seeds a cell's interval is the t-interval over seeds (``ci95_kind``
 "seeds"); with one seed it is the run's own 95% bootstrap interval over test windows (``ci95`` in ``metrics.json``,
 ``ci95_kind`` "test items"). ``item_ci95`` keeps the runs' bootstrap intervals (averaged over seeds) beside the seed
@@ -18,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from chanmusic.report.manifest import find_manifests
-from chanmusic.report.stats import gain_summary, seed_summary, within_run_summary
+from chanmusic.report.stats import gain_summary, item_gain, seed_summary, verdict, within_run_summary
+from chanmusic.results.items_file import ITEMS_FILE, items_metrics, paired_items, read_items
 from chanmusic.results.layout import RUNS, run_folder, step_folder, units
 from chanmusic.results.metrics_file import METRICS_FILE, metric_entries, read_json
 from chanmusic.results.registry import paper_name, std_over_draws
@@ -45,6 +51,8 @@ class Cell:
     paper: float | None = None
     n_way: int | None = None
     item_ci95: tuple[float, float] | None = None
+    gain_p: float | None = None      # one-sided p of gain <= 0 (per-item files)
+    gain_p_holm: float | None = None  # Holm-adjusted over the secondary metrics
 
 
 @dataclass
@@ -60,6 +68,8 @@ class RowResult:
     run_dirs: list[Path] = field(default_factory=list)
     paper: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    verdict: dict[str, Any] | None = None           # stats.verdict on the primary metric
+    steps: dict[str, list[int]] = field(default_factory=dict)  # {"music": [...], "control": [...]}: scored steps
 
 
 def run_metrics(d: Path, status: dict | None) -> dict[str, dict]:
@@ -122,6 +132,7 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
         res = RowResult(row["name"], row.get("label", row["name"]), row.get("section", "main"), "not run",
                         paper=dict(row.get("paper") or {}), seeds_total=len(units(spec)))
         per: dict[bool, dict[str, dict[Any, dict]]] = {False: {}, True: {}}
+        items: dict[Any, dict[bool, Any]] = {}
         r_of: dict[Any, int] = {}
         states, errors = [], []
         for seed, fold, sd in units(spec):
@@ -142,6 +153,12 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
                     if state == "done":
                         res.seeds_done += 1
                 m = run_metrics(d, st)
+                step_dir = step_folder(d, row.get("kind", "align"))
+                ck = (read_json(step_dir / METRICS_FILE) or {}).get("checkpoint") or {}
+                if ck.get("step") is not None:
+                    res.steps.setdefault("control" if control else "music", []).append(int(ck["step"]))
+                if (step_dir / ITEMS_FILE).is_file() and state == "done":
+                    items.setdefault(seed, {"fold": fold})[control] = read_items(step_dir / ITEMS_FILE)
                 if not control:
                     r_of[seed] = run_repeats(d)
                 for k, v in m.items():
@@ -160,8 +177,32 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
         names = metrics + sorted(k for k in per[False] if k not in metrics)
         for k in names:
             res.cells[k] = _cell(k, per[False].get(k, {}), per[True].get(k, {}), r_of, res.paper)
+        _item_gains(res, items, spec.get("primary_metric") or "song_id")
         results.append(res)
     return spec, results
+
+
+def _item_gains(res: RowResult, items: dict[Any, dict], primary: str) -> None:
+    """Gains from the per-item files of every replicate with both arms (overriding the means-based ones), and the
+    row's verdict on ``primary``. A replicate missing one arm's file leaves the row without an item-based gain."""
+    both = [u for u in items.values() if False in u and True in u]
+    if not both or len(both) != len(items):
+        if items:
+            res.notes.append("per-item files missing for some runs: gains from metrics.json means, no verdict")
+        return
+    gains: dict[str, dict[str, Any]] = {}
+    for metric in items_metrics(both[0][False]):
+        try:
+            pairs = [(u["fold"], *paired_items(u[False], u[True], metric)) for u in both]
+        except (KeyError, ValueError):
+            continue
+        g = item_gain(pairs)
+        gains[metric] = g
+        c = res.cells.setdefault(metric, Cell(metric))
+        c.gain, c.gain_ci95, c.gain_ci95_kind, c.gain_p = g["gain"], g["ci95"], g["ci95_kind"], g["p"]
+    res.verdict = verdict(gains, primary)
+    for m, v in res.verdict["secondary"].items():
+        res.cells[m].gain_p_holm = v["p_holm"]
 
 
 def _entry_ci95(entry: dict) -> tuple[float, float] | None:

@@ -14,6 +14,7 @@ import numpy as np
 from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import Cell, RowResult
+from chanmusic.report.steps import steps_text
 from chanmusic.results.registry import paper_name
 
 
@@ -124,7 +125,8 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
         "no-music control: the same EEG with each recording's music targets circularly shifted by its own seeded "
         "amount (`--data.control shift`): recording fingerprints kept, the music pairing broken for every recording "
         "separately (a response shared across subjects cannot survive it). Only the gain over it is evidence that "
-        "the model reads the music. Gain CIs are paired by seed (one seed: the runs' bootstrap intervals combined).",
+        "the model reads the music.",
+        verdict_note(spec, results),
         "id50 / song_id / genre_id / within_song: identification in the aligned space; song_id and genre_id use "
         "every song / genre present (the column says how many; named song14 / genre10 where the count is the "
         "paper's, i.e. on NMED-T + NMED-H pooled); genre_id is label-based; genre_agreement is the paper's genre "
@@ -149,6 +151,19 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
     return out
 
 
+def verdict_note(spec: dict, results: list[RowResult]) -> str:
+    """What a verdict means here: the primary metric, how the gain's interval was formed, the checkpoint rule."""
+    primary = spec.get("primary_metric") or "song_id"
+    steps = sorted({f"{r.label.split(' (')[0]}: {steps_text(r.steps)}" for r in results if r.steps})
+    return (f"**Verdict on `{primary}` (the primary metric)**: a row beats its no-music control when the 95% "
+            "interval of its gain is above 0. Gains come from the per-item files (items.csv), music and control paired "
+            "item by item: one seed, a bootstrap over recordings; several, over seeds (each seed its own split_seed: "
+            "its own test windows and control shifts; with folds, seeds averaged within a fold). Every ci95 of one "
+            "run resamples recordings. The other identifications are secondary: one-sided p-values Holm-corrected "
+            "(results.csv: gain_p, gain_p_holm). Checkpoint rule: the last step of the budget, music and control alike"
+            + (f" ({'; '.join(steps)})" if steps else "") + " (docs/protocols.md, \"What a verdict means\").")
+
+
 def flat_metrics(results: list[RowResult], metrics: Sequence[str] = ("clap_score", "ssim", "psnr"),
                  rel: float = 1e-3) -> list[str]:
     """Generated-audio metrics whose row means agree to ``rel`` across ≥ 3 rows (a generator that ignores the
@@ -165,7 +180,7 @@ def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
     """``results.csv``: one line per row × metric with every number of its cell."""
     cols = ["section", "row", "label", "status", "error", "metric", "n_way", "mean", "std", "ci_low", "ci_high",
             "ci_kind", "item_ci_low", "item_ci_high", "seeds", "n", "chance", "control_mean", "control_std", "gain",
-            "gain_ci_low", "gain_ci_high", "gain_ci_kind", "paper"]
+            "gain_ci_low", "gain_ci_high", "gain_ci_kind", "gain_p", "gain_p_holm", "role", "paper"]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -180,4 +195,11 @@ def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
                             num(c.item_ci95[0] if c.item_ci95 else None), num(c.item_ci95[1] if c.item_ci95 else None), c.k,
                             "" if c.n is None else c.n, num(c.chance), num(c.control), num(c.control_std),
                             num(c.gain), num(c.gain_ci95[0] if c.gain_ci95 else None),
-                            num(c.gain_ci95[1] if c.gain_ci95 else None), c.gain_ci95_kind, num(c.paper)])
+                            num(c.gain_ci95[1] if c.gain_ci95 else None), c.gain_ci95_kind, num(c.gain_p),
+                            num(c.gain_p_holm), _role(r, m), num(c.paper)])
+
+
+def _role(r: RowResult, metric: str) -> str:
+    """``primary`` / ``secondary`` for the verdict's metrics of a row, else empty."""
+    v = r.verdict or {}
+    return "primary" if v.get("primary") == metric else "secondary" if metric in (v.get("secondary") or {}) else ""
