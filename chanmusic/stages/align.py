@@ -102,7 +102,7 @@ class AlignedTestMetrics(nn.Module):
             try:
                 results[name] = metric_entry(m.compute())
                 log_metric(f"test/{name}", results[name]["mean"])
-                if m.last_items is not None:
+                if getattr(m, "last_items", None) is not None:  # identifications: per-item hits and ranks
                     per_item[name] = m.last_items
             except MetricUnavailable as e:  # cannot be formed on this data: null with its reason, never a crash
                 results[name], reasons[name] = None, str(e)
