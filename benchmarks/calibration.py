@@ -72,7 +72,11 @@ def tally(out: Path, seeds: int, primary: str) -> dict:
     """Per metric: seeds where the paired, clustered verdict fired, and where the window-level unpaired one did."""
     per: dict[str, dict] = {}
     for s in range(seeds):
-        arms = [read_items(run_folder(out, "linear_reference", s, ctl) / "align" / ITEMS_FILE) for ctl in (0, 1)]
+        files = [run_folder(out, "linear_reference", s, bool(ctl)) / "align" / ITEMS_FILE for ctl in (0, 1)]
+        if not all(f.is_file() for f in files):
+            print(f"calibration: seed {s} has no per-item files (failed or not run): left out")
+            continue
+        arms = [read_items(f) for f in files]
         for metric in items_metrics(arms[0]):
             try:
                 m, c, rec = paired_items(arms[0], arms[1], metric)
@@ -97,12 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="calibration_out", help="output folder (resumable: finished runs are kept)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--epochs", type=int, default=4, help="alignment epochs per run (the demo's budget: 4)")
+    p.add_argument("--tally-only", action="store_true", help="count the verdicts of the runs already in --out")
     a = p.parse_args(argv)
     out = Path(a.out).resolve()
     spec = write_spec(out, a.seeds, a.epochs, a.jobs)
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "chanmusic.cli", "compare", "--config", str(spec), "--profile",
-                    "calibration", "--out", str(out), "--no-report"], check=True, cwd=ROOT)
+    if not a.tally_only:
+        subprocess.run([sys.executable, "-m", "chanmusic.cli", "compare", "--config", str(spec), "--profile",
+                        "calibration", "--out", str(out), "--no-report"], check=True, cwd=ROOT)
     res = tally(out, a.seeds, yaml.safe_load(spec.read_text())["primary_metric"])
     res.update(seeds=a.seeds, epochs=a.epochs, minutes=round((time.time() - t0) / 60, 1))
     (out / "calibration.json").write_text(json.dumps(res, indent=2))
