@@ -27,7 +27,7 @@ from chanmusic.runner.status import first_line, now
 
 def worker(job_path: str) -> int:
     """Inside the subprocess: one LightningCLI (as ``chanmusic fit|test|predict`` builds it) running the job's
-    commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint selected on validation."""
+    commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint rule's (the last step)."""
     import warnings
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
