@@ -177,7 +177,8 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
         names = metrics + sorted(k for k in per[False] if k not in metrics)
         for k in names:
             res.cells[k] = _cell(k, per[False].get(k, {}), per[True].get(k, {}), r_of, res.paper)
-        _item_gains(res, items, spec.get("primary_metric") or "song_id")
+        if row.get("control", True):
+            _item_gains(res, items, spec.get("primary_metric") or "song_id")
         results.append(res)
     return spec, results
 
