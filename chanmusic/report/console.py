@@ -96,7 +96,7 @@ def summary(out: Path, spec: dict, results: list[RowResult], index: Path | None 
     metrics = console_metrics(spec, results)
     k = len(spec["seeds"]) * (int(spec["folds"]["k"]) if spec.get("folds") else 1)
     parts = [f"Results ({'folds × seeds' if spec.get('folds') else 'seeds'}: {k}; mean [95% CI]; "
-             f"† = one seed: the interval is the run's own, over its test windows, not over seeds):", "",
+             f"† = one seed: the interval is the run's own, over its test recordings, not over seeds):", "",
              text_table(main, metrics)]
     if abl:
         parts += ["", "Ablations:", "", text_table(abl, metrics)]

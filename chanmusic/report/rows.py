@@ -10,7 +10,7 @@ The gain over the control and the verdict come from the per-item files (``items.
 Each arm's checkpoint step (``metrics.json``'s ``"checkpoint"``) is collected so the table can show them equal.
 
 Intervals (``ci95``): with two or more seeds a cell's interval is the t-interval over seeds (``ci95_kind``
-"seeds"); with one seed it is the run's own 95% bootstrap interval over test windows (``ci95`` in ``metrics.json``,
+"seeds"); with one seed it is the run's own 95% bootstrap interval over test recordings (``ci95`` in ``metrics.json``,
 ``ci95_kind`` "test items"). ``item_ci95`` keeps the runs' bootstrap intervals (averaged over seeds) beside the seed
 interval. Metrics whose class count depends on the data (``song_id``, ``genre_id``) carry the ``n_way`` they used;
 the paper's number is shown beside them only where the count is the paper's (the metric registry's paper names,

@@ -115,9 +115,9 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
     out = [
         f"Profile **{spec['profile_name']}**: {' '.join(str(spec['profile'].get('description', '')).split())}",
         (f"Cells: mean ± std over {k} seeds [95% CI over seeds, t-distribution]; each run's own 95% bootstrap "
-         f"interval over test windows is in results.csv (item_ci_low/high). " if k >= 2 else "Cells: one seed. ")
-        + ("† one seed: the interval is the run's 95% bootstrap interval over test windows (seeded) — how much the "
-           "number moves with another draw of test windows, NOT seed-to-seed variability. "
+         f"interval over test recordings is in results.csv (item_ci_low/high). " if k >= 2 else "Cells: one seed. ")
+        + ("† one seed: the interval is the run's 95% bootstrap interval over test recordings (seeded) — how much the "
+           "number moves with another draw of test recordings, NOT seed-to-seed variability. "
            if any(c.k == 1 and c.ci95_kind.startswith("test items") for r in results for c in r.cells.values()) else "")
         + ("† (older runs) one seed: std and CI are the run's own spread over its repeated distractor draws — NOT "
            "an uncertainty of the estimate. "
