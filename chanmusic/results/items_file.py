@@ -1,8 +1,8 @@
 """``items.csv``: one row per test item, beside ``metrics.json`` — what every interval of a verdict is computed from.
 
 Columns: ``segment`` (the EEG window's id), ``recording`` (index into the cache's recordings: the intervals'
-clusters), ``subject``, ``song``, ``dataset``, ``stimulus``, ``start`` / ``length`` (the window's music span, in
-samples of the stimulus' audio clock as the cache stores it), then per identification metric ``<metric>_hit`` (hit
+clusters), ``subject``, ``song`` and ``stimulus`` (the data module's codes), ``dataset``, ``start`` / ``length``
+(the window's music span from the stimulus onset, in EEG samples as the cache's music table stores them), then per identification metric ``<metric>_hit`` (hit
 rate of the item over the repeated distractor draws; empty where the item had no distractor) and ``<metric>_rank``
 (mean rank of the true candidate, 1 = top). ``pandas.read_csv(path)`` reads it in one line (:func:`read_items`).
 
