@@ -91,7 +91,15 @@ def test_report_gain_and_verdict_come_from_the_items_files(tmp_path):
     c = row.cells["song_id"]
     assert c.gain == 0.25 and c.gain_ci95 == (0.0, 0.75)
     assert c.gain_ci95_kind.startswith("recordings (paired bootstrap, 4 recordings)")
-    assert row.verdict["beats"] is False and row.steps == {"music": [250], "control": [250]}
+    assert row.verdict["beats"] is False and row.steps == {"music": {0: 250}, "control": {0: 250}}
     [line] = gain_verdicts([row], "song_id")
     assert "Row: does NOT beat its no-music control on song_id" in line
     assert "scored at step 250 (music and control)" in line
+
+
+def test_steps_are_compared_within_each_seed():
+    from chanmusic.report.steps import steps_text
+
+    # each seed its own split (another number of training windows): equal within a seed is what counts
+    assert steps_text({"music": {0: 96, 1: 100}, "control": {0: 96, 1: 100}}) == "96–100 (music = control in every seed)"
+    assert "UNEQUAL" in steps_text({"music": {0: 96, 1: 100}, "control": {0: 100, 1: 96}})

@@ -69,7 +69,7 @@ class RowResult:
     paper: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     verdict: dict[str, Any] | None = None           # stats.verdict on the primary metric
-    steps: dict[str, list[int]] = field(default_factory=dict)  # {"music": [...], "control": [...]}: scored steps
+    steps: dict[str, dict[Any, int]] = field(default_factory=dict)  # {"music"|"control": {replicate: step}}
 
 
 def run_metrics(d: Path, status: dict | None) -> dict[str, dict]:
@@ -156,7 +156,7 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
                 step_dir = step_folder(d, row.get("kind", "align"))
                 ck = (read_json(step_dir / METRICS_FILE) or {}).get("checkpoint") or {}
                 if ck.get("step") is not None:
-                    res.steps.setdefault("control" if control else "music", []).append(int(ck["step"]))
+                    res.steps.setdefault("control" if control else "music", {})[seed] = int(ck["step"])
                 if (step_dir / ITEMS_FILE).is_file() and state == "done":
                     items.setdefault(seed, {"fold": fold})[control] = read_items(step_dir / ITEMS_FILE)
                 if not control:
