@@ -24,7 +24,7 @@ class WindowDataset(Dataset):
         seg = cache.segments[self.rows]
         self.rec, self.start = seg[:, 0].copy(), seg[:, 3].copy()
         self.length = int(seg[0, 4]) if len(seg) else 0
-        self.subject, self.song = seg[:, 1], seg[:, 2]
+        self.subject, self.song, self.recording = seg[:, 1], seg[:, 2], seg[:, 0]
         self.music = music_of_row[self.rows]
         self.music_table = cache.music
         self.clap = clap
@@ -69,6 +69,7 @@ class WindowDataset(Dataset):
             "song": long(self.song[idx]),
             "genre": long(self.genre[idx]),
             "subject": long(self.subject[idx]),
+            "recording": long(self.recording[idx]),  # index into the cache's recordings (the intervals' clusters)
             "segment": long(self.rows[idx]),
             "music": long(m),
             "stimulus": long(self.music_table[m, 0]),

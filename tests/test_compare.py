@@ -206,6 +206,20 @@ def test_quick_end_to_end_linear_reference(tmp_path):
     assert read_status(out / "runs" / "linear_reference" / "seed0" / "control")["status"] == "done"
     md = (out / "results.md").read_text()
     assert "Linear reference" in md and "gain over control" in md
+    # issue 27: both arms scored at the last step of one budget, per-item files, intervals over recordings
+    import json
+
+    import pandas as pd
+
+    arms = [out / "runs" / "linear_reference" / "seed0" / arm / "align" for arm in ("music", "control")]
+    ms = [json.loads((d / "metrics.json").read_text()) for d in arms]
+    assert ms[0]["checkpoint"]["step"] == ms[1]["checkpoint"]["step"] > 0
+    assert {m["checkpoint"]["rule"] for m in ms} == {"last"}
+    assert ms[0]["song_id"]["ci95_over"] == "recordings" and len(ms[0]["song_id"]["ci95_windows"]) == 2
+    items = [pd.read_csv(d / "items.csv") for d in arms]
+    assert len(items[0]) == ms[0]["song_id"]["n"] and items[0]["segment"].tolist() == items[1]["segment"].tolist()
+    assert {"recording", "subject", "song", "dataset", "song_id_hit", "id50_rank"} <= set(items[0].columns)
+    assert "Verdict on `song_id` (the primary metric)" in md
     assert (out / "report" / "index.html").is_file()
     assert (out / "interpretation" / "linear_reference_dissimilarity.png").is_file()
 

@@ -43,7 +43,7 @@ def test_one_seed_shows_the_bootstrap_interval_and_paper_names_follow_the_count(
     assert "| song14 |" in md                         # 14-way on the pool: the paper's name ...
     assert "0.692" in md                              # ... and the paper's number beside it
     assert "0.400 [0.350, 0.450]†" in md              # one seed: the run's bootstrap interval over test windows
-    assert "bootstrap interval over test windows" in md and "NOT seed-to-seed" in md
+    assert "bootstrap interval over test recordings" in md and "NOT seed-to-seed" in md
     rows = list(csv.DictReader((out / "results.csv").open()))
     song = next(r for r in rows if r["metric"] == "song_id")
     assert song["n_way"] == "14" and song["ci_kind"] == "test items (bootstrap)" and song["paper"] == "0.692"

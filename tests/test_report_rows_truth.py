@@ -15,7 +15,7 @@ def _run(out: Path, row: str, seed: int, control: bool, steps: int, spread: floa
     metrics = {"id50": {"mean": 0.1, "n": 100, "n_way": 50, "chance": 0.02, "ci95": [0.05, 0.15]},
                "embedding_spread": {"mean": spread, "n": 100}, "embedding_rank": {"mean": rank, "n": 100}}
     (d / "align" / "metrics.json").write_text(json.dumps(metrics))
-    (d / "align" / "fit_done.json").write_text(json.dumps({"checkpoint": None, "global_step": steps}))
+    (d / "align" / "fit_done.json").write_text(json.dumps({"checkpoint": None, "step": steps, "rule": "last"}))
     (d / "status.json").write_text(json.dumps({"status": "done"}))
 
 
@@ -35,7 +35,7 @@ def _out(tmp_path: Path) -> Path:
 def test_each_rows_steps_are_in_the_table(tmp_path):
     _, results = collect(_out(tmp_path))
     same, cheap = results
-    assert same.steps == {"music": [216, 216], "control": [216, 216]}
+    assert same.steps == {"music": {0: 216, 1: 216}, "control": {0: 216, 1: 216}}
     assert "steps 216" in status_text(same) and "steps 40" in status_text(cheap)
 
 

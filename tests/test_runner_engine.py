@@ -187,9 +187,12 @@ def test_summary_says_which_rows_beat_their_control(tmp_path):
     runner.run_all(plan_runs(runner.spec, out))
     spec_json, results, _ = report.write_results(out)
     text = summary(out, spec_json, results, out / "report" / "index.html")
-    # one seed: the gain's interval is the runs' own spread (std 0.02 over 10 draws each)
-    assert re.search(r"Good: beats its no-music control on id50, song_id \(id50 \+0\.250 \[0\.2\d\d, 0\.2\d\d\]", text)
-    assert "Flat: does NOT beat its no-music control (no gain interval above 0: id50 +0.000 [-0.0" in text
+    # one seed, no per-item files: the gain's interval is the runs' own spread (std 0.03 over 10 draws each),
+    # decided on the primary metric (song_id) only, and said so
+    assert re.search(r"Good: beats its no-music control on song_id \(primary: song_id \+0\.250 "
+                     r"\[0\.2\d\d, 0\.2\d\d\], within-run \(r=10\); no per-item files\)", text)
+    assert "Flat: does NOT beat its no-music control on song_id (primary: song_id +0.000 [-0.0" in text
+    assert "Verdict on the primary metric song_id" in text
     assert f"Listening report: file://{out.resolve()}/report/index.html" in text
     assert re.search(r"^Good\s+ours\s+0\.300 \[0\.2\d\d, 0\.3\d\d\]†", text, re.M)  # the table, with intervals
     spec2 = write_fake_spec(tmp_path, rows=rows, ablations=[], profile={"seeds": 2})   # 2 seeds: t over seeds
@@ -197,7 +200,7 @@ def test_summary_says_which_rows_beat_their_control(tmp_path):
     runner, _ = _run(spec2, out2, jobs=2)
     runner.run_all(plan_runs(runner.spec, out2))
     text = summary(out2, *report.collect(out2))
-    assert "Good: does NOT beat its no-music control (no gain interval above 0: id50 +0.300 [-0.335, 0.935]" in text
+    assert "Good: does NOT beat its no-music control on song_id (primary: song_id +0.300 [-0.335, 0.935]" in text
 
 
 def test_rows_that_shorten_alike_keep_distinct_names():

@@ -14,9 +14,13 @@ with a seeded generator. Distractor rules by ``distractors``:
 
 ``compute()`` gives the mean over items of each item's hit rate over the repeats, ``n`` (items scored),
 ``n_way`` (the number of candidates actually used: the largest; ``n_way_min`` where items had fewer),
-``chance`` (mean of ``1 / n_candidates``), ``ci95_low`` / ``ci95_high`` (the ends of the seeded bootstrap 95%
-interval over items, :mod:`chanmusic.evaluation.intervals`) and ``draw_std`` (spread of the repeats' accuracies:
-NOT an uncertainty; also under its old name ``std`` for in-process callers). Items with no possible distractor
+``chance`` (mean of ``1 / n_candidates``), ``ci95_low`` / ``ci95_high`` (the seeded bootstrap 95% interval over
+*recordings* when ``recording`` ids were given, else over items; :mod:`chanmusic.evaluation.intervals`),
+``ci95_windows_low`` / ``_high`` (the window-level interval, for comparison), ``ci95_over`` (1: recordings, 0:
+windows) and ``draw_std`` (spread of the repeats' accuracies: NOT an uncertainty; also under its old name ``std``
+for in-process callers). After ``compute()``, :attr:`Identification.last_items` holds the per-item results
+(segment, recording, hit rate over the repeats, mean rank of the true candidate, candidates): what the per-item
+file (``chanmusic.results.items_file``) is written from. Items with no possible distractor
 are left out and counted (``n_excluded``); when no item has one — e.g. genre identification on NMED-H alone,
 whose four songs share one genre — ``compute()`` raises :class:`MetricUnavailable` with the reason, which the
 stages write as ``null``.
@@ -29,7 +33,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import Metric
 
-from chanmusic.evaluation.intervals import bootstrap_ci95
+from chanmusic.evaluation.intervals import bootstrap_ci95, cluster_bootstrap
 
 DISTRACTORS = ("segment", "song", "genre", "within_song")
 
@@ -50,7 +54,7 @@ class Identification(Metric):
     """N-way identification of the heard music segment from a predicted embedding.
 
     ``update(preds [B, D], targets [B, D], music [B], song [B], genre [B], stimulus [B], start [B], length [B],
-    segment [B] | None)``; ``compute() -> {"mean", "n", "n_way", "chance", "ci95_low", "ci95_high", "draw_std", ...}``
+    segment [B] | None, recording [B] | None)``; ``compute() -> {"mean", "n", "n_way", "chance", "ci95_low", "ci95_high", "draw_std", ...}``
     (tensors; see the module docstring). ``n_way=None``: every class present (song / genre modes).
 
     ``segment`` (the EEG window's id) makes the result independent of how the test set was dealt out:
@@ -71,17 +75,22 @@ class Identification(Metric):
         if n_way is None and distractors not in ("song", "genre"):
             raise ValueError("n_way=None (every class present) is for song / genre identification")
         self.n_way, self.distractors, self.repeats, self.seed = n_way, distractors, repeats, seed
-        for name in ("preds", "targets", "music", "song", "genre", "stimulus", "start", "length", "segment"):
+        for name in ("preds", "targets", "music", "song", "genre", "stimulus", "start", "length", "segment",
+                     "recording"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.last_items: dict[str, np.ndarray] | None = None
 
     def update(self, preds: Tensor, targets: Tensor, music: Tensor, song: Tensor, genre: Tensor,
-               stimulus: Tensor, start: Tensor, length: Tensor, segment: Tensor | None = None) -> None:
+               stimulus: Tensor, start: Tensor, length: Tensor, segment: Tensor | None = None,
+               recording: Tensor | None = None) -> None:
         if segment is None:  # unknown ids: -1, never deduplicated
             segment = torch.full((len(preds),), -1, dtype=torch.long)
+        if recording is None:  # unknown recordings: -1, the interval falls back to windows
+            recording = torch.full((len(preds),), -1, dtype=torch.long)
         self.preds.append(F.normalize(preds.detach().float(), dim=-1))
         self.targets.append(F.normalize(targets.detach().float(), dim=-1))
         for name, v in (("music", music), ("song", song), ("genre", genre), ("stimulus", stimulus),
-                        ("start", start), ("length", length), ("segment", segment)):
+                        ("start", start), ("length", length), ("segment", segment), ("recording", recording)):
             getattr(self, name).append(torch.as_tensor(v, device=self.device).long().reshape(-1))
 
     def compute(self) -> dict[str, Tensor]:
@@ -89,13 +98,14 @@ class Identification(Metric):
         P, A = cat(self.preds), cat(self.targets)
         music, song, genre = cat(self.music).numpy(), cat(self.song).numpy(), cat(self.genre).numpy()
         stim, start, length = cat(self.stimulus).numpy(), cat(self.start).numpy(), cat(self.length).numpy()
-        seg = cat(self.segment).numpy()
+        seg, rec = cat(self.segment).numpy(), cat(self.recording).numpy()
         if len(seg) and (seg >= 0).all():  # each window once, in segment order (see the class docstring)
             _, keep = np.unique(seg, return_index=True)
             P, A = P[torch.from_numpy(keep)], A[torch.from_numpy(keep)]
-            music, song, genre, stim, start, length = (x[keep] for x in (music, song, genre, stim, start, length))
-        hits, n_cand = identification_hits(P, A, music, song, genre, stim, start, length, self.n_way,
-                                           self.distractors, self.repeats, self.seed)
+            music, song, genre, stim, start, length, seg, rec = (
+                x[keep] for x in (music, song, genre, stim, start, length, seg, rec))
+        hits, n_cand, ranks = identification_ranks(P, A, music, song, genre, stim, start, length, self.n_way,
+                                                   self.distractors, self.repeats, self.seed)
         ok = n_cand >= 2
         if not ok.any():
             what = {"song": "song", "genre": "genre"}.get(self.distractors)
@@ -105,10 +115,16 @@ class Identification(Metric):
                 + (f" (only {present} {what}{'s' if present != 1 else ''} present in the test set)" if what else
                    f" ({len(P)} test items, too few distinct non-overlapping segments)"))
         per_item = hits[:, ok].mean(0)
-        lo, hi = bootstrap_ci95(per_item, self.seed)
+        self.last_items = {"segment": seg, "recording": rec, "hit": np.where(ok, hits.mean(0), np.nan),
+                           "rank": np.where(ok, ranks.mean(0), np.nan), "candidates": n_cand}
+        wlo, whi = bootstrap_ci95(per_item, self.seed)
+        by_rec = len(rec) > 0 and bool((rec >= 0).all())
+        ci = cluster_bootstrap(per_item, rec[ok], self.seed) if by_rec else None
+        lo, hi = (ci.low, ci.high) if ci is not None else (wlo, whi)
         draws = hits[:, ok].mean(1)
         out = {"mean": float(per_item.mean()), "n": int(ok.sum()), "n_way": int(n_cand[ok].max()),
                "chance": float(np.mean(1.0 / n_cand[ok])), "ci95_low": lo, "ci95_high": hi,
+               "ci95_windows_low": wlo, "ci95_windows_high": whi, "ci95_over": int(by_rec),
                "draw_std": float(draws.std()), "std": float(draws.std()), "repeats": self.repeats}
         if n_cand[ok].min() != n_cand[ok].max():
             out["n_way_min"] = int(n_cand[ok].min())
@@ -125,6 +141,16 @@ def identification_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarra
 
     P, A: ``[n, D]`` L2-normalised predictions and true audio embeddings.
     """
+    hits, n_cand, _ = identification_ranks(P, A, music, song, genre, stim, start, length, n_way, distractors,
+                                           repeats, seed)
+    return hits, n_cand
+
+
+def identification_ranks(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray, genre: np.ndarray,
+                         stim: np.ndarray, start: np.ndarray, length: np.ndarray, n_way: int | None,
+                         distractors: str, repeats: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`identification_hits` and the rank ``[repeats, n]`` of the true candidate among its draw (1 = top;
+    ties count against it)."""
     n = len(P)
     if n < 2:
         raise MetricUnavailable(f"identification needs at least 2 test items, got {n}")
@@ -137,6 +163,7 @@ def identification_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarra
     sims = (P @ cand_emb.T).numpy()  # [n, M]
     rng = np.random.default_rng(seed)
     hits = np.zeros((repeats, n))
+    ranks = np.ones((repeats, n))
     n_cand = np.zeros(n, dtype=np.int64)
     limit = n_way if n_way is not None else len(uniq) + 1
     for i in range(n):
@@ -163,8 +190,9 @@ def identification_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarra
                 chosen = rng.choice(len(pools), size=k, replace=False) if k else []
                 d = np.array([rng.choice(pools[j]) for j in chosen], dtype=np.int64)
             hits[r, i] = float(len(d) > 0 and sims[i, t] > sims[i, d].max())
+            ranks[r, i] = 1 + int((sims[i, d] >= sims[i, t]).sum()) if len(d) else 1
             n_cand[i] = len(d) + 1
-    return hits, n_cand
+    return hits, n_cand, ranks
 
 
 def summarize(values: np.ndarray | list[float], chance: float | None = None, seed: int = 0

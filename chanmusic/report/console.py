@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from chanmusic.report.rows import RowResult, detect_random_models, sections
+from chanmusic.report.steps import steps_text
 from chanmusic.report.tables import _ci95, _f, notes, table_lines
 
-GAIN_METRICS = ("id50", "song_id", "within_song")  # identification in the aligned space
 
 
 def console_metrics(spec: dict, results: list[RowResult], n: int = 4) -> list[str]:
@@ -61,21 +61,32 @@ def text_table(results: list[RowResult], metrics: list[str], label_width: int = 
     return "\n".join(out)
 
 
-def gain_verdicts(results: list[RowResult], metrics: Sequence[str] = GAIN_METRICS) -> list[str]:
-    """One line per row with a control: the metrics on which it beats its no-music control (gain interval above
-    0, or gain > 0 when there is no interval), or a plain statement that it does not."""
+def gain_verdicts(results: list[RowResult], primary: str = "song_id") -> list[str]:
+    """One line per row with a control: whether it beats its no-music control on the PRIMARY metric (its gain
+    interval above 0: paired over recordings with one seed, over seeds / folds with more; ``RowResult.verdict``),
+    then the secondary metrics' gains with Holm-adjusted one-sided p-values, and each arm's checkpoint step."""
     out = []
     for r in results:
-        gains = [(m, r.cells[m]) for m in metrics if r.cells.get(m) and r.cells[m].gain is not None]
-        if not gains:
+        c = r.cells.get(primary)
+        if c is None or c.gain is None:
             continue
-        text = ", ".join(f"{m} {_f(c.gain, True)}{_ci95(c.gain_ci95)}" for m, c in gains)
-        beats = [m for m, c in gains if (c.gain_ci95[0] > 0 if c.gain_ci95 else c.gain > 0)]
-        if beats:
-            out.append(f"  {r.label}: beats its no-music control on {', '.join(beats)} ({text})")
-        else:
-            out.append(f"  {r.label}: does NOT beat its no-music control (no gain interval above 0: "
-                       f"{text})")
+        head = f"{primary} {_f(c.gain, True)}{_ci95(c.gain_ci95)}" + (f", {c.gain_ci95_kind}" if c.gain_ci95_kind
+                                                                       else "")
+        beats = (r.verdict or {}).get("beats")
+        if r.verdict is None:  # no per-item files: the means-based interval, said so
+            beats = c.gain_ci95[0] > 0 if c.gain_ci95 else None
+            head += "; no per-item files"
+        word = ("beats its no-music control" if beats else "does NOT beat its no-music control" if beats is False
+                else "has no interval for its gain over the no-music control")
+        sec = [f"{m} {_f(r.cells[m].gain, True)}{_ci95(r.cells[m].gain_ci95)} p_holm={v['p_holm']:.3f}"
+               + (" (beats)" if v["beats"] else "")
+               for m, v in ((r.verdict or {}).get("secondary") or {}).items()]
+        line = f"  {r.label}: {word} on {primary} (primary: {head})"
+        if sec:
+            line += f"; secondary, Holm-corrected: {'; '.join(sec)}"
+        if r.steps:
+            line += f"; scored at step {steps_text(r.steps)}"
+        out.append(line)
     return out
 
 
@@ -85,13 +96,15 @@ def summary(out: Path, spec: dict, results: list[RowResult], index: Path | None 
     metrics = console_metrics(spec, results)
     k = len(spec["seeds"]) * (int(spec["folds"]["k"]) if spec.get("folds") else 1)
     parts = [f"Results ({'folds × seeds' if spec.get('folds') else 'seeds'}: {k}; mean [95% CI]; "
-             f"† = one seed: the interval is the run's own, over its test windows, not over seeds):", "",
+             f"† = one seed: the interval is the run's own, over its test recordings, not over seeds):", "",
              text_table(main, metrics)]
     if abl:
         parts += ["", "Ablations:", "", text_table(abl, metrics)]
-    verdicts = gain_verdicts(results)
+    primary = spec.get("primary_metric") or "song_id"
+    verdicts = gain_verdicts(results, primary)
     if verdicts:
-        parts += ["", "Gain over the no-music control (only a gain is evidence that the model reads the music):"]
+        parts += ["", f"Verdict on the primary metric {primary} (only a gain is evidence that the model reads the "
+                      f"music; the other metrics are secondary, Holm-corrected):"]
         parts += verdicts
     flags = detect_random_models(out, spec)
     wanted = ("RANDOMLY INITIALISED", "synthetic", "the same for every row", " ran: ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chanmusic.report import plots
+from chanmusic.report.console import gain_verdicts
 from chanmusic.report.rows import RowResult, collect, detect_random_models, sections
 from chanmusic.report.tables import markdown_table, notes, write_csv
 
@@ -50,6 +51,11 @@ def write_results(out: str | Path) -> tuple[dict, list[RowResult], list[Path]]:
     if abl:
         parts += [f"## Ablations (each changes one thing of `{spec.get('reference_row')}`)", "",
                   markdown_table(abl, metrics), ""]
+    primary = spec.get("primary_metric") or "song_id"
+    verdicts = gain_verdicts(results, primary)
+    if verdicts:
+        parts += [f"## Verdicts (primary metric: `{primary}`; the others secondary, Holm-corrected)", ""]
+        parts += [f"- {v.strip()}" for v in verdicts] + [""]
     parts += ["## Notes", ""] + [f"- {n}" for n in notes(spec, results, random_models)] + [""]
     (out / "results.md").write_text("\n".join(parts))
     write_csv(out / "results.csv", results, metrics)

@@ -4,8 +4,13 @@
 state and metrics, aggregated per metric into a :class:`Cell` (mean ± std over seeds with a 95% CI, the no-music
 control and the gain over it; see :mod:`chanmusic.report.stats`). Also: which models were tiny random ones.
 
+The gain over the control and the verdict come from the per-item files (``items.csv``, paired item by item;
+:func:`chanmusic.report.stats.item_gain`): "beats its no-music control" is decided on the spec's
+``primary_metric``, the other identifications are secondary, Holm-corrected (:func:`chanmusic.report.stats.verdict`).
+Each arm's checkpoint step (``metrics.json``'s ``"checkpoint"``) is collected so the table can show them equal.
+
 Intervals (``ci95``): with two or more seeds a cell's interval is the t-interval over seeds (``ci95_kind``
-"seeds"); with one seed it is the run's own 95% bootstrap interval over test windows (``ci95`` in ``metrics.json``,
+"seeds"); with one seed it is the run's own 95% bootstrap interval over test recordings (``ci95`` in ``metrics.json``,
 ``ci95_kind`` "test items"). ``item_ci95`` keeps the runs' bootstrap intervals (averaged over seeds) beside the seed
 interval. Metrics whose class count depends on the data (``song_id``, ``genre_id``) carry the ``n_way`` they used;
 the paper's number is shown beside them only where the count is the paper's (the metric registry's paper names,
@@ -19,8 +24,9 @@ from typing import Any
 
 from chanmusic.evaluation.collapse import is_collapsed
 from chanmusic.report.manifest import find_manifests
-from chanmusic.report.stats import gain_summary, seed_summary, within_run_summary
+from chanmusic.report.stats import gain_summary, item_gain, seed_summary, verdict, within_run_summary
 from chanmusic.results.checkpoint_rule import FIT_DONE
+from chanmusic.results.items_file import ITEMS_FILE, items_metrics, paired_items, read_items
 from chanmusic.results.layout import RUNS, run_folder, step_folder, units
 from chanmusic.results.metrics_file import METRICS_FILE, metric_entries, read_json
 from chanmusic.results.registry import paper_name, std_over_draws
@@ -47,6 +53,8 @@ class Cell:
     paper: float | None = None
     n_way: int | None = None
     item_ci95: tuple[float, float] | None = None
+    gain_p: float | None = None      # one-sided p of gain <= 0 (per-item files)
+    gain_p_holm: float | None = None  # Holm-adjusted over the secondary metrics
 
 
 @dataclass
@@ -62,18 +70,19 @@ class RowResult:
     run_dirs: list[Path] = field(default_factory=list)
     paper: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    steps: dict[str, list[int]] = field(default_factory=dict)  # "music" / "control": optimiser steps of each run
+    verdict: dict[str, Any] | None = None           # stats.verdict on the primary metric
+    steps: dict[str, dict[Any, int]] = field(default_factory=dict)  # {"music"|"control": {replicate: step}}
     collapsed: list[str] = field(default_factory=list)         # the runs whose embeddings collapsed ("control seed0")
 
 
 def run_steps(d: Path) -> int | None:
-    """The optimiser steps a run trained: ``global_step`` (or ``step``) of a step's metrics file or of the runner's
-    record of the finished fit (:data:`FIT_DONE`); ``None`` when neither says (nothing trained, older runs)."""
+    """The optimiser step a run was scored at: its checkpoint record (``metrics.json``'s ``"checkpoint"`` or the
+    runner's record of the finished fit, :data:`FIT_DONE`); ``None`` when neither says (nothing trained, older runs)."""
     for step in sorted(d.glob("*/")) + [d]:
         for name in (METRICS_FILE, FIT_DONE):
             m = read_json(step / name)
             if isinstance(m, dict):
-                v = m.get("global_step", m.get("step"))
+                v = (m.get("checkpoint") if isinstance(m.get("checkpoint"), dict) else m).get("step")
                 if isinstance(v, int) and not isinstance(v, bool):
                     return v
     return None
@@ -148,6 +157,7 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
         res = RowResult(row["name"], row.get("label", row["name"]), row.get("section", "main"), "not run",
                         paper=dict(row.get("paper") or {}), seeds_total=len(units(spec)))
         per: dict[bool, dict[str, dict[Any, dict]]] = {False: {}, True: {}}
+        items: dict[Any, dict[bool, Any]] = {}
         r_of: dict[Any, int] = {}
         states, errors = [], []
         for seed, fold, sd in units(spec):
@@ -168,12 +178,15 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
                     if state == "done":
                         res.seeds_done += 1
                 m = run_metrics(d, st)
+                step_dir = step_folder(d, row.get("kind", "align"))
                 n_steps = run_steps(d)
                 if n_steps is not None:
-                    res.steps.setdefault("control" if control else "music", []).append(n_steps)
+                    res.steps.setdefault("control" if control else "music", {})[seed] = n_steps
                 if run_collapsed(m) is not None:  # per run: every seed, the control included
                     where = (f"fold{fold} " if fold is not None else "") + f"seed{sd}"
                     res.collapsed.append(f"{'control ' if control else ''}{where}")
+                if (step_dir / ITEMS_FILE).is_file() and state == "done":
+                    items.setdefault(seed, {"fold": fold})[control] = read_items(step_dir / ITEMS_FILE)
                 if not control:
                     r_of[seed] = run_repeats(d)
                 for k, v in m.items():
@@ -192,8 +205,33 @@ def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
         names = metrics + sorted(k for k in per[False] if k not in metrics)
         for k in names:
             res.cells[k] = _cell(k, per[False].get(k, {}), per[True].get(k, {}), r_of, res.paper)
+        if row.get("control", True):
+            _item_gains(res, items, spec.get("primary_metric") or "song_id")
         results.append(res)
     return spec, results
+
+
+def _item_gains(res: RowResult, items: dict[Any, dict], primary: str) -> None:
+    """Gains from the per-item files of every replicate with both arms (overriding the means-based ones), and the
+    row's verdict on ``primary``. A replicate missing one arm's file leaves the row without an item-based gain."""
+    both = [u for u in items.values() if False in u and True in u]
+    if not both or len(both) != len(items):
+        if items:
+            res.notes.append("per-item files missing for some runs: gains from metrics.json means, no verdict")
+        return
+    gains: dict[str, dict[str, Any]] = {}
+    for metric in items_metrics(both[0][False]):
+        try:
+            pairs = [(u["fold"], *paired_items(u[False], u[True], metric)) for u in both]
+        except (KeyError, ValueError):
+            continue
+        g = item_gain(pairs)
+        gains[metric] = g
+        c = res.cells.setdefault(metric, Cell(metric))
+        c.gain, c.gain_ci95, c.gain_ci95_kind, c.gain_p = g["gain"], g["ci95"], g["ci95_kind"], g["p"]
+    res.verdict = verdict(gains, primary)
+    for m, v in res.verdict["secondary"].items():
+        res.cells[m].gain_p_holm = v["p_holm"]
 
 
 def _entry_ci95(entry: dict) -> tuple[float, float] | None:

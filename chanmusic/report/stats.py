@@ -2,7 +2,10 @@
 
 - :func:`seed_summary`: mean, std (ddof=1) and t-CI over per-seed values (k ≥ 2).
 - :func:`within_run_summary`: one seed, the run's own spread over its ``r`` repeats (or items).
-- :func:`gain_summary`: music minus no-music control, paired by seed (one seed: within-run standard errors).
+- :func:`gain_summary`: music minus no-music control from ``metrics.json`` means (metrics without per-item files).
+- :func:`item_gain`: the gain from the per-item files (``items.csv``), paired item by item: one seed, a paired
+  bootstrap over recordings; several, over seeds (folds: seeds averaged within a fold first).
+- :func:`verdict`: "beats its no-music control" on the declared primary metric; secondaries Holm-corrected.
 """
 from __future__ import annotations
 
@@ -65,3 +68,51 @@ def gain_summary(music: dict[int, dict], control: dict[int, dict], r_of: dict[in
     se = math.sqrt(sum((sd * math.sqrt(r / (r - 1))) ** 2 / r for sd in stds))
     half = t_quantile(r - 1) * se
     return {"gain": d[0], "ci95": (d[0] - half, d[0] + half), "ci95_kind": f"within-run (r={r})", "k": 1}
+
+
+# ------------------------------------------------------------------------------------------------ the verdict
+ALPHA = 0.025  #: one-sided level of "beats its no-music control" (the 95% interval's lower end above 0)
+
+
+def item_gain(units: Sequence[tuple[Any, np.ndarray, np.ndarray, np.ndarray]], seed: int = 0) -> dict[str, Any]:
+    """Gain of music over control from per-item files: ``units`` = ``(fold or None, music hits, control hits,
+    recordings)`` per replicate (items already paired). One replicate: the paired bootstrap over recordings
+    (:func:`chanmusic.evaluation.intervals.paired_cluster_bootstrap`). Several: each replicate's paired gain
+    (its own test windows), averaged over the seeds of a fold, then a t-interval over the folds (over the seeds
+    without folds); ``p`` is one-sided (gain ≤ 0)."""
+    from scipy.stats import t as student
+
+    from chanmusic.evaluation.intervals import paired_cluster_bootstrap
+
+    if len(units) == 1:
+        _, m, c, rec = units[0]
+        iv = paired_cluster_bootstrap(m, c, rec, seed)
+        return {"gain": iv.estimate, "ci95": (iv.low, iv.high), "p": iv.p_le_zero, "k": 1,
+                "ci95_kind": f"recordings (paired bootstrap, {iv.clusters} recordings)"}
+    groups: dict[Any, list[float]] = {}
+    for i, (fold, m, c, _) in enumerate(units):
+        groups.setdefault(fold if fold is not None else ("seed", i), []).append(float(np.mean(m - c)))
+    g = np.array([np.mean(v) for v in groups.values()])
+    k = len(g)
+    kind = "folds (seeds averaged within a fold; paired)" if any(f is not None for f, *_ in units) \
+        else "seeds (paired; each its own test split)"
+    if k < 2:
+        return {"gain": float(g.mean()), "ci95": None, "p": None, "k": k, "ci95_kind": "none"}
+    mean, se = float(g.mean()), float(g.std(ddof=1) / math.sqrt(k))
+    half = t_quantile(k - 1) * se
+    p = float(student.sf(mean / se, k - 1)) if se > 0 else (0.0 if mean > 0 else 1.0)
+    return {"gain": mean, "ci95": (mean - half, mean + half), "p": p, "k": k, "ci95_kind": kind}
+
+
+def verdict(gains: dict[str, dict[str, Any]], primary: str) -> dict[str, Any]:
+    """The row's verdict: ``beats`` (the primary metric's gain interval above 0; ``None`` when it has no
+    interval), and each secondary metric's Holm-adjusted one-sided p-value (over the secondaries) and whether it
+    beats at :data:`ALPHA`."""
+    from chanmusic.evaluation.intervals import holm
+
+    p = gains.get(primary)
+    beats = None if p is None or p.get("ci95") is None else bool(p["ci95"][0] > 0)
+    sec = [m for m in gains if m != primary and gains[m].get("p") is not None]
+    adj = holm([gains[m]["p"] for m in sec]) if sec else []
+    return {"primary": primary, "beats": beats,
+            "secondary": {m: {"p_holm": a, "beats": a < ALPHA} for m, a in zip(sec, adj)}}

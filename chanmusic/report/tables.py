@@ -13,6 +13,7 @@ import numpy as np
 
 from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import Cell, RowResult
+from chanmusic.report.steps import steps_text
 from chanmusic.results.registry import paper_name
 
 
@@ -50,26 +51,11 @@ def status_text(r: RowResult) -> str:
          "incomplete": "incomplete (running or killed)"}.get(r.status, r.status)
     if r.status in ("failed", "partial") and r.error:
         s += f": {r.error}"
-    steps = steps_text(r)
-    if steps:
-        s += f"; {steps}"
+    if r.steps:  # the optimiser step each arm was scored at, so rows given different budgets are visible
+        s += f"; steps {steps_text(r.steps)}"
     if r.collapsed:  # per run, controls and seeds included (a collapsed control inflates the gain)
         s += f"; COLLAPSED embeddings: {', '.join(r.collapsed)}"
     return s
-
-
-def steps_text(r: RowResult) -> str:
-    """``steps 216`` (music and control alike) or ``steps 216, control 30``: the optimiser steps each arm trained,
-    so rows given different budgets are visible in the table."""
-    def one(v: list[int]) -> str:
-        return str(v[0]) if len(set(v)) == 1 else f"{min(v)}-{max(v)}"
-    music, control = r.steps.get("music"), r.steps.get("control")
-    if not music and not control:
-        return ""
-    if music and control and one(music) == one(control):
-        return f"steps {one(music)}"
-    return ", ".join(p for p in (f"steps {one(music)}" if music else "", f"control {one(control)}" if control else "")
-                     if p)
 
 
 def chance_of(results: list[RowResult], metric: str) -> float | None:
@@ -128,9 +114,9 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
     out = [
         f"Profile **{spec['profile_name']}**: {' '.join(str(spec['profile'].get('description', '')).split())}",
         (f"Cells: mean ± std over {k} seeds [95% CI over seeds, t-distribution]; each run's own 95% bootstrap "
-         f"interval over test windows is in results.csv (item_ci_low/high). " if k >= 2 else "Cells: one seed. ")
-        + ("† one seed: the interval is the run's 95% bootstrap interval over test windows (seeded) — how much the "
-           "number moves with another draw of test windows, NOT seed-to-seed variability. "
+         f"interval over test recordings is in results.csv (item_ci_low/high). " if k >= 2 else "Cells: one seed. ")
+        + ("† one seed: the interval is the run's 95% bootstrap interval over test recordings (seeded) — how much the "
+           "number moves with another draw of test recordings, NOT seed-to-seed variability. "
            if any(c.k == 1 and c.ci95_kind.startswith("test items") for r in results for c in r.cells.values()) else "")
         + ("† (older runs) one seed: std and CI are the run's own spread over its repeated distractor draws — NOT "
            "an uncertainty of the estimate. "
@@ -138,7 +124,8 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
         "no-music control: the same EEG with each recording's music targets circularly shifted by its own seeded "
         "amount (`--data.control shift`): recording fingerprints kept, the music pairing broken for every recording "
         "separately (a response shared across subjects cannot survive it). Only the gain over it is evidence that "
-        "the model reads the music. Gain CIs are paired by seed (one seed: the runs' bootstrap intervals combined).",
+        "the model reads the music.",
+        verdict_note(spec, results),
         "id50 / song_id / genre_id / within_song: identification in the aligned space; song_id and genre_id use "
         "every song / genre present (the column says how many; song_id is named song14 where the count is the "
         "paper's, i.e. on NMED-T + NMED-H pooled); genre_id is label-based, with distractors of the item's own dataset "
@@ -165,6 +152,19 @@ def notes(spec: dict, results: list[RowResult], random_models: dict[str, bool]) 
     return out
 
 
+def verdict_note(spec: dict, results: list[RowResult]) -> str:
+    """What a verdict means here: the primary metric, how the gain's interval was formed, the checkpoint rule."""
+    primary = spec.get("primary_metric") or "song_id"
+    steps = sorted({f"{r.label.split(' (')[0]}: {steps_text(r.steps)}" for r in results if r.steps})
+    return (f"**Verdict on `{primary}` (the primary metric)**: a row beats its no-music control when the 95% "
+            "interval of its gain is above 0. Gains come from the per-item files (items.csv), music and control paired "
+            "item by item: one seed, a bootstrap over recordings; several, over seeds (each seed its own split_seed: "
+            "its own test windows and control shifts; with folds, seeds averaged within a fold). Every ci95 of one "
+            "run resamples recordings. The other identifications are secondary: one-sided p-values Holm-corrected "
+            "(results.csv: gain_p, gain_p_holm). Checkpoint rule: the last step of the budget, music and control alike"
+            + (f" ({'; '.join(steps)})" if steps else "") + " (docs/protocols.md, \"What a verdict means\").")
+
+
 def flat_metrics(results: list[RowResult], metrics: Sequence[str] = ("clap_score", "ssim", "psnr"),
                  rel: float = 1e-3) -> list[str]:
     """Generated-audio metrics whose row means agree to ``rel`` across ≥ 3 rows (a generator that ignores the
@@ -181,7 +181,7 @@ def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
     """``results.csv``: one line per row × metric with every number of its cell."""
     cols = ["section", "row", "label", "status", "error", "metric", "n_way", "mean", "std", "ci_low", "ci_high",
             "ci_kind", "item_ci_low", "item_ci_high", "seeds", "n", "chance", "control_mean", "control_std", "gain",
-            "gain_ci_low", "gain_ci_high", "gain_ci_kind", "paper"]
+            "gain_ci_low", "gain_ci_high", "gain_ci_kind", "gain_p", "gain_p_holm", "role", "paper"]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -196,4 +196,11 @@ def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
                             num(c.item_ci95[0] if c.item_ci95 else None), num(c.item_ci95[1] if c.item_ci95 else None), c.k,
                             "" if c.n is None else c.n, num(c.chance), num(c.control), num(c.control_std),
                             num(c.gain), num(c.gain_ci95[0] if c.gain_ci95 else None),
-                            num(c.gain_ci95[1] if c.gain_ci95 else None), c.gain_ci95_kind, num(c.paper)])
+                            num(c.gain_ci95[1] if c.gain_ci95 else None), c.gain_ci95_kind, num(c.gain_p),
+                            num(c.gain_p_holm), _role(r, m), num(c.paper)])
+
+
+def _role(r: RowResult, metric: str) -> str:
+    """``primary`` / ``secondary`` for the verdict's metrics of a row, else empty."""
+    v = r.verdict or {}
+    return "primary" if v.get("primary") == metric else "secondary" if metric in (v.get("secondary") or {}) else ""

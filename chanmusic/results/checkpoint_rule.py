@@ -1,7 +1,11 @@
 """The checkpoint rule: which checkpoint of a finished run counts, in one place.
 
-Writing side (after ``fit``): :func:`selected_checkpoint` names the checkpoint the run selected on validation;
-the runner stores it as ``fit_done.json``'s ``"checkpoint"``.
+Writing side (after ``fit``): :data:`RULE` is ``"last"``: a run is scored at the **last optimiser step of its
+budget**, saved by :func:`selected_checkpoint` as ``checkpoints/final.ckpt``. The rule looks at nothing (no
+validation score, no control), so the music run and its no-music control of a row, which get the same budget,
+are scored at the same step (validation loss would pick an early step for the control, whose targets cannot be
+learned, and a late one for the music run). The runner stores the file, the step and the rule in
+``fit_done.json`` and the test step copies them into ``metrics.json`` as ``"checkpoint"``.
 
 Reading side, the checkpoint of a run folder (:func:`find_checkpoint`; robustness, interpretation, the report):
 
@@ -23,25 +27,23 @@ from pathlib import Path
 from typing import Iterable
 
 FIT_DONE = "fit_done.json"
+RULE = "last"  #: the last optimiser step of the run's budget, for music and control alike
+RULE_TEXT = "last step of the budget (both arms)"
 
 
 def selected_checkpoint(trainer, run_dir: str | Path) -> str | None:
-    """The checkpoint a finished ``fit`` selected, as an absolute path (what ``fit_done.json`` records).
-
-    ModelCheckpoint's ``best_model_path`` (selected on validation) when that file exists, else its
-    ``last_model_path``, else the trainer's current state saved now as ``run_dir/checkpoints/final.ckpt``.
-    """
-    cb = getattr(trainer, "checkpoint_callback", None)
-    best = getattr(cb, "best_model_path", "") if cb is not None else ""
-    if best and Path(best).is_file():
-        return str(Path(best).resolve())
-    last = getattr(cb, "last_model_path", "") if cb is not None else ""
-    if last and Path(last).is_file():
-        return str(Path(last).resolve())
+    """The checkpoint a finished ``fit`` is scored at by :data:`RULE`, as an absolute path (what ``fit_done.json``
+    records): the trainer's state at the end of ``fit`` saved as ``run_dir/checkpoints/final.ckpt`` (whatever a
+    ModelCheckpoint callback kept on validation is not used)."""
     path = Path(run_dir) / "checkpoints" / "final.ckpt"
     path.parent.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(str(path))
     return str(path.resolve())
+
+
+def checkpoint_record(path: str | Path, step: int) -> dict:
+    """What ``fit_done.json`` and ``metrics.json``'s ``"checkpoint"`` say of the scored checkpoint."""
+    return {"checkpoint": str(path), "step": int(step), "rule": RULE}
 
 
 def fit_choice(run_dir: str | Path) -> str | None:

@@ -3,12 +3,14 @@
 Schema version :data:`SCHEMA_VERSION`::
 
     {"schema_version": 1,
-     "<metric>": {"mean": float, "n": int, "n_way": int | null, "chance": float | null, "ci95": [lo, hi], ...}
-                 | null,
+     "<metric>": {"mean": float, "n": int, "n_way": int | null, "chance": float | null, "ci95": [lo, hi],
+                  "ci95_over": "recordings" | "windows", "ci95_windows": [lo, hi], ...} | null,
+     "checkpoint": {"step": int, "rule": str, "path": str},   (the runner's runs: the checkpoint rule)
      "unavailable": {"<metric>": "why it is null"},
      "provenance": {...}}
 
-A metric's entry is :func:`metric_entry` of its ``compute()``; one that cannot be formed on the data is ``null``
+A metric's entry is :func:`metric_entry` of its ``compute()``; an identification's ``ci95`` resamples recordings
+(``ci95_over``), its window-level interval is ``ci95_windows`` (comparison only); one that cannot be formed on the data is ``null``
 with its reason under ``"unavailable"``. Later writers (the reconstruction step, ``chanmusic robustness``) merge
 into the file (:func:`merge_metrics`); every write is atomic. A file without ``schema_version`` predates the field
 (same layout); a file from a newer schema is refused rather than misread.
@@ -97,6 +99,9 @@ def metric_entry(r: Mapping[str, Any]) -> dict[str, Any]:
                            "n_way": int(r["n_way"]) if _num(r.get("n_way")) is not None else None,
                            "chance": _num(r.get("chance")),
                            "ci95": [_num(r.get("ci95_low")), _num(r.get("ci95_high"))]}
+    if "ci95_over" in r:  # identification: ci95 resamples recordings (or windows when recordings are unknown)
+        out["ci95_over"] = "recordings" if _num(r["ci95_over"]) else "windows"
+        out["ci95_windows"] = [_num(r.get("ci95_windows_low")), _num(r.get("ci95_windows_high"))]
     if "draw_std" in r:  # identification: the spread of repeated distractor draws, not an uncertainty
         out["draw_std"] = _num(r["draw_std"])
         out["repeats"] = int(_num(r.get("repeats")) or 0)

@@ -58,9 +58,10 @@ def identification(n_way: int | None, distractors: str) -> Callable[[Mapping[str
 
 
 def update_identification(metric: Metric, emb: Tensor, batch: Mapping[str, Any]) -> None:
-    """``update`` of an identification: the embedding against the batch's CLAP targets and its segment facts."""
+    """``update`` of an identification: the embedding against the batch's CLAP targets and its segment facts (and
+    its recordings, the clusters of the interval, when the batch has them)."""
     metric.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
-                  batch["start"], batch["length"], batch["segment"])
+                  batch["start"], batch["length"], batch["segment"], batch.get("recording"))
 
 
 def time_matched(hp: Mapping[str, Any]) -> TimeMatchedIdentification:

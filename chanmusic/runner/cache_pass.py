@@ -38,6 +38,7 @@ def prepare_caches(steps: list[Step], extra_args: list[str], out: Path, printer:
             continue
         data = data_settings(step.configs, (step.set or {}).get("data") or {}, extra_args)
         data.pop("control", None)  # not part of the cache
+        data.pop("split_seed", None)  # nor the split (seeds of a comparison differ in it; docs/protocols.md)
         groups.setdefault(json.dumps(data, sort_keys=True, default=str), (step.configs, data))
     for i, (configs, data) in enumerate(groups.values()):
         d = out / "prepare" / f"data{i}"

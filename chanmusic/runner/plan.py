@@ -77,14 +77,17 @@ def _step_base(spec: Spec, out: Path) -> list[Path]:
 
 
 def run_overrides(spec: Spec, kind: str, stepdir: Path, seed: int, control: bool | None) -> dict:
-    """The YAML written after a step's configs: profile settings, then this run's seed, folders, control."""
+    """The YAML written after a step's configs: profile settings, then this run's seed, split seed, folders,
+    control."""
     s = deep_merge(spec.profile.get("set") or {}, spec.profile.get(f"{kind}_set") or {})
     logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
               "init_args": {"save_dir": str(stepdir), "name": "", "version": ""}}
     mine: dict[str, Any] = {"seed_everything": int(seed),
-                            "trainer": {"default_root_dir": str(stepdir), "logger": logger}}
+                            "trainer": {"default_root_dir": str(stepdir), "logger": logger},
+                            # each seed its own test windows and control shifts (Spec.split_seed)
+                            "data": {"split_seed": spec.split_seed(seed)}}
     if control is not None:
-        mine["data"] = {"control": "shift" if control else "none"}
+        mine["data"]["control"] = "shift" if control else "none"
     return deep_merge(s, mine)
 
 

@@ -7,6 +7,12 @@ the merge rule for every settings layer of the runner. A profile may also name i
 selection), ``folds`` (e.g. ``subjects k=5``: every run once per fold of held-out subjects) and ``executor``
 (where steps run: :class:`chanmusic.runner.engine.EngineSettings`); the spec's top level may set the last two
 for every profile.
+
+The verdict: ``primary_metric`` (top level or profile; default ``song_id``) is the metric on which "beats its
+no-music control" is decided; it must be an alignment identification that some row computes. Seeds resample the
+test set: seed ``k`` of a comparison runs with ``data.split_seed`` = ``split_seeds[k]`` (top level or profile;
+distinct values) or, without the list, :data:`DEFAULT_SPLIT_SEED` + ``k`` — the split and the control's shifts
+are drawn from it, so each seed scores its own test windows.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 DEFAULT_SPEC = EXPERIMENTS / "paper.yaml"
 # the Lightning entry points each kind of step runs, in order
 STEP_COMMANDS = {"pretrain": ("fit",), "align": ("fit", "test"), "reconstruct": ("test", "predict")}
+DEFAULT_PRIMARY = "song_id"  #: the verdict's metric when a spec names none (onset-locked signals cannot help it)
+DEFAULT_SPLIT_SEED = 42  #: seed k draws split_seed 42 + k when the spec lists no split_seeds
 
 
 @dataclass
@@ -79,6 +87,13 @@ class Spec:
     row_order: list[str] = field(default_factory=list)   # every row of the spec file, in order
     folds: dict[str, Any] | None = None                  # {"by": "subjects", "k": 5} or None
     engine: dict[str, Any] = field(default_factory=dict)  # EngineSettings as a dict
+    primary_metric: str = DEFAULT_PRIMARY                # the metric "beats its control" is decided on
+    split_seeds: list[int] = field(default_factory=list)  # split_seeds[k]: data.split_seed of seed k
+
+    def split_seed(self, seed: int) -> int:
+        """The ``data.split_seed`` of seed ``seed`` (its own test windows and control shifts)."""
+        i = self.seeds.index(seed) if seed in self.seeds else seed
+        return int(self.split_seeds[i]) if i < len(self.split_seeds) else DEFAULT_SPLIT_SEED + int(seed)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -135,6 +150,7 @@ def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list
     n_seeds = int(seeds if seeds is not None else prof.get("seeds", 1))
     if n_seeds < 1:
         raise InputError("--seeds", f"{n_seeds} seeds", "use at least 1")
+    split_seeds = _split_seeds(prof.get("split_seeds", raw.get("split_seeds")), n_seeds)
     if "metrics" in raw:
         metrics = list(raw["metrics"])
     else:  # the registry's default columns (imported here: torchmetrics only when a spec names none)
@@ -152,7 +168,42 @@ def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list
         extra_args=list(extra_args or []),
         row_order=order, folds=parse_folds(folds if folds is not None else prof.get("folds", raw.get("folds"))),
         engine=_engine(raw.get("executor"), prof.get("executor"), engine),
+        primary_metric=_primary(prof.get("primary_metric", raw.get("primary_metric")), all_rows),
+        split_seeds=split_seeds,
     )
+
+
+def _split_seeds(value: Any, n_seeds: int) -> list[int]:
+    """``split_seeds``: one distinct integer per seed (``[]``: the default mapping 42 + k)."""
+    if value in (None, []):
+        return [DEFAULT_SPLIT_SEED + k for k in range(n_seeds)]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise InputError("spec: split_seeds", f"{value!r} is not a list of integers", "write e.g. [42, 43, 44]")
+    dup = sorted({v for v in value if value.count(v) > 1})
+    if dup:
+        raise InputError("spec: split_seeds", f"duplicates {dup}: two seeds would score the same test windows",
+                         "list each split seed once")
+    if len(value) < n_seeds:
+        raise InputError("spec: split_seeds", f"{len(value)} split seeds for {n_seeds} seeds",
+                         f"list at least {n_seeds} (or use fewer --seeds)")
+    return [int(v) for v in value[:n_seeds]]
+
+
+def _primary(name: Any, rows: list[Row]) -> str:
+    """The verdict's metric: an alignment identification (it has per-item hits) that some selected row computes
+    (``None``: :data:`DEFAULT_PRIMARY`, which a selection without an aligning row may leave uncomputed)."""
+    from chanmusic.results.registry import ALIGN, REGISTRY
+
+    usable = [n for n, s in REGISTRY.items() if s.stage == ALIGN and s.kind == "identification"]
+    if name is None:
+        return DEFAULT_PRIMARY
+    if not any(r.kind == "align" for r in rows):
+        usable = []
+    if name not in usable:
+        raise InputError("spec: primary_metric", f"{name!r} is computed by no row of this comparison "
+                         "(the verdict needs per-item hits of an alignment identification)",
+                         f"name one of {usable}" if usable else "select a row that aligns (kind: align)")
+    return str(name)
 
 
 def parse_folds(value: Any) -> dict[str, Any] | None:

@@ -3,9 +3,10 @@
     python -m chanmusic.runner.worker --worker STEPDIR/job.json
 
 It builds one ``LightningCLI`` the way ``chanmusic fit|test|predict`` does (so the libraries are imported once
-per step) and runs the job's commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint
-selected on validation (:func:`chanmusic.results.checkpoint_rule.selected_checkpoint`, the rule's writer side).
-It writes ``fit_done.json`` once ``fit`` has finished (a resumed step skips it) and ``result.json`` (status,
+per step) and runs the job's commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint of the
+checkpoint rule (the last step of the budget, :mod:`chanmusic.results.checkpoint_rule`), whose step and rule go
+into ``metrics.json`` (``"checkpoint"``). It writes ``fit_done.json`` once ``fit`` has finished (checkpoint, step,
+rule; a resumed step skips ``fit``) and ``result.json`` (status,
 checkpoint, metrics path, the equivalent ``chanmusic`` command lines, the error).
 """
 from __future__ import annotations
@@ -17,8 +18,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from chanmusic.results.checkpoint_rule import FIT_DONE
-from chanmusic.results.metrics_file import METRICS_FILE, read_json
+from chanmusic.results.checkpoint_rule import FIT_DONE, checkpoint_record
+from chanmusic.results.metrics_file import METRICS_FILE, merge_metrics, read_json
 from chanmusic.runner.plan import cli_command
 from chanmusic.runner.spec import EXPERIMENTS
 from chanmusic.runner.status import first_line, now
@@ -26,7 +27,7 @@ from chanmusic.runner.status import first_line, now
 
 def worker(job_path: str) -> int:
     """Inside the subprocess: one LightningCLI (as ``chanmusic fit|test|predict`` builds it) running the job's
-    commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint selected on validation."""
+    commands in order; ``test`` / ``predict`` after ``fit`` use the checkpoint rule's (the last step)."""
     import warnings
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -45,17 +46,18 @@ def worker(job_path: str) -> int:
         trainer, model, dm = cli.trainer, cli.model, cli.datamodule
         configs = [Path(c) for c in job["configs"]]
         todo = list(job.get("commands", ["fit", "test"]))
-        commands, best = [], None
+        commands, best, record = [], None, None
         if "fit" in todo:
             commands.append(cli_command("fit", configs, job["args"]))
             fit_done = read_json(d / FIT_DONE)
             if fit_done and fit_done.get("checkpoint") and Path(fit_done["checkpoint"]).is_file():
                 best = fit_done["checkpoint"]
+                record = {k: fit_done[k] for k in ("checkpoint", "step", "rule") if k in fit_done}
             else:
                 trainer.fit(model, datamodule=dm, ckpt_path=job.get("resume"))
                 best = selected_checkpoint(trainer, d)
-                (d / FIT_DONE).write_text(json.dumps({"checkpoint": best, "time": now(),
-                                                      "global_step": int(trainer.global_step)}))
+                record = checkpoint_record(best, trainer.global_step)
+                (d / FIT_DONE).write_text(json.dumps({**record, "time": now()}))
             result["checkpoint"] = best
         ckpt_args = ["--ckpt_path", best] if best else []
         if "test" in todo:
@@ -64,6 +66,8 @@ def worker(job_path: str) -> int:
             metrics = Path(trainer.log_dir or d) / METRICS_FILE
             if not metrics.is_file():
                 raise RuntimeError(f"test wrote no metrics.json in {metrics.parent}")
+            if record:  # the checkpoint rule's choice, beside the numbers it produced
+                merge_metrics(metrics, {"checkpoint": record})
             result["metrics"] = str(metrics)
         if "predict" in todo:
             extra = reuse_ridge(model, Path(trainer.log_dir or d))

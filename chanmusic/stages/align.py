@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+import numpy as np
+import torch
 from torch import Tensor, nn
+from torchmetrics import Metric
 
 from chanmusic.core.renamed import renamed
 from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
@@ -17,12 +20,42 @@ from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
 from chanmusic.modules.aligned import AlignedModel, hold
 from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosine, total_steps
+from chanmusic.results.items_file import FACTS, ITEMS_FILE, write_items
 from chanmusic.results.metrics_file import METRICS_FILE, merge_metrics, metric_entry
-from chanmusic.results.registry import ALIGN, paper_names, test_metrics
+from chanmusic.results.registry import ALIGN, REGISTRY, paper_names, test_metrics
 from chanmusic.stages.init_from import load_init_from
 from chanmusic.stages.resume import resume_at_train_start, save_rng, saved_rng
 
 log = logging.getLogger("chanmusic")
+VAL_METRICS = ("song_id", "id50")  #: identifications logged on the validation split every epoch (val/<name>)
+VAL_REPEATS = 3  #: distractor draws of the validation identifications (a curve, not a result)
+
+
+class ItemFacts(Metric):
+    """The facts of each test item (window id, recording, subject, song, stimulus, music span), kept across
+    processes like the identifications' states: the left-hand columns of ``items.csv``."""
+
+    full_state_update = False
+    KEYS = ("segment", "recording", "subject", "song", "stimulus", "start", "length")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for k in self.KEYS:
+            self.add_state(k, default=[], dist_reduce_fx="cat")
+
+    def update(self, batch: dict[str, Any]) -> None:
+        n = len(batch["segment"])
+        for k in self.KEYS:
+            v = batch.get(k, torch.full((n,), -1))
+            getattr(self, k).append(torch.as_tensor(v, device=self.device).long().reshape(-1))
+
+    def compute(self) -> dict[str, np.ndarray]:
+        """Each window once, in segment order (as the identifications order them)."""
+        cols = {k: (torch.cat(v) if isinstance(v, list) else v).cpu().numpy() for k in self.KEYS
+                for v in [getattr(self, k)]}
+        _, keep = np.unique(cols["segment"], return_index=True)
+        return {k: v[keep] for k, v in cols.items()}
+
 
 class AlignedTestMetrics(nn.Module):
     """The aligned-space test metrics: the registry's metrics of the alignment stage
@@ -41,9 +74,13 @@ class AlignedTestMetrics(nn.Module):
         self.identification = nn.ModuleDict({name: spec.build(hp) for name, spec in self.specs.items()})
         self.spread = EmbeddingSpread()
         self.encoder_spread = EmbeddingSpread()  # of the encoder's pooled output: collapsed before the head?
+        self.facts = ItemFacts()
+        self.items: dict[str, Any] | None = None  # after compute(): the per-item table's columns (write_metrics)
 
     def update(self, emb: Tensor, batch: dict[str, Any], pooled: Tensor | None = None) -> None:
         """One test batch: its embeddings ``[B, clap_dim]`` and (when known) the encoder's pooled output."""
+        if "segment" in batch:
+            self.facts.update(batch)
         for name, m in self.identification.items():
             self.specs[name].update(m, emb, batch)
         self.spread.update(emb)
@@ -60,14 +97,21 @@ class AlignedTestMetrics(nn.Module):
         formed on this data is ``None`` with its reason (never a crash). Resets every metric."""
         results: dict[str, dict[str, Any] | None] = {}
         reasons: dict[str, str] = {}
+        per_item: dict[str, dict[str, np.ndarray]] = {}
         for name, m in self.identification.items():
             try:
                 results[name] = metric_entry(m.compute())
                 log_metric(f"test/{name}", results[name]["mean"])
+                if getattr(m, "last_items", None) is not None:  # identifications: per-item hits and ranks
+                    per_item[name] = m.last_items
             except MetricUnavailable as e:  # cannot be formed on this data: null with its reason, never a crash
                 results[name], reasons[name] = None, str(e)
                 log.warning("%s not computed: %s", name, e)
             reset_metric(m)
+        self.items = None
+        if self.facts.update_called:
+            self.items = {"facts": self.facts.compute(), "metrics": per_item}
+            reset_metric(self.facts)
         # the paper's names: written as their metric where the count matches the paper (the pool), else null
         for spec, paper in paper_names():
             if spec.name not in self.identification:
@@ -112,7 +156,23 @@ def write_metrics(trainer: Any, results: dict[str, dict[str, Any] | None],
         return None
     # the one writer (chanmusic.results.metrics_file), with what a test run was made from (evaluation.provenance)
     path = merge_metrics(out_dir / METRICS_FILE, results, reasons, run_provenance(trainer))
+    write_test_items(trainer, out_dir)
     return path
+
+
+def write_test_items(trainer: Any, out_dir: Path) -> Path | None:
+    """``items.csv`` beside ``metrics.json`` (:mod:`chanmusic.results.items_file`) from the stage's
+    :class:`AlignedTestMetrics` (``test_metrics``), when its last ``compute()`` saw per-item facts; dataset names
+    from the data module's cache."""
+    tm = getattr(getattr(trainer, "lightning_module", None), "test_metrics", None)
+    items = getattr(tm, "items", None)
+    if not items:
+        return None
+    facts = dict(items["facts"])
+    cache = getattr(getattr(trainer, "datamodule", None), "cache", None)
+    recs = getattr(cache, "recordings", None) or []
+    facts["dataset"] = [recs[r]["dataset"] if 0 <= r < len(recs) else "" for r in facts["recording"]]
+    return write_items(out_dir / ITEMS_FILE, {k: facts[k] for k in FACTS}, items["metrics"])
 
 
 def gather_rows(stage: L.LightningModule, x: Tensor, grads: bool = True) -> Tensor:
@@ -196,6 +256,8 @@ class AlignModule(L.LightningModule):
         if freeze_encoder:
             self.aligned.freeze_encoder(train_channel_gain)
         self.test_metrics = AlignedTestMetrics(id_repeats, id_seed)
+        hp = {"id_repeats": VAL_REPEATS, "id_seed": id_seed}
+        self.val_metrics = nn.ModuleDict({k: REGISTRY[k].build(hp) for k in VAL_METRICS if k in REGISTRY})
         self._rng_to_restore: dict[str, Any] | None = None
 
     @property
@@ -260,8 +322,22 @@ class AlignModule(L.LightningModule):
         self.aligned.clamp_temperature()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        loss, _, _ = self._step(batch, train=False)
+        loss, emb, _ = self._step(batch, train=False)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["eeg"]))
+        if "segment" in batch:
+            for name, m in self.val_metrics.items():
+                REGISTRY[name].update(m, emb, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        """``val/song_id`` and ``val/id50`` of the epoch (a learning curve in retrieval terms; no choice is made on
+        them, see the checkpoint rule)."""
+        for name, m in self.val_metrics.items():
+            if m.update_called:
+                try:
+                    self.log(f"val/{name}", float(m.compute()["mean"]), rank_zero_only=True)
+                except MetricUnavailable:
+                    pass  # too few validation windows for this identification (e.g. the sanity check)
+            reset_metric(m)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         loss, emb, pooled = self._step(batch, train=False)
