@@ -10,6 +10,7 @@ from typing import Any, Callable
 import lightning as L
 from torch import Tensor, nn
 
+from encoders.base import EEGEncoder
 from chanmusic.core.renamed import renamed
 from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
 from chanmusic.evaluation.metrics import MetricUnavailable, reset_metric
@@ -154,7 +155,7 @@ class AlignModule(L.LightningModule):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: EEGEncoder,
         clap_dim: int = 512,
         head: str = "mlp",
         head_hidden: int = 512,
