@@ -193,5 +193,5 @@ def build_cli(args: list[str] | None = None, run: bool = True, parser_kwargs: di
     return cli_class(
         LightningModule, NMEDDataModule, subclass_mode_model=True, args=args, run=run,
         save_config_callback=KeepRunConfig, trainer_defaults={"callbacks": [FiniteLossCheck()]},
-        parser_kwargs=kwargs, auto_configure_optimizers=False,  # each stage owns its optimiser recipe
+        parser_kwargs=kwargs,
     )
