@@ -1,7 +1,8 @@
 """The one log-mel spectrogram of chanmusic: AudioLDM's (16 kHz, n_fft 1024, hop 160, win 1024, 64 slaney mels
 0-8000 Hz, magnitude STFT, ``log(clamp(x, 1e-5))``), and its constants.
 
-transformers' ``audio_utils`` (for the filterbank) is imported on the first call only; the spectrogram itself is pure torch.
+transformers' ``audio_utils`` (for the filterbank) is imported on the first call only; the spectrogram itself is
+pure torch.
 """
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ def log_mel(audio: Any, sr: int = MEL_SR) -> torch.Tensor:
     the input's device, ``N = 1 + S // 160`` (5 s -> 501 frames).
 
     As in AudioLDM's ``TacotronSTFT``: a centred (reflect-padded) STFT with a periodic Hann window
-    (n_fft = win = 1024, hop 160), magnitude (not power), a slaney-normalised mel filterbank from
-    the Slaney mel bank of ``librosa.filters.mel`` (64 bands, 0-8000 Hz), then ``log(clamp(x, 1e-5))``. The waveform is used as given
+    (n_fft = win = 1024, hop 160), magnitude (not power), a slaney-normalised mel filterbank equal to
+    ``librosa.filters.mel``'s (64 bands, 0-8000 Hz), then ``log(clamp(x, 1e-5))``. The waveform is used as given
     (no loudness normalisation). Run time is pure torch; the filterbank is computed once and cached.
     """
     x = audio if isinstance(audio, torch.Tensor) else torch.from_numpy(to_numpy(audio))
