@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 LAION_VENV ?= .venv-laion
 LAION_STAMP := $(LAION_VENV)/.installed
 
-.PHONY: install demo test test-fast test-laion bench bench-gpu compare browser clean
+.PHONY: install demo test test-fast test-laion wheel-smoke bench bench-gpu compare browser clean
 
 install: $(STAMP)
 
@@ -40,6 +40,9 @@ test-fast: $(TEST_STAMP)
 test-laion: $(LAION_STAMP)  # `pip install .[laion]` still reads laion-clap .pt files (numpy<2 there)
 	$(LAION_VENV)/bin/python -m pytest -q -m laion tests/test_audio.py tests/test_clap_convert.py
 
+wheel-smoke: install  # the built wheel in a fresh venv outside the checkout: --help, --version, the demo's plan
+	bash .ci/wheel-smoke.sh $(VENV)
+
 bench: install
 	$(PY) benchmarks/run.py
 
@@ -53,5 +56,5 @@ browser:  # Debian's Chromium for the report test (CI runs this too)
 	bash .ci/setup-browser.sh
 
 clean:
-	rm -rf demo_out .pytest_cache lightning_logs
+	rm -rf demo_out .pytest_cache lightning_logs build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

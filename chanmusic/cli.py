@@ -1,7 +1,9 @@
 """The ``chanmusic`` console script: LightningCLI subcommands plus ``prepare`` (and others as they land).
 
+    chanmusic --help | --version
     chanmusic prepare --data.root DIR [--data.* ...]
     chanmusic fit|validate|test|predict --config experiments/....yaml
+    chanmusic compare | report | robustness ...
 
 Errors end in one line (``chanmusic: error: <file/field>: <what> — <fix>``, :mod:`chanmusic.core.errors`); ``--debug``
 or ``CHANMUSIC_DEBUG=1`` shows the traceback instead.
@@ -25,6 +27,17 @@ EXTRA_COMMANDS: dict[str, str] = {
     "compare": "chanmusic.runner.compare:main",
     "report": "chanmusic.report.main:main",
     "robustness": "chanmusic.evaluation.robustness.command:main",
+}
+#: every command, one line each: what `chanmusic --help` lists
+COMMANDS: dict[str, str] = {
+    "fit": "train a stage (--config experiments/....yaml); --ckpt_path last resumes",
+    "validate": "score a stage on the validation windows",
+    "test": "score trained weights on the test windows (--ckpt_path FILE | last | best); writes metrics.json",
+    "predict": "generate audio from EEG with a reconstruction stage",
+    "prepare": "build (or reuse) the prepared cache for the given --data.* settings",
+    "compare": "the runner: every row of a spec over seeds, each with a no-music control (--profile demo|quick|full)",
+    "report": "tables, plots and the HTML report of a compare output folder",
+    "robustness": "identification of trained runs with electrodes removed at test time",
 }
 #: subcommands whose parse errors raise (one line from main) instead of printing argparse's usage block
 _RAISE_ON_PARSE_ERROR = {"exit_on_error": False}
@@ -82,9 +95,25 @@ def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None
                           "fit's config")
 
 
+def import_components() -> None:
+    """Import every stage and encoder module, so the parser knows them by short name (``--model AlignModule``,
+    ``--model.encoder ChannelOrientedEncoder``): jsonargparse resolves a short name among the imported subclasses."""
+    import importlib
+    import pkgutil
+
+    import chanmusic.stages
+    import encoders
+
+    for pkg in (chanmusic.stages, encoders):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
 def lightning_main(args: list[str] | None = None, run: bool = True, parser_kwargs: dict | None = None
                    ) -> ChanMusicCLI:
     """The LightningCLI of ``chanmusic fit|validate|test|predict`` (``run=False``: build it, run nothing)."""
+    import_components()
     return build_cli(args, run, parser_kwargs, ChanMusicCLI)
 
 
@@ -92,7 +121,7 @@ def prepare_main(argv: list[str]) -> None:
     """``chanmusic prepare``: build (or reuse) the cache for the given ``--data.*`` settings."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog="chanmusic prepare", exit_on_error=False,
+    parser = ArgumentParser(prog="chanmusic prepare", exit_on_error=False, allow_abbrev=False,
                             description="Build the prepared cache (EEG memmaps, windows, CLAP embeddings, mels) "
                                         "for the given data settings; a rerun with the same settings reuses it.")
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with a data: section (other sections ignored)")
@@ -179,7 +208,34 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(error_exit_code(e))
 
 
+def top_level_help() -> str:
+    """``chanmusic --help``: every command with one line, and where each command's options are listed."""
+    width = max(len(c) for c in COMMANDS) + 2
+    lines = ["usage: chanmusic <command> [options]   (chanmusic <command> --help lists a command's options)", "",
+             "EEG-to-music reconstruction: NMED readers, EEG encoders aligned to CLAP, AudioLDM generation.", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}{what}" for name, what in COMMANDS.items()]
+    lines += ["", "options:", f"  {'-h, --help':<{width + 4}}show this list and exit",
+              f"  {'--version':<{width + 4}}print the version and exit",
+              f"  {'--debug':<{width + 4}}show the traceback of an error instead of one line"]
+    return "\n".join(lines)
+
+
 def _dispatch(argv: list[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(top_level_help())
+        return
+    if argv[0] == "--version":
+        from chanmusic import __version__
+
+        print(f"chanmusic {__version__}")
+        return
+    if argv[0] not in COMMANDS:
+        import difflib
+
+        near = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        raise InputError("command line", f"{argv[0]!r} is not a command",
+                         f"did you mean {near[0]}?" if near else f"use one of {', '.join(COMMANDS)}")
     if argv and argv[0] in EXTRA_COMMANDS:
         import importlib
 

@@ -8,13 +8,17 @@ It links the data module's facts into the encoder and the stage, stores data pat
 """
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from callbacks.finite import FiniteLossCheck
 from chanmusic.core.errors import ProvenanceError
+from chanmusic.core.options import unknown_option
 from datamodules.datamodule import NMEDDataModule
 
 #: data settings that are paths: saved absolute in config.yaml, so a run can be reloaded from any folder
@@ -77,8 +81,92 @@ def _diff(a, b, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+#: packages whose classes ``--help`` lists as "known subclasses" (Lightning's own lists are left out)
+_OWN_PACKAGES = ("chanmusic.", "encoders.", "datamodules.", "callbacks.")
+
+
+class CompactHelpFormatter(DefaultHelpFormatter):
+    """``--help`` with one sentence per argument (then its type and default), a one-line usage and only this
+    project's classes among the "known subclasses": ``chanmusic fit --help`` stays a page, not 700 lines."""
+
+    def __init__(self, prog: str, **kwargs) -> None:
+        kwargs.setdefault("max_help_position", 36)
+        kwargs.setdefault("width", max(100, shutil.get_terminal_size().columns - 2))  # a page, not 300 lines
+        super().__init__(prog, **kwargs)
+
+    def _format_usage(self, usage, actions, groups, prefix) -> str:
+        return f"{self._prog.replace(' [options]', '')} [options]\n\n"
+
+    def _format_action_invocation(self, action) -> str:
+        opts = [o for o in action.option_strings if not o.endswith("+")]  # `--x+` (append) is in the type
+        return ", ".join(opts) if opts else super()._format_action_invocation(action)
+
+    def _get_help_string(self, action) -> str:
+        full = super()._get_help_string(action)
+        own = action.help or ""
+        if not own or not full.startswith(own):
+            return full
+        first = re.split(r"(?<=\.)\s+(?=[A-Z`])", " ".join(own.split()), maxsplit=1)[0]
+        suffix = _own_subclasses_only(full[len(own):])
+        return first + suffix
+
+    def _get_type_str(self, action) -> str | None:
+        found = super()._get_type_str(action)
+        return _short_types(found) if found else found
+
+
+def _short_types(text: str) -> str:
+    """``Optional[X]`` / ``Union[a, b]`` written the short way: ``X | null``, ``a | b``."""
+    text = re.sub(r"Literal\[([^\[\]]*)\]", lambda m: "{" + ",".join(a.strip(" '") for a in m.group(1).split(","))
+                  + "}", text)
+    for _ in range(4):  # nested ones, innermost first
+        new = re.sub(r"Optional\[([^\[\]]*(?:\[[^\[\]]*\])*[^\[\]]*)\]", r"\1 | null", text)
+        new = re.sub(r"Union\[([^\[\]]*(?:\[[^\[\]]*\])*[^\[\]]*)\]",
+                     lambda m: " | ".join(_split_top(m.group(1))), new)
+        if new == text:
+            break
+        text = new
+    return text
+
+
+def _split_top(args: str) -> list[str]:
+    """``"a, b[c, d], e"`` -> ``["a", "b[c, d]", "e"]``."""
+    out, depth, cur = [], 0, ""
+    for ch in args:
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur.strip()]
+
+
+def _own_subclasses_only(suffix: str) -> str:
+    """The ``(type: ..., known subclasses: a, b)`` suffix with other packages' subclasses dropped."""
+    m = re.search(r", known subclasses: ([^)]*)", suffix)
+    if not m:
+        return suffix
+    kept = [c for c in m.group(1).split(", ") if c.startswith(_OWN_PACKAGES)]
+    listing = f", known subclasses: {', '.join(kept)}" if kept else ""
+    return suffix[:m.start()] + listing + suffix[m.end():]
+
+
 class StageCLI(LightningCLI):
-    """LightningCLI with the data module's facts linked into the encoder and the stage."""
+    """LightningCLI with the data module's facts linked into the encoder and the stage; unknown or abbreviated
+    options are refused with the nearest valid name."""
+
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except Exception as e:  # jsonargparse's ArgumentError (exit_on_error=False)
+            sub = next((a for a in (args or []) if isinstance(a, str) and a in getattr(self, "_subcommand_parsers",
+                                                                                          {})), None)
+            parsers = [parser] + ([self._subcommand_parsers[sub]] if sub else [])
+            better = unknown_option(str(e), (o for p in parsers for a in p._actions for o in a.option_strings))
+            if better is None:
+                raise
+            raise better from e
 
     def add_arguments_to_parser(self, parser) -> None:
         for fact in ("n_channels", "sfreq", "n_times", "ch_names"):
@@ -100,8 +188,10 @@ def build_cli(args: list[str] | None = None, run: bool = True, parser_kwargs: di
               cli_class: type[StageCLI] = StageCLI) -> StageCLI:
     """``cli_class`` (a :class:`StageCLI`) over any ``LightningModule`` stage and :class:`NMEDDataModule`, with
     :class:`KeepRunConfig` and the non-finite loss check; ``run=False`` only builds the model, data and trainer."""
+    kwargs = {"prog": "chanmusic", "allow_abbrev": False, "formatter_class": CompactHelpFormatter,
+              **(parser_kwargs or {})}
     return cli_class(
         LightningModule, NMEDDataModule, subclass_mode_model=True, args=args, run=run,
         save_config_callback=KeepRunConfig, trainer_defaults={"callbacks": [FiniteLossCheck()]},
-        parser_kwargs=parser_kwargs,
+        parser_kwargs=kwargs,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import lightning as L
 import numpy as np
@@ -29,6 +29,12 @@ from datamodules.splits import Split, SplitConfig, split_windows
 from datamodules.validate import SettingError, check_cache_facts, native_sfreq, validate_settings
 from datamodules.windows import WindowDataset, collate_batch
 from chanmusic.core.constants import CONTROLS, NATIVE_SFREQ
+
+# the choices of three settings, as types: `--help` lists them and the parser refuses others (tests check that they
+# match the validation tuples SCALINGS, SPLIT_MODES, CONTROLS)
+Scaling = Literal["zscore", "robust", "none"]
+SplitMode = Literal["random", "block", "hearing", "subjects"]
+Control = Literal["none", "shift", "shuffle"]
 
 log = logging.getLogger("chanmusic")
 
@@ -110,18 +116,18 @@ class NMEDDataModule(L.LightningDataModule):
         bandpass: Sequence[float] | None = None,
         average_reference: bool = False,
         resample: float | None = None,
-        scaling: str = "zscore",
+        scaling: Scaling = "zscore",
         clip: float | None = 10.0,
         window_s: float = 2.0,
         stride_s: float | None = None,
-        split: str = "random",
+        split: SplitMode = "random",
         test_fraction: float = 0.05,
         val_fraction: float = 0.05,
         split_seed: int = 42,
         span_s: float = 8.0,
         gap_s: float | None = None,
         test_subjects: Sequence[int | str] | None = None,
-        control: str = "none",
+        control: Control = "none",
         control_min_shift_s: float = DEFAULT_MIN_SHIFT_S,
         clap: str = "tiny-random",
         clap_seed: int = 0,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -62,63 +61,48 @@ def _placeholder(name: str) -> type[Refused]:
     return type("Refused", (Refused,), {"name": name})
 
 
-def _numpy_globals() -> dict[str, Any]:
-    from numpy.core import multiarray
+def _scalar(dtype: np.dtype, data: Any = None) -> Any:
+    """What numpy's pickled ``multiarray.scalar(dtype, bytes)`` rebuilds, by public numpy calls: a scalar of a
+    plain (non-object) dtype from its bytes."""
+    dtype = np.dtype(dtype)
+    if dtype.hasobject or not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype} is not plain data")
+    return np.frombuffer(bytes(data), dtype=dtype)[0]
 
-    out: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+
+def _reconstruct(subtype: type, shape: Any, dtype: Any) -> np.ndarray:
+    """What numpy's pickled ``multiarray._reconstruct`` builds (an empty array, filled by its ``__setstate__``),
+    for plain ``ndarray`` only."""
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"numpy array subclass {subtype!r} is not allow-listed")
+    return np.ndarray(shape, dtype=np.dtype(dtype))
+
+
+def _numpy_globals() -> list[tuple[Any, str]]:
+    """``(object, "module.name")`` for numpy's scalar, dtype and array rebuilders as numpy 1 and 2 pickle them."""
+    out: list[tuple[Any, str]] = [(np.dtype, "numpy.dtype"), (np.ndarray, "numpy.ndarray")]
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and numpy 2 pickles
-        out[f"{mod}.scalar"] = multiarray.scalar
-        out[f"{mod}._reconstruct"] = multiarray._reconstruct
-    for name in ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool_"):
-        out[f"numpy.{name}"] = getattr(np, name)
-    out.update({f"numpy.dtypes.{type(np.dtype(t)).__name__}": type(np.dtype(t))
-                for t in ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u1", "?")})
+        out += [(_scalar, f"{mod}.scalar"), (_reconstruct, f"{mod}._reconstruct")]
+    out += [(getattr(np, n), f"numpy.{n}") for n in ("float64", "float32", "float16", "int64", "int32", "int16",
+                                                     "int8", "uint8", "bool_")]
+    out += [(type(np.dtype(t)), f"numpy.dtypes.{type(np.dtype(t)).__name__}")
+            for t in ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u1", "?")]
     return out
-
-
-def allowed_globals() -> dict[str, Any]:
-    """``"module.name"`` -> object that the unpickler may return: PyTorch's ``weights_only`` allow-list plus numpy's
-    scalar, dtype and array rebuilders."""
-    try:
-        from torch._weights_only_unpickler import _get_allowed_globals
-
-        out = dict(_get_allowed_globals())
-    except (ImportError, AttributeError):  # pragma: no cover - a PyTorch without the private list
-        from torch._utils import _rebuild_parameter, _rebuild_tensor_v2
-        from collections import OrderedDict
-
-        out = {"collections.OrderedDict": OrderedDict, "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
-               "torch._utils._rebuild_parameter": _rebuild_parameter, "torch.Size": torch.Size}
-    out.update(_numpy_globals())
-    return out
-
-
-class _Unpickler(pickle.Unpickler):
-    allowed: dict[str, Any] = {}
-    refused: list[str] = []
-
-    def find_class(self, module: str, name: str) -> Any:
-        key = f"{module}.{name}"
-        if key in self.allowed:
-            return self.allowed[key]
-        self.refused.append(key)
-        return _placeholder(key)
 
 
 def load_allowlisted(path: str | Path) -> tuple[Any, list[str]]:
-    """Load a ``torch.save`` file with the allow-listed unpickler; returns ``(object, refused global names)``.
-
-    Tensors, containers, numbers, strings and allow-listed objects come back as they were saved; every other
-    object is a :class:`Refused` placeholder. Raises what ``torch.load`` raises for an unreadable file.
+    """Load a ``torch.save`` file with ``torch.load(weights_only=True)``, PyTorch's public allow-list extended
+    (``torch.serialization.safe_globals``) by numpy's rebuilders and, for every other global the file names
+    (``torch.serialization.get_unsafe_globals_in_checkpoint``), an inert :class:`Refused` placeholder; returns
+    ``(object, refused global names)``. No function of the file's choosing runs. Raises what ``torch.load``
+    raises for an unreadable file.
     """
-    refused: list[str] = []
-    unpickler = type("AllowListUnpickler", (_Unpickler,), {"allowed": allowed_globals(), "refused": refused})
-    module = ModuleType("chanmusic_allowlisted_pickle")
-    module.Unpickler = unpickler  # type: ignore[attr-defined]
-    module.load = lambda fh, **kw: unpickler(fh, **kw).load()  # type: ignore[attr-defined]  # legacy format
-    module.__name__ = "pickle"  # torch checks the name only to pick its default encoding
-    obj = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=module)
-    return obj, sorted(set(refused))
+    numpy_names = {name for _, name in _numpy_globals()}
+    refused = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path))) - numpy_names)
+    extra = _numpy_globals() + [(_placeholder(name), name) for name in refused]
+    with torch.serialization.safe_globals(extra):
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    return obj, refused
 
 
 def contains_refused(obj: Any, depth: int = 0) -> bool:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from chanmusic.core.options import StrictArgumentParser
 from chanmusic.runner.execute import kill_live_workers
 from chanmusic.runner.lock import acquire_lock
 from chanmusic.runner.plan import RunPlan, plan_runs
@@ -43,7 +44,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    p = argparse.ArgumentParser(prog="chanmusic compare", description=__doc__.split("\n\n")[0],
+    p = StrictArgumentParser(prog="chanmusic compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Arguments after `--` are passed to every run (e.g. -- --data.root /data/NMED-T).")
     p.add_argument("--config", default=str(DEFAULT_SPEC), help="comparison spec (default experiments/paper.yaml)")

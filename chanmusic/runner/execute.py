@@ -22,7 +22,7 @@ import yaml
 
 from chanmusic.runner.engine import EngineSettings, GpuPool, StepJob, job_env, make_executor
 from chanmusic.runner.plan import Step, cli_command, display_path, missing_configs
-from chanmusic.runner.spec import EXPERIMENTS
+from chanmusic.runner.spec import SOURCE_ROOT
 from chanmusic.results.checkpoint_rule import FIT_DONE
 from chanmusic.results.metrics_file import read_json
 from chanmusic.runner.status import error_from_log, first_line, now
@@ -107,7 +107,7 @@ def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: flo
     pinned = gpus.take() if gpus else None
     try:
         env = job_env(engine, threads, pinned)
-        env["PYTHONPATH"] = os.pathsep.join([str(EXPERIMENTS.parent)] + ([os.environ["PYTHONPATH"]]
+        env["PYTHONPATH"] = os.pathsep.join([str(SOURCE_ROOT)] + ([os.environ["PYTHONPATH"]]
                                                                           if os.environ.get("PYTHONPATH") else []))
         executor = make_executor(engine, stepdir / "submitit", timeout_s, name)
         sj = StepJob(command, str(stepdir / "log.txt"), env, str(job_json) if job_json else None)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from chanmusic.results.layout import run_folder, step_folder
-from chanmusic.runner.spec import EXPERIMENTS, STEP_COMMANDS, Row, Spec, deep_merge
+from chanmusic.runner.spec import SOURCE_ROOT, STEP_COMMANDS, Row, Spec, deep_merge
 
 
 @dataclass
@@ -147,7 +147,7 @@ def missing_configs(paths: list[Path]) -> list[Path]:
 
 def display_path(p: Path) -> str:
     """``p`` relative to the repository or the current folder when it is inside one (short error lines)."""
-    for base in (EXPERIMENTS.parent, Path.cwd()):
+    for base in (SOURCE_ROOT, Path.cwd()):
         try:
             return Path(p).resolve().relative_to(base.resolve()).as_posix()
         except ValueError:

@@ -17,6 +17,7 @@ are drawn from it, so each seed scores its own test windows.
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,24 @@ from chanmusic.core.errors import InputError
 
 import yaml
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+#: the folder that holds the ``chanmusic`` package: the repository in a checkout, site-packages when installed
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def experiments_root() -> Path:
+    """The experiment YAMLs: ``experiments/`` of a source checkout (editable or on ``PYTHONPATH``), else the package
+    data ``chanmusic.experiments`` of an installed wheel (read through :mod:`importlib.resources`)."""
+    checkout = SOURCE_ROOT / "experiments"
+    if (SOURCE_ROOT / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    found = Path(str(importlib.resources.files("chanmusic").joinpath("experiments")))  # a real folder
+    if not (found / "paper.yaml").is_file():
+        raise InputError("chanmusic.experiments", f"the installed package has no experiment YAMLs ({found})",
+                         "reinstall chanmusic from a wheel or checkout that ships them (`pip install .`)")
+    return found
+
+
+EXPERIMENTS = experiments_root()
 DEFAULT_SPEC = EXPERIMENTS / "paper.yaml"
 # the Lightning entry points each kind of step runs, in order
 STEP_COMMANDS = {"pretrain": ("fit",), "align": ("fit", "test"), "reconstruct": ("test", "predict")}

@@ -21,7 +21,7 @@ from typing import Any
 from chanmusic.results.checkpoint_rule import FIT_DONE, checkpoint_record
 from chanmusic.results.metrics_file import METRICS_FILE, merge_metrics, read_json
 from chanmusic.runner.plan import cli_command
-from chanmusic.runner.spec import EXPERIMENTS
+from chanmusic.runner.spec import SOURCE_ROOT
 from chanmusic.runner.status import first_line, now
 
 
@@ -86,7 +86,7 @@ def worker(job_path: str) -> int:
 def _where(e: BaseException) -> str:
     """`` (at chanmusic/x.py:12 in f)``: the innermost frame of this repository's code in the traceback, the
     runner's own files (this package) aside."""
-    root = EXPERIMENTS.parent.resolve()
+    root = SOURCE_ROOT
     runner = Path(__file__).resolve().parent
     here = None
     for fr in traceback.extract_tb(e.__traceback__):

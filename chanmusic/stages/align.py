@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from encoders.base import EEGEncoder
 from chanmusic.core.renamed import renamed
 from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
 from chanmusic.evaluation.metrics import MetricUnavailable, reset_metric
@@ -216,7 +217,7 @@ class AlignModule(L.LightningModule):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: EEGEncoder,
         clap_dim: int = 512,
         head: str = "mlp",
         head_hidden: int = 512,

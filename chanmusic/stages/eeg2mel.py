@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from encoders.base import EEGEncoder
 from chanmusic.core.renamed import renamed
 from chanmusic.results.metrics_file import metric_entry
 from chanmusic.evaluation.metrics import Identification, reset_metric, summarize
@@ -59,7 +60,7 @@ class EEG2MelModule(L.LightningModule):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: EEGEncoder,
         clap_dim: int = 512,
         mel_weight: float = 1.0,
         clip_weight: float = 1.0,

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from encoders.base import EEGEncoder
 from chanmusic.modules.optim import param_groups, warmup_cosine
 from chanmusic.modules.vqnsp import VQNSP
 
@@ -59,7 +60,7 @@ class LabramPretrainModule(L.LightningModule):
         clip_grad: gradient-norm clip (official 3.0; null: none).
     """
 
-    def __init__(self, encoder: nn.Module, clap_dim: int = 512, tokenizer_fraction: float = 0.5,
+    def __init__(self, encoder: EEGEncoder, clap_dim: int = 512, tokenizer_fraction: float = 0.5,
                  tokenizer_depth: int = 12, decoder_depth: int = 3, n_codes: int = 8192, code_dim: int = 64,
                  codebook_decay: float = 0.99, tokenizer_lr: float = 4e-4, tokenizer_weight_decay: float = 1e-4,
                  tokenizer_min_lr_ratio: float = 0.025, mask_ratio: float = 0.5, lr: float = 5e-4,

@@ -26,7 +26,7 @@ from chanmusic.modules.channel_dropout import ChannelDropout, drop_channels, dro
 from chanmusic.modules.losses import dino_loss
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
 from chanmusic.modules.views import MultiCropEEG
-from encoders.base import masked_mean
+from encoders.base import EEGEncoder, masked_mean
 
 log = logging.getLogger("chanmusic")
 
@@ -82,7 +82,7 @@ class PretrainModule(L.LightningModule):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: EEGEncoder,
         clap_dim: int = 512,
         out_dim: int = 1024,
         head_hidden_dim: int = 256,
@@ -189,7 +189,7 @@ class PretrainModule(L.LightningModule):
             return hp.teacher_temp
         return hp.warmup_teacher_temp + (hp.teacher_temp - hp.warmup_teacher_temp) * step / hp.warmup_teacher_temp_steps
 
-    def embed(self, encoder: nn.Module, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+    def embed(self, encoder: EEGEncoder, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
         """The projection head's input ``[B, D]``: CLS, mean of present tokens, or their sum (``readout``)."""
         out = encoder(eeg, channel_mask)
         if self.hparams.readout == "cls":
@@ -201,7 +201,7 @@ class PretrainModule(L.LightningModule):
         """Student embedding ``[B, D]`` of ``eeg [B, C, T]`` (see ``readout``)."""
         return self.embed(self.encoder, eeg, channel_mask)
 
-    def _views_out(self, encoder: nn.Module, head: nn.Module, views: list[Tensor], masks: list[Tensor]):
+    def _views_out(self, encoder: EEGEncoder, head: nn.Module, views: list[Tensor], masks: list[Tensor]):
         """Head outputs ``[V, B, K]`` and embeddings ``[V, B, D]`` of ``views`` (each ``[B, C, L_v]``) with
         ``masks`` (each ``[B, C]``); views of equal length go through the encoder as one batch."""
         B = views[0].shape[0]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from encoders.base import EEGEncoder
 from chanmusic.core.renamed import renamed
 from chanmusic.core.ridge import DEFAULT_ALPHAS, RidgeAdapter
 from datamodules.true_audio import TrueAudio
@@ -72,7 +73,7 @@ class ReconstructModule(L.LightningModule):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: EEGEncoder,
         clap_dim: int = 512,
         head: str = "mlp",
         head_hidden: int = 512,
