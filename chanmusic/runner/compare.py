@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _run(spec, out, plans, args)
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()
 
 
 def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) -> None:
