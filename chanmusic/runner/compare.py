@@ -60,6 +60,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                    "the spec's)")
     p.add_argument("--no-report", action="store_true", help="skip interpretation figures and the HTML report")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--detach", action="store_true",
+                   help="submit the whole plan as SLURM jobs with dependencies and return (needs --executor slurm)")
+    p.add_argument("--status", default=None, metavar="OUT",
+                   help="print where every run of the comparison in OUT stands (its SLURM jobs when detached) and exit")
     e = p.add_argument_group("engine (submitit; default: the spec's `executor:` section, else local)")
     e.add_argument("--executor", choices=("local", "slurm"), default=None, help="where each step runs")
     e.add_argument("--partition", default=None, help="SLURM partition")
@@ -81,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     """``chanmusic compare``: plan, run (resumably, under the folder's lock), then the table and report."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parse_args(argv)
+    if args.status:
+        print_status(Path(args.status).resolve())
+        return
     import signal
 
     # `kill RUNNER` ends the running step's worker too (it has its own process group; see execute.py)
@@ -100,9 +107,29 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(out)
     try:
+        from chanmusic.runner.detach import refuse_if_detached_live, submit_plan
+
+        refuse_if_detached_live(out)
+        if args.detach:
+            Runner(spec, out)   # checks the engine (sbatch on PATH, a time limit)
+            save_spec(spec, out)
+            ensure_demo_data(spec)
+            submit_plan(spec, out)
+            return
         _run(spec, out, plans, args)
     finally:
         lock.release()
+
+
+def print_status(out: Path) -> None:
+    """``--status OUT``: one line per run, with its SLURM job and state when the comparison was detached."""
+    from chanmusic.runner.detach import job_states, read_detached
+    from chanmusic.runner.status import status_lines
+
+    states = job_states(out)
+    jobs = {label: f"SLURM job {jid}: {states.get(jid, '?')}" for label, jid in
+            ((read_detached(out) or {}).get("runs") or {}).items()}
+    print("\n".join(status_lines(out, jobs)))
 
 
 def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) -> None:
