@@ -123,7 +123,7 @@ class Run:
                              "(upsampling cannot restore what the recording lacks)",
                              f"record at {self.sfreq:g} Hz or more, or use a run trained at a lower rate")
         up, down = polyphase_factors(rate, self.sfreq)
-        if abs(rate * up / down - self.sfreq) > 1e-6 * self.sfreq:
+        if abs(rate * up / down - self.sfreq) > 1e-9 * self.sfreq:   # the windows would drift
             raise InputError("run.embed: sfreq", f"{rate:g} Hz -> {self.sfreq:g} Hz has no exact polyphase ratio "
                              f"(closest {up}/{down})", f"resample to {self.sfreq:g} Hz first (mne: raw.resample)")
 
