@@ -133,6 +133,7 @@ class NMEDDataModule(L.LightningDataModule):
         task: str | None = None,
     ):
         super().__init__()
+        bind_roots(dataset, root, audio_root, task)   # a BIDS tree: its songs, channels and rate, read first
         validate_settings({k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self.datasets = parse_datasets(dataset)
         if scaling not in ("zscore", "robust", "none"):
@@ -144,7 +145,6 @@ class NMEDDataModule(L.LightningDataModule):
         self.dataset = self.datasets[0] if len(self.datasets) == 1 else list(self.datasets)
         self.sources = resolve_sources(self.datasets, root, audio_root)
         self.task = task
-        bind_roots(self.sources, task)   # a BIDS tree: its songs, channels and rate
         self.root = self.sources[0].root
         self.roots = [str(src.root) for src in self.sources]
         self.audio_root = self.sources[0].audio_root

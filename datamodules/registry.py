@@ -145,9 +145,16 @@ _TABLE[BIDSDataset.name] = BIDSDataset()
 _BUILT_IN = frozenset(_TABLE)
 
 
-def bind_roots(sources: list, task: str | None = None) -> None:
-    """Datasets described by their files (BIDS) read their songs, channels and rate from their root now."""
-    for src in sources:
+def bind_roots(dataset: object, root: object, audio_root: object = None, task: str | None = None) -> None:
+    """Datasets described by their files (BIDS) read their songs, channels and rate from their root now, before
+    the data settings are checked against them (other datasets: nothing to do)."""
+    spelled = [dataset] if isinstance(dataset, str) else list(dataset or [])
+    named = [dataset_name(d) for d in spelled]
+    if not any(n and hasattr(_table()[n], "bind") for n in named):
+        return
+    from datamodules.selection import parse_datasets, resolve_sources
+
+    for src in resolve_sources(parse_datasets(dataset), root, audio_root):
         ds = get_dataset(src.dataset)
         if hasattr(ds, "bind"):
             ds.bind(src.root, task)
