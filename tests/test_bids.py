@@ -61,6 +61,19 @@ def bids_root(tmp_path_factory):
     return write_bids_tree(tmp_path_factory.mktemp("bids") / "ds")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def unbound_afterwards():
+    """The tree's songs leave the song table after these tests (other tests in this process see NMED's only)."""
+    yield
+    from datamodules import registry
+
+    ds = registry.get_dataset("bids")
+    for attr in ("songs", "ch_names", "sfreq"):
+        ds.__dict__.pop(attr, None)
+    ds.__init__()
+    registry._changed()
+
+
 def test_the_tree_reads_as_recordings_of_its_stimuli(bids_root):
     from datamodules.protocol import RecordingRequest
     from datamodules.registry import bind_roots, get_dataset

@@ -1,7 +1,8 @@
 """``chanmusic compare``: the paper's comparison — every row and ablation, over seeds, each with its control.
 
     chanmusic compare --config experiments/paper.yaml [--quick | --profile NAME] [--out DIR] [--rows a,b]
-                      [--seeds N] [--jobs N] [--executor local|slurm] ... [-- EXTRA ARGS FOR EVERY RUN]
+                      [--seeds N] [--jobs N] [--executor local|slurm [--detach]] ... [-- EXTRA ARGS FOR EVERY RUN]
+    chanmusic compare --status OUT
 
 This file is the command line: the arguments, the output folder's lock, the demo data, then the table and the
 report at the end. The runner itself is the package beside it (:mod:`chanmusic.runner`: spec, plan, sweep, execute,
