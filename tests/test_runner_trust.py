@@ -6,6 +6,7 @@ after the jobs its ``--dependency`` names); the worker is the fake worker (no tr
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -118,3 +119,65 @@ def test_status_of_a_folder_part_way(tmp_path):
     assert status_lines(out) == [f"{'good/seed0/music':<40} {'done':<12} id50 0.432",
                                  f"{'crash/seed0/music':<40} not started",
                                  "2 runs: 1 done, 1 not started"]
+
+
+STEP = '''
+import json, sys, time
+from pathlib import Path
+job = json.loads(Path(sys.argv[1]).read_text())
+d = Path(job["dir"])
+with open(d / "attempts.jsonl", "a") as f:
+    f.write(json.dumps({"resume": job["resume"]}) + "\\n")
+if job["resume"] is None:        # the first attempt: a checkpoint, then it runs until preempted
+    (d / "checkpoints").mkdir(exist_ok=True)
+    (d / "checkpoints" / "last.ckpt").write_text("epoch 1")
+    time.sleep(120)
+'''
+
+
+def _submitit_process(pid: int) -> int | None:
+    """The ``submitit.core._submit`` process under ``pid`` (the fake batch script's process)."""
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            if b"submitit.core._submit" in Path(f"/proc/{p}/cmdline").read_bytes():
+                return p
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            continue
+    return None
+
+
+def test_a_preempted_step_is_requeued_and_resumes_from_its_last_checkpoint(slurm):
+    """SIGUSR2 (what SLURM sends before preempting) on the job: submitit calls StepJob.checkpoint, requeues the job
+    (the fake `scontrol requeue`), and the next attempt runs with the resume set to the interrupted one's last.ckpt."""
+    import signal
+    import sys
+    import threading
+
+    from chanmusic.runner.engine import EngineSettings
+    from chanmusic.runner.execute import submit_and_wait
+
+    step = slurm / "step"
+    step.mkdir()
+    (slurm / "step.py").write_text(STEP)
+    (step / "job.json").write_text(json.dumps({"dir": str(step), "resume": None}))
+    out: dict = {}
+    waiter = threading.Thread(target=lambda: out.update(r=submit_and_wait(
+        [sys.executable, str(slurm / "step.py"), str(step / "job.json")], step, "align", None,
+        EngineSettings(executor="slurm", time_min=60), job_json=step / "job.json")))
+    waiter.start()
+    _wait_for(lambda: (step / "checkpoints" / "last.ckpt").is_file(), 120)
+    job_id = json.loads((step / "engine.json").read_text())["job_id"]
+    pid = json.loads((slurm / "slurm" / f"{job_id}.job").read_text())["pid"]
+    target = _submitit_process(pid)
+    assert target is not None
+    os.kill(target, signal.SIGUSR2)                     # the preemption notice
+    waiter.join(240)
+    assert not waiter.is_alive()
+    rc, _, error = out["r"]
+    assert (rc, error) == (0, None)
+    attempts = [json.loads(line)["resume"] for line in (step / "attempts.jsonl").read_text().splitlines()]
+    assert attempts == [None, str(step / "checkpoints" / "last.ckpt")]
+    assert json.loads((slurm / "slurm" / f"{job_id}.job").read_text())["restarts"] == 1

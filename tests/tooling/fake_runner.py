@@ -178,12 +178,35 @@ SACCT = textwrap.dedent('''
 ''')
 
 
+SCONTROL = textwrap.dedent('''
+    #!{python}
+    """fake scontrol: `requeue JID` runs the job's batch script again once its current process has ended."""
+    import json, os, subprocess, sys
+    from pathlib import Path
+
+    if sys.argv[1:2] != ["requeue"]:
+        sys.exit(0)
+    state = Path(os.environ["FAKE_SLURM_DIR"])
+    jid = sys.argv[2]
+    f = state / f"{{jid}}.job"
+    job = json.loads(f.read_text())
+    restarts = job.get("restarts", 0) + 1
+    env = dict(os.environ, SLURM_JOB_ID=jid, SLURM_RESTART_COUNT=str(restarts))
+    again = f"while kill -0 {{job['pid']}} 2>/dev/null; do sleep 0.2; done; exec bash {{job['argv'][-1]}}"
+    log = open(state / f"{{jid}}.requeue.log", "a")
+    proc = subprocess.Popen(["bash", "-c", again], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    f.write_text(json.dumps({{**job, "pid": proc.pid, "restarts": restarts}}))
+''')
+
+
 def install_fake_slurm(bin_dir: Path, state_dir: Path) -> dict[str, str]:
-    """Write the fake ``sbatch`` / ``srun`` / ``sacct`` / ``scancel`` into ``bin_dir``; returns the environment
+    """Write the fake ``sbatch`` / ``srun`` / ``sacct`` / ``scancel`` / ``scontrol requeue`` into ``bin_dir``; returns the environment
     changes (``PATH`` first, ``FAKE_SLURM_DIR``) that make submitit use them."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     scripts = {"sbatch": SBATCH.format(python=sys.executable), "srun": SRUN,
-               "sacct": SACCT.format(python=sys.executable), "scancel": "#!/bin/bash\nexit 0\n"}
+               "sacct": SACCT.format(python=sys.executable), "scancel": "#!/bin/bash\nexit 0\n",
+               "scontrol": SCONTROL.format(python=sys.executable)}
     for name, text in scripts.items():
         p = bin_dir / name
         p.write_text(text.lstrip("\n"))
