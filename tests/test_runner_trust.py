@@ -58,7 +58,7 @@ def _wait_for(predicate, timeout_s: float = 240.0) -> None:
         time.sleep(0.5)
 
 
-def test_detach_submits_the_plan_with_dependencies_and_status_follows_it(slurm):
+def test_detach_submits_the_plan_with_dependencies_and_status_follows_it(slurm, capsys):
     spec = write_fake_spec(slurm, rows=ROWS, ablations=[{"name": "pre", "label": "Pretrained",
                                                          "pretrain": ["pre.yaml"], "configs": ["good.yaml"]}],
                            profile={"seeds": 1})
@@ -94,6 +94,15 @@ def test_detach_submits_the_plan_with_dependencies_and_status_follows_it(slurm):
     assert "failed" in crash and "at align: RuntimeError: boom in the model" in crash
     assert crash.endswith(f"[job {jobs['runs']['crash/seed0/music']}]")
     assert lines[-1] == "4 runs: 3 done, 1 failed"
+    # the command line: `chanmusic compare --status OUT`, with each run's job and its state from sacct
+    from chanmusic.runner.compare import main
+
+    capsys.readouterr()
+    main(["--status", str(out)])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 5 and printed[-1] == "4 runs: 3 done, 1 failed"
+    good = next(line for line in printed if line.startswith("good/seed0/music"))
+    assert good.endswith(f"[SLURM job {jobs['runs']['good/seed0/music']}: COMPLETED]") and " done " in good
 
 
 def test_detach_needs_slurm_and_status_needs_a_compare_folder(tmp_path):

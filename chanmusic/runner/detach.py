@@ -16,6 +16,7 @@ A piece that fails raises in its job, so ``sacct`` shows it FAILED. The job ids 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -127,7 +128,7 @@ def submit_plan(spec: Spec, out: Path, worker_cmd: list[str] | None = None, prep
 def job_states(out: Path) -> dict[str, str]:
     """SLURM state of every job in ``OUT/detached.json`` (``{}`` without one), from ``sacct`` through submitit."""
     d = read_detached(out)
-    if not d:
+    if not d or not shutil.which("sacct"):   # not detached, or not on the cluster: states unknown
         return {}
     import submitit
 
