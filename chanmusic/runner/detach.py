@@ -126,15 +126,24 @@ def submit_plan(spec: Spec, out: Path, worker_cmd: list[str] | None = None, prep
 
 
 def job_states(out: Path) -> dict[str, str]:
-    """SLURM state of every job in ``OUT/detached.json`` (``{}`` without one), from ``sacct`` through submitit."""
+    """SLURM state of every job in ``OUT/detached.json`` (``{}`` without one, or without ``sacct``), from ``sacct``."""
     d = read_detached(out)
     if not d or not shutil.which("sacct"):   # not detached, or not on the cluster: states unknown
         return {}
-    import submitit
+    import subprocess
 
     ids = [i for i in [d.get("prepare"), d.get("report"), *d["pretrain"].values(), *d["runs"].values()] if i]
-    folder = out / "detached" / "submitit"
-    return {i: submitit.SlurmJob(folder, i).state for i in ids}
+    try:
+        text = subprocess.run(["sacct", "-j", ",".join(ids), "-X", "-n", "--parsable2", "-o", "JobID,State"],
+                              capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 2 and parts[0] in ids:
+            states[parts[0]] = parts[1]
+    return states
 
 
 def read_detached(out: Path) -> dict | None:
