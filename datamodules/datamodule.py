@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from datamodules.cache import CACHE_VERSION, PreparedCache, file_fingerprint, settings_key
 from datamodules.control import DEFAULT_MIN_SHIFT_S, control_music, min_shift_windows
 from datamodules.prepare import AudioEmbedder, prepare
-from datamodules.registry import dataset_code, get_dataset
+from datamodules.registry import bind_roots, dataset_code, get_dataset
 from datamodules.sampling import ResumableLoader, ResumableSampler
 from datamodules.selection import (SelectionError, check_hearings, input_files, parse_datasets, parse_subject_refs,
                                    resolve_sources, resolve_subjects, songs_by_dataset)
@@ -101,6 +101,7 @@ class NMEDDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         expected_sfreq: the rate every EEG file must hold (null = the dataset's: 125 Hz for NMED); the encoder's rate.
         allow_split_change: let test score a checkpoint on another split than it was trained with (recorded).
+        task: the BIDS task to read (``dataset: bids`` only; null = every task in the tree).
     """
 
     def __init__(
@@ -137,8 +138,10 @@ class NMEDDataModule(L.LightningDataModule):
         num_workers: int = 0,
         expected_sfreq: float | None = None,
         allow_split_change: bool = False,
+        task: str | None = None,
     ):
         super().__init__()
+        bind_roots(dataset, root, audio_root, task)   # a BIDS tree: its songs, channels and rate, read first
         validate_settings({k: v for k, v in locals().items() if k not in ("self", "__class__")})
         self.datasets = parse_datasets(dataset)
         if scaling not in ("zscore", "robust", "none"):
@@ -149,6 +152,7 @@ class NMEDDataModule(L.LightningDataModule):
             raise ValueError("data.window_s / data.stride_s: must be positive seconds")
         self.dataset = self.datasets[0] if len(self.datasets) == 1 else list(self.datasets)
         self.sources = resolve_sources(self.datasets, root, audio_root)
+        self.task = task
         self.root = self.sources[0].root
         self.roots = [str(src.root) for src in self.sources]
         self.audio_root = self.sources[0].audio_root
@@ -216,6 +220,7 @@ class NMEDDataModule(L.LightningDataModule):
             "clap": clap_identity(self.clap, self.clap_seed), "clap_spec": self.clap, "clap_seed": self.clap_seed,
             # the key names a rate other than 125 Hz only (caches from before the setting keep their key)
             **({} if self.expected_sfreq == NATIVE_SFREQ else {"expected_sfreq": self.expected_sfreq}),
+            **({"task": self.task} if self.task else {}),
         }
 
     def cache_path(self, settings: dict[str, Any] | None = None) -> Path:

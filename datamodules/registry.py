@@ -23,7 +23,7 @@ from datamodules.nmed.datasets import NMEDH, NMEDT
 from datamodules.protocol import MusicEEGDataset, spelling_key
 from datamodules.songs import Song
 
-__all__ = ["dataset_code", "dataset_name", "genre_table", "get_dataset", "names", "register", "song_table",
+__all__ = ["bind_roots", "dataset_code", "dataset_name", "genre_table", "get_dataset", "names", "register", "song_table",
            "subject_offset", "unregister"]
 
 #: subjects of a dataset are namespaced as SUBJECTS_PER_DATASET × (code − 1) + the dataset's own id (0-999)
@@ -137,4 +137,24 @@ def _table() -> dict[str, MusicEEGDataset]:
 
 register(NMEDT())
 register(NMEDH())
+# BIDS: songs, channels and rate are read from the tree when a data module binds its root (bind_roots); until then
+# it adds no song rows, so the table of the other datasets is unchanged
+from datamodules.bids import BIDSDataset  # noqa: E402
+
+_TABLE[BIDSDataset.name] = BIDSDataset()
 _BUILT_IN = frozenset(_TABLE)
+
+
+def bind_roots(dataset: object, root: object, audio_root: object = None, task: str | None = None) -> None:
+    """Datasets described by their files (BIDS) read their songs, channels and rate from their root now, before
+    the data settings are checked against them (other datasets: nothing to do)."""
+    spelled = [dataset] if isinstance(dataset, str) else list(dataset or [])
+    named = [dataset_name(d) for d in spelled]
+    if not any(n and hasattr(_table()[n], "bind") for n in named):
+        return
+    from datamodules.selection import parse_datasets, resolve_sources
+
+    for src in resolve_sources(parse_datasets(dataset), root, audio_root):
+        ds = get_dataset(src.dataset)
+        if hasattr(ds, "bind"):
+            ds.bind(src.root, task)

@@ -140,6 +140,8 @@ def test_killed_run_is_resumed_from_last_ckpt_or_redone(fake):
     assert by_dir["seed0/music"] == [str(d / "align" / "checkpoints" / "last.ckpt")]
     assert by_dir["seed1/control"] == [None] and not (k / "align" / "stale.txt").exists()
     assert by_dir["seed1/music"] == [str(c / "align" / "checkpoints" / "last.ckpt"), None]
+    kept = list((c / "align" / "superseded").glob("*/checkpoints/last.ckpt"))   # the failed resume kept its files
+    assert [p.read_text() for p in kept] == ["corrupt"]
     assert "seed0/control" not in by_dir                      # finished: not redone
     for name in ("seed0/music", "seed1/music", "seed1/control"):
         assert read_status(out / "runs" / "good" / name)["status"] == "done"
@@ -225,14 +227,25 @@ def test_quick_end_to_end_linear_reference(tmp_path):
 
 
 def test_one_runner_per_output_folder(tmp_path):
-    import os
+    """The lock is an OS file lock: refused while another process holds it, free once that process is gone."""
+    import subprocess
+    import sys
 
-    lock = tmp_path / ".compare.lock"
-    lock.write_text(str(os.getppid()))                      # a live process holds it
-    with pytest.raises(SystemExit, match="in use"):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from chanmusic.runner.lock import "
+                               f"acquire_lock; held = acquire_lock({str(tmp_path)!r}); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"--out {tmp_path}: in use by runner {holder.pid} on "):
+            acquire_lock(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = acquire_lock(tmp_path)                            # a killed runner leaves no stale lock
+    with pytest.raises(ValueError, match="in use"):          # and a second runner in this process is refused too
         acquire_lock(tmp_path)
-    lock.write_text("999999999")                            # a killed runner's stale lock
-    assert acquire_lock(tmp_path).read_text() == str(os.getpid())
+    lock.release()
+    acquire_lock(tmp_path).release()
 
 
 def test_predict_reuses_the_ridge_that_test_fitted(tmp_path):

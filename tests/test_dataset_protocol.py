@@ -70,7 +70,7 @@ def toy_root(tmp_path_factory):
 def test_the_table_places_the_toy_after_the_releases(toy_root):
     from datamodules.songs import GENRES, SONGS
 
-    assert names() == ("nmed-t", "nmed-h", "toy") and dataset_code("toy") == 3 and subject_offset("toy") == 2000
+    assert names() == ("nmed-t", "nmed-h", "toy", "bids") and dataset_code("toy") == 3 and subject_offset("toy") == 2000
     assert [s.index for s in SONGS if s.dataset == "toy"] == [14, 15] and {"ambient", "techno"} <= set(GENRES)
     with pytest.raises(ValueError, match="code 3 is not a free"):
         register(type("Other", (Toy,), {"name": "other"})())

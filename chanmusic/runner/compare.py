@@ -1,7 +1,8 @@
 """``chanmusic compare``: the paper's comparison — every row and ablation, over seeds, each with its control.
 
     chanmusic compare --config experiments/paper.yaml [--quick | --profile NAME] [--out DIR] [--rows a,b]
-                      [--seeds N] [--jobs N] [--executor local|slurm] ... [-- EXTRA ARGS FOR EVERY RUN]
+                      [--seeds N] [--jobs N] [--executor local|slurm [--detach]] ... [-- EXTRA ARGS FOR EVERY RUN]
+    chanmusic compare --status OUT
 
 This file is the command line: the arguments, the output folder's lock, the demo data, then the table and the
 report at the end. The runner itself is the package beside it (:mod:`chanmusic.runner`: spec, plan, sweep, execute,
@@ -61,6 +62,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                    "the spec's)")
     p.add_argument("--no-report", action="store_true", help="skip interpretation figures and the HTML report")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--detach", action="store_true",
+                   help="submit the whole plan as SLURM jobs with dependencies and return (needs --executor slurm)")
+    p.add_argument("--status", default=None, metavar="OUT",
+                   help="print where every run of the comparison in OUT stands (its SLURM jobs when detached) and exit")
     e = p.add_argument_group("engine (submitit; default: the spec's `executor:` section, else local)")
     e.add_argument("--executor", choices=("local", "slurm"), default=None, help="where each step runs")
     e.add_argument("--partition", default=None, help="SLURM partition")
@@ -82,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     """``chanmusic compare``: plan, run (resumably, under the folder's lock), then the table and report."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parse_args(argv)
+    if args.status:
+        print_status(Path(args.status).resolve())
+        return
     import signal
 
     # `kill RUNNER` ends the running step's worker too (it has its own process group; see execute.py)
@@ -101,9 +109,29 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(out)
     try:
+        from chanmusic.runner.detach import refuse_if_detached_live, submit_plan
+
+        refuse_if_detached_live(out)
+        if args.detach:
+            Runner(spec, out)   # checks the engine (sbatch on PATH, a time limit)
+            save_spec(spec, out)
+            ensure_demo_data(spec)
+            submit_plan(spec, out)
+            return
         _run(spec, out, plans, args)
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()
+
+
+def print_status(out: Path) -> None:
+    """``--status OUT``: one line per run, with its SLURM job and state when the comparison was detached."""
+    from chanmusic.runner.detach import job_states, read_detached
+    from chanmusic.runner.status import status_lines
+
+    states = job_states(out)
+    jobs = {label: f"SLURM job {jid}: {states.get(jid, '?')}" for label, jid in
+            ((read_detached(out) or {}).get("runs") or {}).items()}
+    print("\n".join(status_lines(out, jobs)))
 
 
 def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) -> None:

@@ -11,7 +11,9 @@ step's ``fit``/``test``/``predict``) is handed to submitit as a :class:`StepJob`
   A job preempted or timed out is requeued by submitit and resumes from its ``last.ckpt``.
 
 A :class:`StepJob` starts the step's command in its own process group with its output in the step's
-``log.txt`` and returns the exit code and the CPU seconds it used; cancelling it ends that process group.
+``log.txt`` and returns the exit code and the CPU seconds it used; cancelling it ends that process group. A step
+that exits non-zero raises :class:`StepFailed` in the job, so the job itself fails (``job.exception()``, ``sacct``
+FAILED); its exit code and CPU seconds are first written to ``exit.json`` beside the log for the runner.
 """
 from __future__ import annotations
 
@@ -65,9 +67,25 @@ class EngineSettings:
         return asdict(self)
 
 
+EXIT_FILE = "exit.json"
+
+
+class StepFailed(RuntimeError):
+    """A step whose command exited non-zero: raised in its job so the scheduler records a failed job."""
+
+
+def read_exit(log: Path) -> dict | None:
+    """The ``exit.json`` a :class:`StepJob` wrote beside ``log`` (exit code, CPU seconds); None when absent."""
+    try:
+        return json.loads((Path(log).parent / EXIT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class StepJob:
     """One step's command, run where the executor puts it: output appended to ``log``, environment changed by
-    ``env`` (a value of ``None`` removes the variable). Returns ``{"rc": exit code, "cpu_s": CPU seconds}``."""
+    ``env`` (a value of ``None`` removes the variable). Returns ``{"rc": 0, "cpu_s": CPU seconds}``; a non-zero
+    exit raises :class:`StepFailed` (after writing ``exit.json``)."""
 
     def __init__(self, command: list[str], log: str, env: dict[str, str | None] | None = None,
                  job_json: str | None = None, attempt: int = 0):
@@ -80,6 +98,8 @@ class StepJob:
             env.pop(k, None) if v is None else env.__setitem__(k, v)
         if self.attempt and self.job_json:
             refresh_resume(Path(self.job_json))
+        exit_file = Path(self.log).parent / EXIT_FILE
+        exit_file.unlink(missing_ok=True)
         with open(self.log, "a") as log:
             proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
@@ -88,7 +108,11 @@ class StepJob:
             except BaseException:  # cancelled, timed out or preempted: end the step's whole process group
                 end_group(proc)
                 raise
-        return {"rc": os.waitstatus_to_exitcode(status), "cpu_s": round(ru.ru_utime + ru.ru_stime, 1)}
+        out = {"rc": os.waitstatus_to_exitcode(status), "cpu_s": round(ru.ru_utime + ru.ru_stime, 1)}
+        exit_file.write_text(json.dumps(out))
+        if out["rc"] != 0:
+            raise StepFailed(f"step command exited with code {out['rc']} (its log: {self.log})")
+        return out
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's requeue hook (SLURM preemption or time limit): run again, resuming from ``last.ckpt``."""

@@ -4,8 +4,8 @@
 :class:`~chanmusic.runner.engine.StepJob` that runs the worker (``python -m chanmusic.runner.worker --worker
 JOB``, see :mod:`chanmusic.runner.worker`) with its output in ``log.txt``; submitit's own files go to
 ``STEP/submitit/`` and the job's id to ``STEP/engine.json``. It then reads back the ``result.json`` the worker
-writes. A step resumes from its ``last.ckpt`` when the folder has one; if that resume fails, the folder is wiped
-and the step redone once. Jobs still running when the runner is interrupted are cancelled
+writes. A step resumes from its ``last.ckpt`` when the folder has one; if that resume fails, the step is redone
+from scratch once, its checkpoints kept in ``STEP/superseded/<time>/`` (a folder is never emptied of checkpoints). Jobs still running when the runner is interrupted are cancelled
 (:func:`kill_live_workers`). Time limits are the engine's (submitit's local limit, SLURM's ``--time``).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from chanmusic.runner.engine import EngineSettings, GpuPool, StepJob, job_env, make_executor
+from chanmusic.runner.engine import EXIT_FILE, EngineSettings, GpuPool, StepJob, job_env, make_executor, read_exit
 from chanmusic.runner.plan import Step, cli_command, display_path, missing_configs
 from chanmusic.runner.spec import SOURCE_ROOT
 from chanmusic.results.checkpoint_rule import FIT_DONE
@@ -32,7 +32,7 @@ def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: lis
              threads: int | None = None, engine: EngineSettings | None = None, gpus: GpuPool | None = None) -> dict:
     """Run one step as an engine job (the worker in its own process); returns its result dict (``status`` done|failed, ``error``,
     ``metrics`` path, ``checkpoint``, ``seconds``, ``commands``). Resumes from ``last.ckpt`` when the folder
-    has one; if that resume fails, the folder is wiped and the step redone from scratch once."""
+    has one; if that resume fails, the step is redone from scratch once (its checkpoints set aside, see :func:`wipe`)."""
     missing = missing_configs(step.configs)
     if missing:
         return {"status": "failed", "error": f"config not found: {display_path(missing[0])}", "seconds": 0.0}
@@ -40,7 +40,8 @@ def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: lis
     result = _launch(step, stepdir, timeout_s, worker_cmd, threads, engine, gpus)
     if result["status"] != "done" and result.get("resumed"):
         with (stepdir / "log.txt").open("a") as f:
-            f.write(f"\n[compare] resume failed ({result.get('error')}); redoing the step from scratch\n")
+            f.write(f"\n[compare] resume failed ({result.get('error')}); redoing the step from scratch (its "
+                    f"checkpoints kept in {stepdir / SUPERSEDED})\n")
         wipe(stepdir, keep_log=True)
         result = _launch(step, stepdir, timeout_s, worker_cmd, threads, engine, gpus)
     return result
@@ -51,12 +52,26 @@ def default_worker_cmd() -> list[str]:
     return [sys.executable, "-m", "chanmusic.runner.worker", "--worker"]
 
 
+SUPERSEDED = "superseded"   # checkpoints of attempts that were redone, kept: STEP/superseded/<time>/...
+
+
 def wipe(d: Path, keep_log: bool = False) -> None:
-    """Empty the folder ``d`` (keeping its ``log.txt`` with ``keep_log``)."""
+    """Empty the folder ``d`` for a fresh attempt (keeping its ``log.txt`` with ``keep_log``). Checkpoints are
+    never deleted: every ``*.ckpt`` under ``d`` moves to ``d/superseded/<time>/`` (same relative path) first."""
     if not d.exists():
         return
+    keep = d / SUPERSEDED
+    ckpts = [p for p in d.rglob("*.ckpt") if keep not in p.parents and p.is_file()]
+    if ckpts:
+        dest = keep / time.strftime("%Y%m%dT%H%M%S")
+        while dest.exists():
+            dest = dest.with_name(dest.name + "_")
+        for p in ckpts:
+            target = dest / p.relative_to(d)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, target)
     for p in d.iterdir():
-        if keep_log and p.name == "log.txt":
+        if (keep_log and p.name == "log.txt") or p.name == SUPERSEDED:
             continue
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
@@ -111,6 +126,7 @@ def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: flo
                                                                           if os.environ.get("PYTHONPATH") else []))
         executor = make_executor(engine, stepdir / "submitit", timeout_s, name)
         sj = StepJob(command, str(stepdir / "log.txt"), env, str(job_json) if job_json else None)
+        (stepdir / EXIT_FILE).unlink(missing_ok=True)
         t0 = time.time()
         job = executor.submit(sj)
         (stepdir / "engine.json").write_text(json.dumps({"executor": engine.executor, "job_id": str(job.job_id),
@@ -125,7 +141,10 @@ def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: flo
                 raise RuntimeError("the job ended without a result (killed, or past its time limit)")
             out = job.result()
             return int(out["rc"]), float(out["cpu_s"]), None
-        except Exception as e:  # noqa: BLE001 - submitit: the job was killed, timed out, or never ran
+        except Exception as e:  # noqa: BLE001 - submitit: the step failed, or the job was killed / timed out
+            ended = read_exit(stepdir / "log.txt")
+            if ended is not None and int(ended["rc"]) != 0:   # the step ran and failed: the job failed with it
+                return int(ended["rc"]), float(ended["cpu_s"]), None
             if timeout_s and time.time() - t0 >= timeout_s - 1:
                 error = f"TimeoutError: step {name} ran past {timeout_s:.0f} s"
             else:

@@ -1,30 +1,51 @@
-"""One runner per output folder: ``OUT/.compare.lock`` holds the running runner's process id.
+"""One runner per output folder, on any host: an exclusive ``filelock`` lock on ``OUT/.compare.lock``.
 
-Two runners on one folder would redo each other's runs; a lock left by a runner that was killed is stale
-(its process is gone) and is taken over.
+Two runners on one folder would redo each other's runs. The lock is an OS file lock (``flock``) held by the
+running runner's open file, so it also holds between hosts sharing the folder (NFS, Lustre with flock) and
+goes away with the process that held it (a killed runner leaves no stale lock). ``OUT/.compare.owner`` says
+who holds it (host, process id, start time) for the refusal's message.
 """
 from __future__ import annotations
 
+import json
 import os
+import socket
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 
-def acquire_lock(out: Path) -> Path:
-    """``OUT/.compare.lock`` with this process id: two runners on one folder would redo each other's runs."""
-    lock = out / ".compare.lock"
+from chanmusic.core.errors import InputError
+from chanmusic.runner.status import now
+
+LOCK = ".compare.lock"
+OWNER = ".compare.owner"
+
+
+class FolderLock:
+    """The held lock of one output folder; :meth:`release` frees it (also on process exit)."""
+
+    def __init__(self, out: Path, lock: FileLock):
+        self.out, self._lock = Path(out), lock
+
+    def release(self) -> None:
+        (self.out / OWNER).unlink(missing_ok=True)
+        self._lock.release()
+
+
+def acquire_lock(out: Path) -> FolderLock:
+    """Take ``OUT``'s lock or refuse (``InputError``, naming who holds it): one runner per output folder."""
+    out = Path(out)
+    lock = FileLock(str(out / LOCK), timeout=0, is_singleton=False)
     try:
-        pid = int(lock.read_text().strip())
-    except (OSError, ValueError):
-        pid = None
-    if pid and pid != os.getpid():
+        lock.acquire()
+    except Timeout:
         try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False  # a runner that was killed: its lock is stale
-        except PermissionError:
-            alive = True
-        if alive:
-            raise SystemExit(f"[compare] {out} is in use by process {pid} (remove {lock} if that is wrong)")
-    lock.write_text(str(os.getpid()))
-    return lock
+            who = json.loads((out / OWNER).read_text())
+            holder = f"runner {who['pid']} on {who['host']} (since {who['since']})"
+        except (OSError, ValueError, KeyError):
+            holder = "another runner"
+        raise InputError(f"--out {out}", f"in use by {holder}",
+                         "wait for it to finish (chanmusic compare --status OUT shows where it stands) "
+                         "or pass another --out") from None
+    (out / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": now()}))
+    return FolderLock(out, lock)

@@ -85,3 +85,39 @@ def save_spec(spec: Spec, out: Path) -> None:
         d["rows"] = sorted(rows, key=lambda r: rank.get(r["name"], len(rank)))
         d["seeds"] = sorted(set(d["seeds"]) | set(old.get("seeds", [])))
     path.write_text(json.dumps(d, indent=2, default=str))
+
+
+def status_lines(out: Path, jobs: dict[str, str] | None = None) -> list[str]:
+    """``chanmusic compare --status OUT``: one line per planned run (from ``OUT/spec.json``) saying where it
+    stands (done with its first metric, failed at which step and why, running which step, not started), with
+    ``jobs[label]`` (a detached run's SLURM job and state) appended, then the counts."""
+    from chanmusic.core.errors import InputError
+    from chanmusic.runner.plan import plan_runs
+
+    spec_json = read_json(Path(out) / "spec.json")
+    if not spec_json:
+        raise InputError(f"--status {out}", "no spec.json: no comparison was started in this folder",
+                         "pass the --out folder of a `chanmusic compare` run")
+    plans = plan_runs(Spec.from_json(spec_json), Path(out))
+    lines, counts = [], {}
+    for plan in plans:
+        st = read_status(plan.dir) or {}
+        state = st.get("status", "not started")
+        counts[state] = counts.get(state, 0) + 1
+        if state == "done":
+            m = st.get("metrics") or {}
+            first = next(iter(m.items()), None)
+            detail = f"{first[0]} {first[1]['mean']:.3f}" if first and isinstance(first[1], dict) and \
+                "mean" in first[1] else ""
+        elif state == "failed":
+            detail = f"at {st.get('failed_step')}: {st.get('error')}"
+        elif state == "running":
+            steps = st.get("steps") or {}
+            detail = "after " + ", ".join(k for k, v in steps.items() if (v or {}).get("status") == "done") \
+                if steps else "started " + str(st.get("started", ""))
+        else:
+            detail = ""
+        job = (jobs or {}).get(plan.label)
+        lines.append(f"{plan.label:<40} {state:<12} {detail}".rstrip() + (f"  [{job}]" if job else ""))
+    lines.append(f"{len(plans)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return lines

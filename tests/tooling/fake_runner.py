@@ -99,7 +99,8 @@ def read_calls(out: Path) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ fake SLURM
 SBATCH = textwrap.dedent('''
     #!{python}
-    """fake sbatch: give the script a job id and run it here in the background, as SLURM would on a node."""
+    """fake sbatch: give the script a job id and run it here in the background, as SLURM would on a node (after
+    the jobs its --dependency names have ended)."""
     import json, os, subprocess, sys
     from pathlib import Path
 
@@ -116,7 +117,24 @@ SBATCH = textwrap.dedent('''
     env = dict(os.environ, SLURM_JOB_ID=str(jid), SLURM_NTASKS="1", SLURM_PROCID="0", SLURM_LOCALID="0",
                SLURM_NODEID="0", SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="fakenode", SLURM_JOB_NAME="fake")
     log = open(state / f"{{jid}}.sbatch.log", "w")
-    proc = subprocess.Popen(["bash", script], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # --dependency (argv or #SBATCH line): wait until those jobs' processes have ended (any way), then run
+    text = Path(script).read_text()
+    deps = ([a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--dependency=")] +
+            [l.split("=", 1)[1].strip() for l in text.splitlines() if l.startswith("#SBATCH --dependency=")])
+    after = [j for d in deps for cond in d.split(",") for j in cond.split(":")[1:]]
+    waiter = ("import json, sys, time, os\\nfrom pathlib import Path\\n"
+              "for j in sys.argv[2:]:\\n"
+              "    f = Path(sys.argv[1]) / (j + '.job')\\n"
+              "    while True:\\n"
+              "        try:\\n"
+              "            pid = json.loads(f.read_text())['pid']\\n"
+              "            if 'zombie' in Path(f'/proc/{{pid}}/status').read_text().lower(): break\\n"
+              "        except (OSError, ValueError, KeyError): break\\n"
+              "        time.sleep(0.2)\\n")
+    cmd = ["bash", script] if not after else (
+          ["bash", "-c", '"' + sys.executable + '" -c "$0" "$1" "${{@:3}}" && exec bash "$2"', waiter, str(state), script,
+           *after])
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     os.write(fd, json.dumps({{"pid": proc.pid, "argv": sys.argv[1:]}}).encode())
     os.close(fd)
     print(f"Submitted batch job {{jid}}")
@@ -160,12 +178,35 @@ SACCT = textwrap.dedent('''
 ''')
 
 
+SCONTROL = textwrap.dedent('''
+    #!{python}
+    """fake scontrol: `requeue JID` runs the job's batch script again once its current process has ended."""
+    import json, os, subprocess, sys
+    from pathlib import Path
+
+    if sys.argv[1:2] != ["requeue"]:
+        sys.exit(0)
+    state = Path(os.environ["FAKE_SLURM_DIR"])
+    jid = sys.argv[2]
+    f = state / f"{{jid}}.job"
+    job = json.loads(f.read_text())
+    restarts = job.get("restarts", 0) + 1
+    env = dict(os.environ, SLURM_JOB_ID=jid, SLURM_RESTART_COUNT=str(restarts))
+    again = f"while kill -0 {{job['pid']}} 2>/dev/null; do sleep 0.2; done; exec bash {{job['argv'][-1]}}"
+    log = open(state / f"{{jid}}.requeue.log", "a")
+    proc = subprocess.Popen(["bash", "-c", again], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    f.write_text(json.dumps({{**job, "pid": proc.pid, "restarts": restarts}}))
+''')
+
+
 def install_fake_slurm(bin_dir: Path, state_dir: Path) -> dict[str, str]:
-    """Write the fake ``sbatch`` / ``srun`` / ``sacct`` / ``scancel`` into ``bin_dir``; returns the environment
+    """Write the fake ``sbatch`` / ``srun`` / ``sacct`` / ``scancel`` / ``scontrol requeue`` into ``bin_dir``; returns the environment
     changes (``PATH`` first, ``FAKE_SLURM_DIR``) that make submitit use them."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     scripts = {"sbatch": SBATCH.format(python=sys.executable), "srun": SRUN,
-               "sacct": SACCT.format(python=sys.executable), "scancel": "#!/bin/bash\nexit 0\n"}
+               "sacct": SACCT.format(python=sys.executable), "scancel": "#!/bin/bash\nexit 0\n",
+               "scontrol": SCONTROL.format(python=sys.executable)}
     for name, text in scripts.items():
         p = bin_dir / name
         p.write_text(text.lstrip("\n"))
