@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from chanmusic.core.constants import NATIVE_SFREQ
 from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS, cache_lock
-from datamodules.input_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
+from datamodules.input_checks import check_embeddings, check_recording, check_audio_not_longer, check_song_audio, count_silent_windows
 from datamodules.preprocess import preprocess_recording
 from datamodules.protocol import DataFormatError, MusicEEGDataset, Recording, RecordingRequest
 from datamodules.registry import get_dataset
@@ -85,6 +85,7 @@ def _prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | Non
                 f"{dataset.audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[akey]:.2f} s but the EEG "
                 f"recording {rec.source} (subject {rec.subject}) is {eeg_s:.2f} s. Use the full-length song "
                 f"file (audio sample 0 must be EEG sample 0)")
+        check_audio_not_longer(dataset.audio_path(audio_root, rec.stimulus), audio_len_s[akey], eeg_s, rec.source)
         x, sfreq, counts = preprocess_recording(
             rec.eeg, rec.sfreq, settings["bandpass"], settings["average_reference"], settings["resample"],
             settings["scaling"], settings["clip"])
