@@ -149,3 +149,23 @@ def drop_refused(obj: Any, depth: int = 0) -> Any:
     if isinstance(obj, tuple):
         return tuple(drop_refused(v, depth + 1) for v in obj)
     return obj
+
+
+def convert_to_tensors(path: str | Path, out: str | Path) -> int:
+    """Write the tensors of checkpoint ``path`` (its ``state_dict``, else the top level) to ``out`` as a plain
+    state dict, read with :func:`load_allowlisted` (nothing of the file's choosing runs); returns how many."""
+    obj, _ = load_allowlisted(path)
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
+    tensors = {str(k): v for k, v in (sd.items() if isinstance(sd, dict) else ()) if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise SystemExit(f"{path}: no tensors found outside refused objects — nothing to convert")
+    torch.save(tensors, str(out))
+    return len(tensors)
+
+
+if __name__ == "__main__":  # python -m chanmusic.core.safe_pickle IN.ckpt OUT.pt
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m chanmusic.core.safe_pickle IN.ckpt OUT.pt  (keeps tensors only)")
+    print(f"{convert_to_tensors(sys.argv[1], sys.argv[2])} tensors written to {sys.argv[2]}")
