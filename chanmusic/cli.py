@@ -118,8 +118,22 @@ def check_checkpoint_arg(argv: list[str]) -> None:
         if value in (None, "last", "best", "null", "None", ""):
             continue
         if not Path(value).expanduser().is_file():
-            raise ProvenanceError("--ckpt_path", f"{value} does not exist", "pass a checkpoint file, or last / best")
+            what = not_a_file(Path(value).expanduser()) or f"{value} does not exist"
+            raise ProvenanceError("--ckpt_path", what, "pass a checkpoint file, or last / best")
         probe_checkpoint(Path(value).expanduser())
+
+
+def not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it exists but is no regular file (a FIFO, a device, a folder), else None."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else None)
+    return f"{path} is {kind}, not a regular file" if kind else None
 
 
 def check_config_files(argv: list[str]) -> None:
@@ -131,7 +145,8 @@ def check_config_files(argv: list[str]) -> None:
             continue  # inline YAML (the runner and the run loader pass configs that way)
         path = Path(value).expanduser()
         if not path.is_file():
-            raise InputError(f"--config {value}", "no such file", "check the path (relative to the current folder)")
+            raise InputError(f"--config {value}", not_a_file(path) or "no such file",
+                             "check the path (relative to the current folder)")
         err = yaml_config_error(path)
         if err:
             raise err
