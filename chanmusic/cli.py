@@ -208,7 +208,44 @@ def _dispatch(argv: list[str]) -> None:
     with warnings.catch_warnings():
         # main() hands LightningCLI its argv as `args`, which it warns about when sys.argv holds them too
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended to run.*")
-        lightning_main(argv, parser_kwargs=_RAISE_ON_PARSE_ERROR)
+        try:
+            lightning_main(argv, parser_kwargs=_RAISE_ON_PARSE_ERROR)
+        except Exception as e:  # noqa: BLE001 - a misspelled key inside a --config YAML names that YAML
+            where = config_file_of_bad_key(argv, e)
+            if where is None:
+                raise
+            raise InputError(where[0], f"{where[1]} is not an option of `chanmusic {argv[0]}`",
+                             f"check its spelling in that file (`chanmusic {argv[0]} --help` lists the options)") from e
+
+
+def config_file_of_bad_key(argv: list[str], exc: BaseException) -> tuple[str, str] | None:
+    """``(YAML file, dotted key)`` when a parse error rejects a key that a ``--config`` file of ``argv`` holds (the
+    last such file: later ones override earlier ones), else None (the key came from the command line)."""
+    import re
+
+    m = re.search(r"does not accept option '([^']+)'|[Kk]ey \"([^\"]+)\"", str(exc))
+    if m is None:
+        return None
+    key = m.group(1) or m.group(2)
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    for f in reversed(files):
+        if _holds_key(f, key):
+            return f, key
+    return None
+
+
+def _holds_key(path: str, key: str) -> bool:
+    """Whether the YAML at ``path`` has ``key``'s last part as a key under its first section (a null value too)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).expanduser().read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    parts = key.split(".")
+    sec = data.get(parts[0]) if isinstance(data, dict) else None
+    sec = sec.get("init_args", sec) if isinstance(sec, dict) and parts[-1] not in sec else sec
+    return isinstance(sec, dict) and parts[-1] in sec
 
 
 if __name__ == "__main__":

@@ -168,5 +168,8 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
         if shape:
             parts.append("shape mismatch " + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
                                                         for k in shape[:10]))
-        raise CheckpointError(f"{source}: weights do not match {type(module).__name__}: " + "; ".join(parts))
+        raise CheckpointError(f"{source}: weights do not match {type(module).__name__}: " + "; ".join(parts)
+                              + f" — pass a checkpoint of this encoder with the same settings (the run's "
+                              f"config.yaml names them), or set model.init_args.encoder to the encoder it was "
+                              f"trained with")
     module.load_state_dict(state, strict=True)
