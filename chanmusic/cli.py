@@ -49,8 +49,26 @@ class ChanMusicCLI(StageCLI):
         earlier versions, as ``fit`` does), or a stage that brings its own (``test_without_checkpoint()``)."""
         cfg = self.config_init[self.subcommand]
         cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+        if self.subcommand == "test":
+            check_test_provenance(self.datamodule, cfg["ckpt_path"] or getattr(self.model, "aligned_checkpoint", None))
 
-    before_predict = before_test  # predictions of an untrained model are refused the same way
+    def before_predict(self) -> None:
+        """Predictions of an untrained model are refused as in ``test``."""
+        cfg = self.config_init[self.subcommand]
+        cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+
+
+def check_test_provenance(dm, ckpt: str | None) -> None:
+    """The split and CLAP checks of :class:`~chanmusic.evaluation.provenance.ProvenanceCallback`, run before the
+    trainer starts, so a refused ``test`` writes nothing (no logger folder, events or ``hparams.yaml``)."""
+    from chanmusic.evaluation.provenance import ProvenanceCallback
+
+    if dm is None or not ckpt or not Path(ckpt).is_file() or not hasattr(dm, "prepare_data"):
+        return
+    dm.prepare_data()
+    dm.setup("test")
+    if getattr(dm, "split", None) is not None:
+        ProvenanceCallback._check(dm, Path(ckpt))
 
 
 def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None:

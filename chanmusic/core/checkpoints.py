@@ -78,7 +78,7 @@ def names_objects(e: BaseException) -> bool:
 
 
 def _corrupt(path: Path, e: BaseException) -> CheckpointError:
-    return CheckpointError(f"{path}: unreadable checkpoint (truncated, corrupt or not a PyTorch file): "
+    return CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt, or not a PyTorch file): "
                            f"{_first_line(e)} — use a complete copy (fit writes RUN/checkpoints/*.ckpt)")
 
 

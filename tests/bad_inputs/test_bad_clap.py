@@ -23,3 +23,13 @@ def test_checkpoint_records_the_clap_and_the_cache(world):
     assert "seed 0" in rec["clap"]["model"] and ":" in rec["clap"]["embeddings"]
     man = json.loads((next(p for p in world.cache.glob("nmed-t-*") if p.is_dir()) / "manifest.json").read_text())
     assert rec["clap"]["embeddings"] == man["checksums"]["clap.npy"] and rec["cache"]["key"] == rec["cache_key"]
+
+
+def test_refused_test_writes_no_logger_files(world, capsys, tmp_path):
+    """A test refused for its split or CLAP leaves no TensorBoard events or hparams.yaml behind."""
+    for change in (["--data.clap_seed", "1"], ["--data.test_fraction", "0.5"]):
+        runs = tmp_path / "runs"
+        code, err = run(["test", *world.args(runs=runs, cache=tmp_path / "cache"), "--ckpt_path", world.ckpts[0],
+                         *change], capsys)
+        assert_refused(code, err, "--ckpt_path")
+        assert not [p for p in runs.rglob("*") if p.is_file()], list(runs.rglob("*"))
