@@ -21,7 +21,7 @@ from tooling.fake_runner import write_fake_spec
 HERE = Path(__file__).resolve().parent
 ROWS = [{"name": "good", "label": "Good", "configs": ["good.yaml"]},
         {"name": "flat", "label": "Flat", "configs": ["flat.yaml"]}]
-N_KILLS = 4  # seeded worker-call kill points, plus one in the report
+N_KILLS = 3  # seeded worker-call kill points, plus one in the report
 
 
 def _drive(spec: Path, out: Path, *extra: str) -> int:
