@@ -62,8 +62,26 @@ class ChanMusicCLI(StageCLI):
         earlier versions, as ``fit`` does), or a stage that brings its own (``test_without_checkpoint()``)."""
         cfg = self.config_init[self.subcommand]
         cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+        if self.subcommand == "test":
+            check_test_provenance(self.datamodule, cfg["ckpt_path"] or getattr(self.model, "aligned_checkpoint", None))
 
-    before_predict = before_test  # predictions of an untrained model are refused the same way
+    def before_predict(self) -> None:
+        """Predictions of an untrained model are refused as in ``test``."""
+        cfg = self.config_init[self.subcommand]
+        cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+
+
+def check_test_provenance(dm, ckpt: str | None) -> None:
+    """The split and CLAP checks of :class:`~chanmusic.evaluation.provenance.ProvenanceCallback`, run before the
+    trainer starts, so a refused ``test`` writes nothing (no logger folder, events or ``hparams.yaml``)."""
+    from chanmusic.evaluation.provenance import ProvenanceCallback
+
+    if dm is None or not ckpt or not Path(ckpt).is_file() or not hasattr(dm, "prepare_data"):
+        return
+    dm.prepare_data()
+    dm.setup("test")
+    if getattr(dm, "split", None) is not None:
+        ProvenanceCallback._check(dm, Path(ckpt))
 
 
 def resolve_test_checkpoint(trainer, model, ckpt_path: str | None) -> str | None:
@@ -147,8 +165,22 @@ def check_checkpoint_arg(argv: list[str]) -> None:
         if value in (None, "last", "best", "null", "None", ""):
             continue
         if not Path(value).expanduser().is_file():
-            raise ProvenanceError("--ckpt_path", f"{value} does not exist", "pass a checkpoint file, or last / best")
+            what = not_a_file(Path(value).expanduser()) or f"{value} does not exist"
+            raise ProvenanceError("--ckpt_path", what, "pass a checkpoint file, or last / best")
         probe_checkpoint(Path(value).expanduser())
+
+
+def not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it exists but is no regular file (a FIFO, a device, a folder), else None."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else None)
+    return f"{path} is {kind}, not a regular file" if kind else None
 
 
 def check_config_files(argv: list[str]) -> None:
@@ -160,7 +192,8 @@ def check_config_files(argv: list[str]) -> None:
             continue  # inline YAML (the runner and the run loader pass configs that way)
         path = Path(value).expanduser()
         if not path.is_file():
-            raise InputError(f"--config {value}", "no such file", "check the path (relative to the current folder)")
+            raise InputError(f"--config {value}", not_a_file(path) or "no such file",
+                             "check the path (relative to the current folder)")
         err = yaml_config_error(path)
         if err:
             raise err
@@ -249,7 +282,44 @@ def _dispatch(argv: list[str]) -> None:
     with warnings.catch_warnings():
         # main() hands LightningCLI its argv as `args`, which it warns about when sys.argv holds them too
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended to run.*")
-        lightning_main(argv, parser_kwargs=_RAISE_ON_PARSE_ERROR)
+        try:
+            lightning_main(argv, parser_kwargs=_RAISE_ON_PARSE_ERROR)
+        except Exception as e:  # noqa: BLE001 - a misspelled key inside a --config YAML names that YAML
+            where = config_file_of_bad_key(argv, e)
+            if where is None:
+                raise
+            raise InputError(where[0], f"{where[1]} is not an option of `chanmusic {argv[0]}`",
+                             f"check its spelling in that file (`chanmusic {argv[0]} --help` lists the options)") from e
+
+
+def config_file_of_bad_key(argv: list[str], exc: BaseException) -> tuple[str, str] | None:
+    """``(YAML file, dotted key)`` when a parse error rejects a key that a ``--config`` file of ``argv`` holds (the
+    last such file: later ones override earlier ones), else None (the key came from the command line)."""
+    import re
+
+    m = re.search(r"does not accept option '([^']+)'|[Kk]ey \"([^\"]+)\"", str(exc))
+    if m is None:
+        return None
+    key = m.group(1) or m.group(2)
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    for f in reversed(files):
+        if _holds_key(f, key):
+            return f, key
+    return None
+
+
+def _holds_key(path: str, key: str) -> bool:
+    """Whether the YAML at ``path`` has ``key``'s last part as a key under its first section (a null value too)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).expanduser().read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    parts = key.split(".")
+    sec = data.get(parts[0]) if isinstance(data, dict) else None
+    sec = sec.get("init_args", sec) if isinstance(sec, dict) and parts[-1] not in sec else sec
+    return isinstance(sec, dict) and parts[-1] in sec
 
 
 if __name__ == "__main__":

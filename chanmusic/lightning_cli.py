@@ -181,7 +181,16 @@ class StageCLI(LightningCLI):
         for key in _DATA_PATHS if init is not None else ():
             value = init.get(key)
             if value:
-                init[key] = str(Path(value).expanduser().absolute())
+                init[key] = absolute_paths(value)
+
+
+def absolute_paths(value):
+    """A path setting made absolute: one folder, a list of them, or a mapping {dataset: folder} (a pool's roots)."""
+    if isinstance(value, dict):
+        return {k: absolute_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [absolute_paths(v) for v in value]
+    return str(Path(str(value)).expanduser().absolute())
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, parser_kwargs: dict | None = None,

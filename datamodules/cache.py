@@ -117,9 +117,8 @@ def verify_checksums(path: Path, manifest: dict[str, Any]) -> None:
     sums = manifest.get("checksums")
     t0 = time.perf_counter()
     if not sums:
-        log.warning("%s: the cache records no checksums (prepared by an older chanmusic); its files are not "
-                    "verified — delete it and prepare again to have them checked", path)
-        return
+        raise CacheError(f"{path}: the cache records no checksums (prepared by an older chanmusic), so its files "
+                         f"cannot be verified — delete {path} and run `chanmusic prepare` again (same settings)")
     for name, want in sorted(sums.items()):
         f = path / name
         try:
@@ -144,8 +143,12 @@ def cache_lock(path: str | Path):
 
     path = Path(path)
     lock = path.parent / ".locks" / f"{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fh:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a+")
+    except OSError as e:
+        raise CacheError(unwritable(path.parent, e)) from e
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -162,6 +165,12 @@ def cache_lock(path: str | Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def unwritable(folder: Path, e: OSError) -> str:
+    """The one line for a cache folder that cannot be written (read-only file system, permissions)."""
+    return (f"--data.cache_dir {folder}: cannot write there ({e.strerror or e}) — pass a writable "
+            f"--data.cache_dir (or set CHANMUSIC_CACHE)")
+
+
 def ensure_space(folder: Path, nbytes: int, what: str) -> None:
     """Raise :class:`CacheError` unless ``folder``'s disk has ``nbytes`` (+ :data:`SPACE_MARGIN`) free."""
     free = shutil.disk_usage(folder).free
@@ -171,8 +180,10 @@ def ensure_space(folder: Path, nbytes: int, what: str) -> None:
 
 def _no_space(folder: Path, nbytes: int, what: str, free: int | None = None) -> str:
     free = shutil.disk_usage(folder).free if free is None else free
-    return (f"{folder}: not enough disk space for {what} ({nbytes / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB "
-            f"free) — free some space or put the cache elsewhere with --data.cache_dir")
+    need = (nbytes + SPACE_MARGIN) / 2**20
+    return (f"{folder}: not enough disk space for {what} ({need:.1f} MiB needed: {nbytes / 2**20:.1f} MiB of data "
+            f"plus a {SPACE_MARGIN >> 20} MiB reserve; {free / 2**20:.1f} MiB free) — free some space or put the "
+            f"cache elsewhere with --data.cache_dir")
 
 
 def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
@@ -270,10 +281,13 @@ class CacheWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir(parents=True)
-        self._eeg = open(self.tmp / "eeg.f32", "wb")
+        try:
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir(parents=True)
+            self._eeg = open(self.tmp / "eeg.f32", "wb")
+        except OSError as e:
+            raise CacheError(unwritable(self.path.parent, e)) from e
         self.n_samples = 0
         self.n_channels: int | None = None
 
@@ -285,22 +299,43 @@ class CacheWriter:
         elif eeg_tc.shape[1] != self.n_channels:
             raise CacheError(f"recording has {eeg_tc.shape[1]} channels, earlier ones {self.n_channels}")
         offset = self.n_samples
-        ensure_space(self.tmp, eeg_tc.nbytes, "the EEG (eeg.f32)")
         try:
+            ensure_space(self.tmp, eeg_tc.nbytes, "the EEG (eeg.f32)")
             eeg_tc.T.tofile(self._eeg)  # C-contiguous [C, T]: channel-major
         except OSError as e:
             raise self._write_error(e, eeg_tc.nbytes, "the EEG (eeg.f32)") from e
+        except CacheError:
+            self.abort()
+            raise
         self.n_samples += eeg_tc.shape[0]
         return offset
 
+    def abort(self) -> None:
+        """Remove the partial folder (a refused prepare leaves nothing behind)."""
+        try:
+            self._eeg.close()
+        except (OSError, AttributeError):
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _ensure(self, nbytes: int, what: str) -> None:
+        try:
+            ensure_space(self.tmp, nbytes, what)
+        except CacheError:
+            self.abort()
+            raise
+
     def _write_error(self, e: OSError, nbytes: int, what: str) -> CacheError:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return CacheError(_no_space(self.tmp, nbytes, what))
+            err = CacheError(_no_space(self.tmp, nbytes, what))
+            self.abort()
+            return err
+        self.abort()
         return CacheError(f"{self.tmp}: cannot write {what} ({e.strerror or e}) — check the folder's permissions "
                           f"or choose another --data.cache_dir")
 
     def save_array(self, name: str, arr: np.ndarray) -> None:
-        ensure_space(self.tmp, arr.nbytes, f"{name}.npy")
+        self._ensure(arr.nbytes, f"{name}.npy")
         try:
             np.save(self.tmp / f"{name}.npy", arr, allow_pickle=False)
         except OSError as e:
@@ -318,7 +353,7 @@ class CacheWriter:
         :class:`CacheError` here, not a SIGBUS on a later write into a sparse page."""
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         what = f"{name}.npy"
-        ensure_space(self.tmp, nbytes, what)
+        self._ensure(nbytes, what)
         path = self.tmp / f"{name}.npy"
         try:
             arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)

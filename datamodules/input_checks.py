@@ -15,6 +15,8 @@ clipping                   samples in runs of >= 3 at |x| >= :data:`FULL_SCALE`,
 silent windows             a music window's RMS < :data:`SILENCE_RMS`                           warning
 one embedding per song     every window of a song has the same CLAP embedding                   error
 constant EEG recording     every channel's peak-to-peak <= 1e-9 (the file's units)              error
+truncated WAV              the header declares more audio bytes than the file holds             error
+audio far longer than EEG  longer by > :data:`LONGER_S` s and > :data:`LONGER_FRACTION` of EEG   error
 =========================  ===================================================================  ===========
 """
 from __future__ import annotations
@@ -30,6 +32,9 @@ CANCEL_ERROR = 0.05
 CANCEL_WARN = 0.3
 FULL_SCALE = 0.999
 CLIP_FRACTION = 1e-3
+#: audio longer than its EEG by more than both of these is another song
+LONGER_S = 10.0
+LONGER_FRACTION = 0.05
 
 
 def read_channels(path: Path) -> tuple[np.ndarray, int]:
@@ -66,8 +71,46 @@ def clipped_samples(x: np.ndarray, run: int = 3) -> int:
     return int(lengths[lengths >= run].sum())
 
 
+def wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """``(declared, present)`` bytes of a WAV's ``data`` chunk when the file holds fewer than its header declares (a
+    cut or damaged copy: decoders then return only what is there, silently); ``None`` otherwise or for non-WAV."""
+    import struct
+
+    if Path(path).suffix.lower() != ".wav":
+        return None
+    size = Path(path).stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            cid, n = struct.unpack("<4sI", fh.read(8))
+            if cid == b"data":
+                present = size - pos - 8
+                return (n, present) if n != 0xFFFFFFFF and n > present else None
+            pos += 8 + n + (n & 1)
+    return None
+
+
+def check_audio_not_longer(path: Path, audio_s: float, eeg_s: float, source: str) -> None:
+    """Refuse song audio far longer than the EEG recorded while it played (more than :data:`LONGER_S` seconds and
+    :data:`LONGER_FRACTION` of the EEG): the recording covers the song, so this is another song (a swapped or
+    misnumbered file, another release's folder)."""
+    if audio_s > eeg_s + max(LONGER_S, LONGER_FRACTION * eeg_s):
+        raise DataError(str(path), f"the audio lasts {audio_s:.2f} s but the EEG recorded while it played "
+                        f"({source}) lasts {eeg_s:.2f} s: it looks like another song",
+                        "check that the file is this dataset's songNN (NMED-T and NMED-H both number songs from "
+                        "21) and that --data.audio_root points at this dataset's own audio folder")
+
+
 def check_song_audio(path: Path, warnings: dict[str, int]) -> None:
     """Check one song file; raise ``DataError`` or add to ``warnings`` (``audio_*`` counters)."""
+    cut = wav_shortfall(path)
+    if cut is not None:
+        raise DataError(str(path), f"the WAV is truncated or corrupt: its header declares {cut[0]} bytes of audio, "
+                        f"the file holds {cut[1]}", "replace it with a complete copy of the song")
     data, _ = read_channels(path)
     mono = data.mean(axis=1)
     ch_rms = _rms(data, axis=0)

@@ -9,6 +9,7 @@ and a changed setting builds a new cache.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -18,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from chanmusic.core.constants import NATIVE_SFREQ
+from chanmusic.core.errors import DataError
 from datamodules.cache import CacheWriter, MUSIC_COLUMNS, SEGMENT_COLUMNS, cache_lock
-from datamodules.input_checks import check_embeddings, check_recording, check_song_audio, count_silent_windows
+from datamodules.input_checks import check_embeddings, check_recording, check_audio_not_longer, check_song_audio, count_silent_windows
 from datamodules.preprocess import preprocess_recording
 from datamodules.protocol import DataFormatError, MusicEEGDataset, Recording, RecordingRequest
 from datamodules.registry import get_dataset
@@ -45,7 +47,27 @@ def prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | None
     the music with ``embedder`` (``None``: the CLAP ``settings["clap_spec"]`` names, loaded once the EEG is done); a
     second prepare of the same cache waits for the first (``cache_lock``) and then reuses its result."""
     with cache_lock(path):
-        return _prepare(settings, Path(path), embedder, batch_size)
+        try:
+            return _prepare(settings, Path(path), embedder, batch_size)
+        except BaseException:  # a refused or killed prepare leaves no partial folder behind
+            shutil.rmtree(Path(path).with_name(Path(path).name + ".partial"), ignore_errors=True)
+            raise
+
+
+def _load_clap(settings: dict[str, Any]) -> AudioEmbedder:
+    """The CLAP ``--data.clap`` names; a hub id that cannot be fetched (offline, unknown id) names the field."""
+    from chanmusic.audio import load_clap
+
+    spec = settings["clap_spec"]
+    try:
+        return load_clap(spec, seed=settings["clap_seed"])
+    except (OSError, ValueError) as e:
+        if Path(str(spec)).expanduser().exists() or str(spec).startswith((".", "/", "~")) or isinstance(e, ValueError):
+            raise
+        first = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)[:200]
+        raise DataError("--data.clap", f"cannot load the CLAP {spec!r} from the Hugging Face hub ({first})",
+                        f"download it while online (huggingface-cli download {spec}) or pass a local folder or "
+                        f".pt file; --data.clap tiny-random runs offline") from e
 
 
 def _prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | None, batch_size: int) -> Path:
@@ -85,6 +107,7 @@ def _prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | Non
                 f"{dataset.audio_path(audio_root, rec.stimulus)}: audio is {audio_len_s[akey]:.2f} s but the EEG "
                 f"recording {rec.source} (subject {rec.subject}) is {eeg_s:.2f} s. Use the full-length song "
                 f"file (audio sample 0 must be EEG sample 0)")
+        check_audio_not_longer(dataset.audio_path(audio_root, rec.stimulus), audio_len_s[akey], eeg_s, rec.source)
         x, sfreq, counts = preprocess_recording(
             rec.eeg, rec.sfreq, settings["bandpass"], settings["average_reference"], settings["resample"],
             settings["scaling"], settings["clip"])
@@ -125,7 +148,7 @@ def _prepare(settings: dict[str, Any], path: Path, embedder: AudioEmbedder | Non
                               f"conditions={settings.get('conditions')}) — widen it")
 
     music = np.array(list(music_index.keys()), dtype=np.int64).reshape(-1, len(MUSIC_COLUMNS))
-    clap = embedder if embedder is not None else load_clap(settings["clap_spec"], seed=settings["clap_seed"])
+    clap = embedder if embedder is not None else _load_clap(settings)
     print(f"[prepare] CLAP: {clap.description}")
     clap_out = None
     mel_out = None
@@ -189,7 +212,14 @@ def selected_recordings(settings: dict[str, Any]) -> Iterator[Recording]:
             found[d].add(rec.subject)
             yield rec
     if refs is not None:
-        resolve_subjects(refs, found, "subjects")  # raises on a missing or colliding id
+        try:
+            resolve_subjects(refs, found, "subjects")  # raises on a missing or colliding id
+        except ValueError:  # name every subject present, not only those the selection read
+            everyone = {src["dataset"]: {r.subject for r in get_dataset(src["dataset"]).recordings(
+                Path(src["root"]), _request(settings, src["dataset"], songs[src["dataset"]]))}
+                for src in settings["sources"]}
+            resolve_subjects(refs, {d: found[d] | everyone[d] for d in datasets}, "subjects")
+            raise
 
 
 def _request(settings: dict[str, Any], dataset: str, songs: list[int] | None,

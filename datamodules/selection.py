@@ -128,7 +128,29 @@ def resolve_sources(datasets: list[str], root: Any, audio_root: Any = None) -> l
         r = Path(str(roots[d])).expanduser()
         a = Path(str(audio[d])).expanduser() if audio else r / "stimuli"
         out.append(DatasetSource(d, r, a))
+    _check_audio_not_crossed(out)
     return out
+
+
+def _check_audio_not_crossed(sources: list[DatasetSource]) -> None:
+    """Refuse a pool whose audio folders cross: one folder for two datasets, or a dataset's audio inside another
+    dataset's root (NMED-T and NMED-H both name their songs song21…: a swapped folder would pair every window
+    with another release's song, and nothing in the files tells the two apart)."""
+    if len(sources) < 2:
+        return
+    full = [(s, s.root.absolute(), s.audio_root.absolute()) for s in sources]
+    for i, (s, _, a) in enumerate(full):
+        for t, rt, b in full[i + 1:]:
+            if a == b:
+                raise SelectionError(f"--data.audio_root: {a} is the audio folder of both {s.dataset} and "
+                                     f"{t.dataset}, which number their songs alike — give each dataset its own "
+                                     f"folder: --data.audio_root '{_dirs([x.dataset for x in sources])}'")
+        owners = [(len(rt.parts), t.dataset) for t, rt, _ in full if a == rt or rt in a.parents]
+        owner = max(owners)[1] if owners else s.dataset
+        if owner != s.dataset:
+            raise SelectionError(f"--data.audio_root: {s.dataset}'s audio folder {a} lies in {owner}'s release "
+                                 f"folder (the folders look swapped: both number their songs from 21) — give "
+                                 f"{s.dataset} the folder of its own songs (default <its root>/stimuli)")
 
 
 def input_files(src: DatasetSource) -> list[Path]:

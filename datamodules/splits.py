@@ -167,8 +167,11 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
             spans[r] = (edges, lab)
     elif cfg.mode == "hearing":
         if not set(rec_hearing.values()) >= {"a", "b"}:
-            raise SelectionError("--data.split: hearing needs NMED-H data with both hearings — set data.dataset to "
-                             "include nmed-h and data.hearings [a,b]")
+            have = sorted(set(rec_hearing.values()))
+            raise SelectionError(f"--data.split: hearing needs NMED-H recordings of both hearings, but the selected "
+                                 f"data hold hearing(s) {have} only — include nmed-h with --data.hearings [a, b]; if "
+                                 f"that is set, the release's second-hearing (_b) files are missing under "
+                                 f"--data.root (prepare warned of them): restore them, or use --data.split random")
         first = [r for r in n_samples if rec_hearing[r] != "b"]
         by_group = group_spans(sorted({group[r] for r in first}), 0.0)
         spans = {r: by_group[group[r]] for r in first}

@@ -26,11 +26,14 @@ def audio_path(audio_root: str | Path, stimulus: int) -> Path:
             f"audio folder {audio_root} does not exist: put the song audio there as {expected} "
             "(NMED-T's audio is not in the release — bring your own copies), or set --data.audio_root"
         )
-    by_name = {p.name.lower(): p for p in audio_root.iterdir() if p.is_file()}
+    entries = {p.name.lower(): p for p in audio_root.iterdir()}
     for ext in AUDIO_EXTENSIONS:
-        p = by_name.get(f"song{stimulus}{ext}")
-        if p is not None:
+        p = entries.get(f"song{stimulus}{ext}")
+        if p is not None and p.is_file():
             return p
+        if p is not None and p.exists():
+            raise DataFormatError(f"{p}: not a regular file (a FIFO, device or folder) — put the song's audio file "
+                                  f"there")
     raise DataFormatError(
         f"no audio for stimulus {stimulus} in {audio_root}: expected {expected} "
         "(NN = the release's song number; NMED-T's audio is not in the release — bring your own copies)"

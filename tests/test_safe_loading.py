@@ -150,7 +150,11 @@ def test_tampered_cache_file_is_refused_without_running_code(small_demo, tmp_pat
     root, cache = small_demo
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
-    dm = NMEDDataModule(str(root), cache_dir=str(copy))
+    import yaml
+
+    demo = yaml.safe_load((ROOT / "experiments" / "demo.yaml").read_text())["data"]  # the settings it was prepared with
+    settings = {k: v for k, v in demo.items() if k not in ("root", "cache_dir")}
+    dm = NMEDDataModule(str(root), cache_dir=str(copy), **settings)
     path = dm.cache_path()
     assert (path / "segments.npy").exists()
     marker = tmp_path / "PWNED"

@@ -28,7 +28,7 @@ def safe_load(path: str | Path) -> dict[str, Any]:
     EEGPT ``.ckpt``) the allow-listed unpickler of :mod:`chanmusic.core.safe_pickle`.
 
     In the last case every object outside the allow-list is skipped (``None`` in the result; nothing of it is
-    built); a state dict that would need one of them is refused with the one-off re-save command.
+    built); a state dict that would need one of them is refused with the tensors-only conversion command.
     """
     path = Path(path)
     if not path.is_file():
@@ -43,6 +43,8 @@ def safe_load(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if not names_objects(e):
+            raise _corrupt(path, e) from e
         first = str(e)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {e}") from e
@@ -61,11 +63,23 @@ def probe_checkpoint(path: str | Path) -> None:
         except Exception:  # noqa: BLE001 - mmap's own errors say little (legacy format, truncation): load plainly
             torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if not names_objects(e):
+            raise _corrupt(path, e) from e
         raise CheckpointError(f"{path}: refused to load — it names Python objects beyond tensors and plain data "
-                              f"({_first_line(e)}) — re-save its weights: {resave_command(path)}") from e
+                              f"({_first_line(e)}) — convert it to tensors only: {resave_command(path)}") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt?): {_first_line(e)} — use a "
-                              f"complete copy (fit writes RUN/checkpoints/*.ckpt)") from e
+        raise _corrupt(path, e) from e
+
+
+def names_objects(e: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a well-formed pickle for naming a global (not a file of
+    bytes that is no pickle at all: "Unsupported operand", "invalid load key")."""
+    return "Unsupported global" in str(e) or "GLOBAL" in str(e)
+
+
+def _corrupt(path: Path, e: BaseException) -> CheckpointError:
+    return CheckpointError(f"{path}: unreadable checkpoint (truncated or corrupt, or not a PyTorch file): "
+                           f"{_first_line(e)} — use a complete copy (fit writes RUN/checkpoints/*.ckpt)")
 
 
 def check_fits(module: nn.Module, path: str | Path, where: str = "") -> None:
@@ -87,16 +101,18 @@ def check_fits(module: nn.Module, path: str | Path, where: str = "") -> None:
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [x for x in str(e).splitlines() if x.strip()]
-    unsupported = [x.strip() for x in lines if "Unsupported global" in x]
+    """The telling line of a load error (torch's own advice to retry with ``weights_only=False`` left out: it would
+    run the very code that was refused)."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip() and "weights_only" not in x and "trust" not in x]
+    unsupported = [x for x in lines if "Unsupported" in x or "invalid load key" in x]
     return (unsupported or lines or [type(e).__name__])[0][:300]
 
 
 def resave_command(path: str | Path) -> str:
-    """The one-off command that re-saves a trusted checkpoint's weights as a plain state dict."""
+    """The one-off command that writes a checkpoint's tensors as a plain state dict, read by the allow-listed
+    unpickler (no code from the file runs; never ``weights_only=False``)."""
     out = Path(path).with_suffix(".weights.pt")
-    return (f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
-            f"torch.save(c.get('state_dict', c), '{out}')\" (only for a file you trust), then pass {out}")
+    return f"python -m chanmusic.core.safe_pickle {path} {out} (keeps tensors only), then pass {out}"
 
 
 def _load_allowlisted(path: Path, why: str) -> dict[str, Any]:
@@ -106,15 +122,16 @@ def _load_allowlisted(path: Path, why: str) -> dict[str, Any]:
         obj, refused = load_allowlisted(path)
     except Exception as e:  # noqa: BLE001 - whatever a malformed pickle raises, it is refused as unreadable
         raise CheckpointError(f"{path}: refused to load — it holds Python objects beyond tensors and plain data "
-                              f"that the allow-listed reader cannot rebuild ({type(e).__name__}: {e}) — re-save "
-                              f"its weights: {resave_command(path)}") from e
+                              f"that the allow-listed reader cannot rebuild ({type(e).__name__}: {_first_line(e)}) — "
+                              f"it cannot be converted safely; use the model's weights in safetensors or a plain "
+                              f"state dict") from e
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     bad = [k for k, v in sd.items() if contains_refused(v) or contains_refused(k)] if isinstance(sd, dict) else []
     if not isinstance(sd, dict) or bad or contains_refused(sd):
         what = f"key {bad[0]!r} holds" if bad else "its weights hold"
         raise CheckpointError(f"{path}: refused to load — {what} a Python object outside the allow-list "
-                              f"({', '.join(refused[:3])}), which only arbitrary code could rebuild — re-save its "
-                              f"weights: {resave_command(path)}")
+                              f"({', '.join(refused[:3])}), which only arbitrary code could rebuild — convert it "
+                              f"to tensors only: {resave_command(path)}")
     if refused:
         log.info("%s: loaded tensors and plain data only; skipped %d Python object type(s) outside the allow-list "
                  "(%s)", path, len(refused), ", ".join(refused[:4]))
@@ -151,5 +168,8 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
         if shape:
             parts.append("shape mismatch " + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
                                                         for k in shape[:10]))
-        raise CheckpointError(f"{source}: weights do not match {type(module).__name__}: " + "; ".join(parts))
+        raise CheckpointError(f"{source}: weights do not match {type(module).__name__}: " + "; ".join(parts)
+                              + f" — pass a checkpoint of this encoder with the same settings (the run's "
+                              f"config.yaml names them), or set model.init_args.encoder to the encoder it was "
+                              f"trained with")
     module.load_state_dict(state, strict=True)

@@ -133,3 +133,52 @@ def drop_refused(obj: Any, depth: int = 0) -> Any:
     if isinstance(obj, tuple):
         return tuple(drop_refused(v, depth + 1) for v in obj)
     return obj
+
+
+def _load_tensors_only(path: str | Path) -> Any:
+    """``torch.load`` through an unpickler that returns torch's own rebuild functions, ``OrderedDict`` and numpy's
+    rebuilders, and an inert :class:`Refused` placeholder for every other global: nothing of the file's choosing
+    runs (the placeholder is never called with the file's arguments)."""
+    import collections
+    import types
+
+    allowed = {name: obj for obj, name in _numpy_globals()}
+    allowed["collections.OrderedDict"] = collections.OrderedDict
+
+    class _TensorsOnly(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            key = f"{module}.{name}"
+            if key in allowed:
+                return allowed[key]
+            if module == "torch._utils" and name.startswith("_rebuild_") or module == "torch" and (
+                    name.endswith("Storage") or name in ("Size", "device", "dtype")):
+                return super().find_class(module, name)
+            return _placeholder(key)
+
+    module = types.ModuleType("pickle")  # torch reads the module's name only to pick its default encoding
+    module.Unpickler = _TensorsOnly  # type: ignore[attr-defined]
+    module.load = lambda fh, **kw: _TensorsOnly(fh, **kw).load()  # type: ignore[attr-defined]
+    return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=module)
+
+
+def convert_to_tensors(path: str | Path, out: str | Path) -> int:
+    """Write the tensors of checkpoint ``path`` (its ``state_dict``, else the top level) to ``out`` as a plain
+    state dict, read with :func:`load_allowlisted` (nothing of the file's choosing runs); returns how many."""
+    try:
+        obj, _ = load_allowlisted(path)
+    except pickle.UnpicklingError:  # it names a function torch blocks outright: keep only what rebuilds tensors
+        obj = _load_tensors_only(path)
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
+    tensors = {str(k): v for k, v in (sd.items() if isinstance(sd, dict) else ()) if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise SystemExit(f"{path}: no tensors found outside refused objects — nothing to convert")
+    torch.save(tensors, str(out))
+    return len(tensors)
+
+
+if __name__ == "__main__":  # python -m chanmusic.core.safe_pickle IN.ckpt OUT.pt
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m chanmusic.core.safe_pickle IN.ckpt OUT.pt  (keeps tensors only)")
+    print(f"{convert_to_tensors(sys.argv[1], sys.argv[2])} tensors written to {sys.argv[2]}")

@@ -1,7 +1,9 @@
 """What a run was made from, and the guard that keeps a test split tied to its checkpoint.
 
 Every checkpoint a stage saves carries ``checkpoint["chanmusic_provenance"]`` (:func:`fit_record`): the split's
-hash and training time spans, the cache key, the data selection and the package version. At ``test``,
+hash and training time spans, the cache key and content hash, the CLAP (spec, seed, the model the cache names, its
+embeddings' CRC), the data selection and the package version. A ``test`` whose CLAP differs is refused
+(:func:`clap_change`). At ``test``,
 :class:`ProvenanceCallback` compares the split being scored with the checkpoint's: a different split (another
 ``test_fraction``, ``split_seed``, window, subject or song selection) is refused with a
 :class:`~chanmusic.core.errors.ProvenanceError` that says how many test windows were training windows, unless
@@ -129,10 +131,44 @@ def package_versions() -> dict[str, Any]:
     return out
 
 
+def clap_record(dm) -> dict[str, Any]:
+    """The CLAP the targets came from: the ``--data.clap`` spec and seed, the model the cache names (reader, file or
+    hub id, seed of a random one) and the CRC of the cached embeddings (another CLAP file gives other numbers)."""
+    from datamodules.datamodule import clap_identity
+
+    man = (getattr(dm.cache, "manifest", None) or {}) if getattr(dm, "cache", None) is not None else {}
+    return {"spec": _plain(getattr(dm, "clap", None)), "seed": _plain(getattr(dm, "clap_seed", None)),
+            "identity": clap_identity(str(dm.clap), int(dm.clap_seed)) if hasattr(dm, "clap") else None,
+            "model": man.get("clap"), "embeddings": (man.get("checksums") or {}).get("clap.npy")}
+
+
+def cache_record(dm) -> dict[str, Any]:
+    """The cache's key and a hash of its files' checksums (what the targets and EEG were read from)."""
+    sums = json.dumps(((getattr(dm.cache, "manifest", None) or {}) if dm.cache is not None else {}).get("checksums"),
+                      sort_keys=True)
+    return {"key": dm.cache_path().name, "content_hash": hashlib.sha256(sums.encode()).hexdigest()[:16]}
+
+
 def fit_record(dm) -> dict[str, Any]:
-    """What a checkpoint stores: split record and training spans, cache key, data selection, versions."""
+    """What a checkpoint stores: split record and training spans, cache key, data selection, CLAP, versions."""
     return {"split": split_record(dm), "train_spans": train_spans(dm), "cache_key": dm.cache_path().name,
-            "data": data_selection(dm), "package": package_versions()}
+            "cache": cache_record(dm), "clap": clap_record(dm), "data": data_selection(dm),
+            "package": package_versions()}
+
+
+def clap_change(old: dict[str, Any] | None, new: dict[str, Any], same_windows: bool) -> str | None:
+    """What differs between a checkpoint's CLAP record and this run's (``None``: the same CLAP). The embeddings'
+    CRC is compared only where the windows are the same (other windows hold other embeddings)."""
+    if not old:
+        return None
+    if old.get("model") and new.get("model") and old["model"] != new["model"]:
+        return f"CLAP {old['model']!r} -> {new['model']!r}"
+    if old.get("spec") == new.get("spec") == "tiny-random" and old.get("seed") != new.get("seed"):
+        return f"--data.clap_seed {old.get('seed')} -> {new.get('seed')}"
+    if same_windows and old.get("embeddings") and new.get("embeddings") and old["embeddings"] != new["embeddings"]:
+        return (f"the cached CLAP embeddings differ (crc {old['embeddings']} -> {new['embeddings']}: another CLAP "
+                f"file or other song audio under --data.clap {new.get('spec')!r})")
+    return None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -178,7 +214,7 @@ def _changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 class ProvenanceCallback(Callback):
-    """Stores :func:`fit_record` in every checkpoint and guards / records the split at ``test``."""
+    """Stores :func:`fit_record` in every checkpoint and guards / records the split and the CLAP at ``test``."""
 
     def __init__(self) -> None:
         self.test_info: dict[str, Any] | None = None
@@ -213,7 +249,14 @@ class ProvenanceCallback(Callback):
                         "cannot be checked against it", ckpt)
             return "not recorded in the checkpoint"
         now = split_record(dm)
-        if now["hash"] == rec["split"].get("hash"):
+        same = now["hash"] == rec["split"].get("hash")
+        clap = clap_change(rec.get("clap"), clap_record(dm), same)
+        if clap:
+            raise ProvenanceError(f"--ckpt_path {ckpt}", f"was aligned to another CLAP than this test's targets "
+                                  f"({clap}); its scores would compare embeddings of two different models",
+                                  "test with the fit's --data.clap and --data.clap_seed (--config RUN/config.yaml), "
+                                  "or fit again with this CLAP")
+        if same:
             return "same as the checkpoint's"
         leaked = overlap_count(dm, rec.get("train_spans") or {})
         changed = _changed_settings(rec.get("data") or {}, data_selection(dm))
@@ -234,8 +277,6 @@ def run_provenance(trainer) -> dict[str, Any] | None:
     dm = getattr(trainer, "datamodule", None)
     if cb is None or cb.test_info is None or dm is None or getattr(dm, "split", None) is None:
         return None
-    sums = json.dumps((dm.cache.manifest or {}).get("checksums"), sort_keys=True)
-    return {**cb.test_info, "cache": {"key": dm.cache_path().name, "path": str(dm.cache.path),
-                                      "content_hash": hashlib.sha256(sums.encode()).hexdigest()[:16]},
+    return {**cb.test_info, "cache": {**cache_record(dm), "path": str(dm.cache.path)}, "clap": clap_record(dm),
             "split": split_record(dm), "data": data_selection(dm), "package": package_versions(),
             "argv": list(sys.argv)}

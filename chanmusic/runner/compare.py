@@ -61,7 +61,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--folds", default=None, help='cross-subject folds, e.g. "subjects k=5" ("none": off; default: '
                    "the spec's)")
     p.add_argument("--no-report", action="store_true", help="skip interpretation figures and the HTML report")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, parse every run's arguments and check the data roots, then exit")
     p.add_argument("--detach", action="store_true",
                    help="submit the whole plan as SLURM jobs with dependencies and return (needs --executor slurm)")
     p.add_argument("--status", default=None, metavar="OUT",
@@ -103,8 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[compare] {spec.title}\n[compare] profile {profile}: {len(spec.rows)} rows x {len(spec.seeds)} seed(s)"
           f"{folds} -> {len(plans)} runs (with controls) in {out}; executor {spec.engine['executor']}")
     if args.dry_run:
+        from chanmusic.runner.dry_run import check_plan
+
         for p in plans:
             print(f"  {p.label}")
+        demo = (spec.profile.get("demo_data") or {}).get("root")
+        n_steps, n_roots = check_plan(spec, plans, str(demo) if demo else None)
+        print(f"[compare] dry run: {n_steps} distinct steps parse; {n_roots} data root(s) checked")
         return
     out.mkdir(parents=True, exist_ok=True)
     lock = acquire_lock(out)

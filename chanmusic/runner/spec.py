@@ -135,13 +135,31 @@ class Spec:
         return p if p.is_absolute() else Path(self.config_root) / p
 
 
+def read_spec_yaml(path: Path) -> dict[str, Any]:
+    """The spec file's mapping; a missing file or invalid YAML is one line naming the file (and line)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise InputError(f"--config {path}", f"cannot read the spec ({e.strerror or e})",
+                         "check the path (default experiments/paper.yaml)") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise InputError(where, f"invalid YAML in the compare spec ({' '.join(str(getattr(e, 'problem', e)).split())})",
+                         "fix the YAML syntax at that line") from e
+    if not isinstance(raw, dict):
+        raise InputError(str(path), f"a compare spec must be a mapping, not a {type(raw).__name__}",
+                         "see experiments/paper.yaml for the layout (title, rows, profiles)")
+    return raw
+
+
 def load_spec(path: str | Path = DEFAULT_SPEC, profile: str = "full", rows: list[str] | None = None,
               seeds: int | None = None, out: Path | None = None, extra_args: list[str] | None = None,
               engine: dict[str, Any] | None = None, folds: str | None = None) -> Spec:
     """Read the spec YAML and resolve one profile (``{out}`` in profile strings becomes the output folder).
     ``engine`` (settings from flags) goes over the spec's and the profile's ``executor:``; ``folds`` over theirs."""
     path = Path(path).resolve()
-    raw = yaml.safe_load(path.read_text())
+    raw = read_spec_yaml(path)
     profiles = raw.get("profiles") or {}
     if profile not in profiles:
         raise InputError(str(path), f"no profile {profile!r}", f"pick one of {sorted(profiles)}")

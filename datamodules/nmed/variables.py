@@ -41,7 +41,9 @@ def parse_subjects(label: str, var: str, raw: Any) -> list[int]:
             ) from None
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise NMEDFormatError(f"{label}: {var} lists participant(s) {dupes} more than once ({ids})")
+        raise NMEDFormatError(f"{label}: {var} lists participant(s) {dupes} more than once ({ids}) — the release "
+                              f"lists each participant once: re-download the file, or undo the edit that "
+                              f"duplicated a column")
     return ids
 
 
@@ -88,7 +90,9 @@ def check_data(label: str, var: str, raw: Any, n_subjects: int, subs_var: str) -
                 if data.shape[0] in (128, 129) else "")
         raise NMEDFormatError(
             f"{label}: {var} has {data.shape[0]} rows (shape {data.shape}); expected 125 electrodes "
-            f"(E1-E124 + Cz) on axis 0{hint}"
+            f"(E1-E124 + Cz) on axis 0{hint} — "
+            + ("keep those 125 rows" if hint else "re-download the release file (every file holds those 125 rows; "
+               "an electrode missing from a converted copy cannot be recovered)")
         )
     if data.shape[2] != n_subjects:
         if data.shape[1] == n_subjects:

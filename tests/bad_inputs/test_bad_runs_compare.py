@@ -1,0 +1,29 @@
+"""Issue 30: ``compare --dry-run`` parses every run's arguments and checks the data roots before exiting 0."""
+from __future__ import annotations
+
+import pytest
+
+from tooling.cli_cases import assert_refused, run
+
+BASE = ["compare", "--dry-run", "--rows", "linear_reference", "--seeds", "1"]
+
+
+@pytest.mark.parametrize("extra, where", [
+    (["--data.windw_s", "1"], "--data.windw_s"),   # a typo after --
+    ([], "data.root"),                             # the full profile needs a data folder
+])
+def test_dry_run_parses_every_runs_arguments(world, capsys, tmp_path, extra, where):
+    code, err = run([*BASE, "--out", tmp_path / "out", "--", *extra], capsys)
+    line = assert_refused(code, err, where)
+    assert "linear_reference/seed0/music" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_checks_the_data_root(world, capsys, tmp_path):
+    code, err = run([*BASE, "--out", tmp_path / "out", "--", "--data.root", tmp_path / "nowhere",
+                     "--data.dataset", "nmed-t"], capsys)
+    assert "is not a folder" in assert_refused(code, err, "--data.root")
+    code, err = run([*BASE, "--out", tmp_path / "out", "--", "--data.root", world.root, "--data.dataset", "nmed-t"],
+                    capsys)
+    assert code == 0, err[-2000:]
+    assert not (tmp_path / "out").exists()
