@@ -69,12 +69,13 @@ class AlignedModel(nn.Module):
         self.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
 
     def freeze_encoder(self) -> None:
-        """No gradients into the encoder, except its channel gain (alignment-only, ``encoders.token_gain``: no
-        pretraining has it, so it trains with the head)."""
+        """No gradients into the encoder, except its channel gain and linear skip (alignment-only,
+        ``encoders.token_gain`` / ``encoders.token_skip``: no pretraining has them, so they train with the head)."""
         self.encoder.requires_grad_(False)
-        gain = getattr(self.encoder, "channel_gain", None)
-        if gain is not None:
-            gain.requires_grad_(True)
+        for name in ("channel_gain", "linear_skip"):
+            part = getattr(self.encoder, name, None)
+            if part is not None:
+                part.requires_grad_(True)
 
     @torch.no_grad()
     def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:

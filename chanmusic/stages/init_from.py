@@ -30,6 +30,8 @@ __all__ = ["CheckpointError", "load_strict", "safe_load", "state_dict_of", "load
 ENCODER_CHOICES = ("teacher", "student")
 log = logging.getLogger("chanmusic")
 GAIN_PREFIX = "channel_gain."  # encoders.token_gain.TokenGain: alignment-only, absent from pretraining checkpoints
+SKIP_PREFIX = "linear_skip."  # encoders.token_skip.TokenLinearSkip: alignment-only as well
+ALIGNMENT_ONLY = (GAIN_PREFIX, SKIP_PREFIX)
 
 
 def checkpoint_encoders(ckpt: Any) -> dict[str, str]:
@@ -74,8 +76,8 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, which: str = "tea
     sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     own = encoder.state_dict()
     pretraining = prefix != names.get("aligned")  # an aligned encoder must bring every weight it used
-    fresh = [k for k in own if pretraining and k.startswith(GAIN_PREFIX) and k not in sub]
-    for k in fresh:  # a gain the checkpoint's encoder did not have (pretraining reads the CLS, which it does
+    fresh = [k for k in own if pretraining and k.startswith(ALIGNMENT_ONLY) and k not in sub]
+    for k in fresh:  # a gain / skip the checkpoint's encoder did not have (pretraining reads the CLS, which it does
         sub[k] = own[k]  # not touch): it keeps its own initialisation (encoders.token_gain)
     if fresh:
         log.info("%s: no %s in the checkpoint; it keeps its initialisation", path, ", ".join(fresh))
