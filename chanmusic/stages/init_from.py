@@ -163,7 +163,7 @@ def check_init_split(dm: Any, init_from: str | Path) -> str:
     if n:
         split = rec.get("split", {}).get("hash", "?")
         raise ProvenanceError(
-            f"model.init_from: {init_from} trained on {n} of {len(dm.split.test)} test windows of this split (its "
-            f"split {str(split)[:12]}) — pretrain with this run's data.split settings (split_seed, test_fraction, "
-            f"span_s: e.g. experiments/data/pretrain_8s.yaml after this run's data file), or change this run's split")
+            "model.init_from", f"{init_from} trained on {n} of {len(dm.split.test)} test windows of this split (its "
+            f"split {str(split)[:12]})", "pretrain with this run's data.split settings (split_seed, test_fraction, "
+            "span_s: e.g. experiments/data/pretrain_8s.yaml after this run's data file), or change this run's split")
     return f"checked: its training spans avoid the {len(dm.split.test)} test windows"
