@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-control", action="store_true")
     p.add_argument("--control-only", action="store_true")
     p.add_argument("--test-only", action="store_true", help="test the checkpoints an earlier run left in OUT")
+    p.add_argument("--score", choices=("test", "val"), default="test",
+                   help="windows every checkpoint is scored on: test, or validation (for choosing a recipe)")
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv.index("--") if "--" in argv else len(argv)
     a = p.parse_args(argv[:first])
@@ -108,12 +110,14 @@ def main(argv: list[str] | None = None) -> None:
             cli.trainer.callbacks.extend([ck, CpuAtSave()])
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             ckpt_dir = Path(cli.trainer.log_dir) / "checkpoints"
+        if a.score == "val":  # choices are made on validation windows, never on test (docs/model.md)
+            cli.datamodule.test_dataloader = cli.datamodule.val_dataloader
         for path in sorted(ckpt_dir.glob("step*.ckpt"), key=lambda q: int(q.stem[4:])):
             step = int(path.stem[4:])
             spent = safe_load(path).get("chanmusic_cpu_s")
             cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(path), verbose=False)
             m = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
-            rec = {"row": a.row, "control": control, "step": step,
+            rec = {"row": a.row, "control": control, "step": step, "split": a.score,
                    "cpu_s": None if spent is None else round(spent, 1), "pretrain_cpu_s": round(pre_cpu, 1),
                    "n": m["song_id"]["n"]}
             rec.update({k: round(m[k]["mean"], 4) for k in METRICS if m.get(k)})

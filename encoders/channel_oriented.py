@@ -19,6 +19,7 @@ from encoders.base import EEGEncoder, EncoderOutput
 from encoders.channel_embedding import LookupChannelEmbedding, PositionChannelEmbedding, channel_positions
 from chanmusic.core.electrodes import DEFAULT_MONTAGE
 from encoders.token_gain import TokenGain
+from encoders.token_skip import TokenLinearSkip
 from encoders.token_transformer import BandPower, TokenTransformer, init_weights
 
 CHANNEL_EMBEDDINGS = ("lookup", "position")
@@ -49,6 +50,10 @@ class ChannelOrientedEncoder(EEGEncoder):
         channel_gain: a learned gain per electrode on the output tokens (``encoders.token_gain``; lookup only).
         channel_gain_std: the gains start at 1 + std·N(0, 1) (0: all ones).
         channel_gain_lr_scale: the gains learn this many times faster than the other weights.
+        linear_skip: add a per-(electrode, patch) linear map of the raw patch to each output token, so a mean
+            readout can compute what the linear reference does (``encoders.token_skip``; lookup only; not the
+            paper's: docs/model.md).
+        linear_skip_rate: the skip path reads the patch averaged to this many Hz (the linear reference's 25).
         montage: MNE montage the names are looked up in (``position`` only).
         positions: ``[n_channels, 3]`` electrode positions instead of looking names up (``position`` only).
     """
@@ -58,6 +63,7 @@ class ChannelOrientedEncoder(EEGEncoder):
                  mlp_ratio: float = 4.0, dropout: float = 0.0, attn_dropout: float = 0.0, band_power: bool = True,
                  channel_embedding: str = "lookup", max_time_patches: int | None = None, channel_gain: bool = False,
                  channel_gain_std: float = 1.0, channel_gain_lr_scale: float = 10.0,
+                 linear_skip: bool = False, linear_skip_rate: float = 25.0,
                  montage: str = DEFAULT_MONTAGE, positions: Sequence[Sequence[float]] | None = None):
         super().__init__(n_channels, sfreq, n_times, ch_names)
         if patch_size < 1 or patch_size > n_times:
@@ -86,6 +92,11 @@ class ChannelOrientedEncoder(EEGEncoder):
         if channel_gain and channel_embedding != "lookup":
             raise ValueError("channel_gain needs channel_embedding='lookup' (one gain vector per training electrode)")
         self.channel_gain = TokenGain(n_channels, embed_dim, channel_gain_std, channel_gain_lr_scale) if channel_gain else None
+        if linear_skip and channel_embedding != "lookup":
+            raise ValueError("linear_skip needs channel_embedding='lookup' (one map per training electrode)")
+        pool = max(1, min(patch_size, int(round(sfreq / linear_skip_rate))))
+        self.linear_skip = (TokenLinearSkip(n_channels, self.max_time_patches, patch_size, embed_dim, pool)
+                            if linear_skip else None)
         self.apply(init_weights)
         nn.init.trunc_normal_(self.time_embed, std=0.02)
         if channel_embedding == "position":
@@ -209,6 +220,11 @@ class ChannelOrientedEncoder(EEGEncoder):
         if sel is not None:
             out = out.new_zeros(B, C, P, out.shape[-1]).scatter(1, sel[..., None, None].expand_as(out), out)
             attn = attn.new_zeros(B, C).scatter(1, sel, attn)
+        if self.linear_skip is not None:  # on the full input grid; absent rows read as 0 and stay 0
+            raw = eeg[..., : P * self.patch_size].unflatten(-1, (P, self.patch_size))
+            raw = torch.where(mask[..., None, None], raw, torch.zeros((), dtype=raw.dtype, device=dev))
+            skip = self.linear_skip(raw, channel_index)
+            out = out + torch.where(mask[..., None, None], skip, torch.zeros((), dtype=skip.dtype, device=dev))
         token_time = torch.arange(P, device=dev).repeat(C)
         return EncoderOutput(pooled=cls, tokens=out.flatten(1, 2), token_time=token_time, channel_attention=attn,
                              token_mask=mask.repeat_interleave(P, dim=1))

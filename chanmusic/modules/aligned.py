@@ -69,13 +69,16 @@ class AlignedModel(nn.Module):
         self.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
 
     def freeze_encoder(self, train_channel_gain: bool = True) -> None:
-        """No gradients into the encoder, except its channel gain when ``train_channel_gain`` (alignment-only,
-        ``encoders.token_gain``: no pretraining has it, so it trains with the head unless told not to; frozen, it
-        stays at its seeded start)."""
+        """No gradients into the encoder, except its alignment-only parts (no pretraining has them): the channel gain
+        (``encoders.token_gain``) when ``train_channel_gain`` (frozen, it stays at its seeded start) and the linear
+        skip (``encoders.token_skip``, zero at the start, so it always trains with the head)."""
         self.encoder.requires_grad_(False)
         gain = getattr(self.encoder, "channel_gain", None)
         if gain is not None:
             gain.requires_grad_(train_channel_gain)
+        skip = getattr(self.encoder, "linear_skip", None)
+        if skip is not None:
+            skip.requires_grad_(True)
 
     @torch.no_grad()
     def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:

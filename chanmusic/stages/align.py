@@ -24,7 +24,7 @@ from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosi
 from chanmusic.results.items_file import FACTS, ITEMS_FILE, write_items
 from chanmusic.results.metrics_file import METRICS_FILE, merge_metrics, metric_entry
 from chanmusic.results.registry import ALIGN, REGISTRY, paper_names, test_metrics
-from chanmusic.stages.init_from import load_init_from
+from chanmusic.stages.init_from import check_init_split, load_init_from
 from chanmusic.stages.resume import resume_at_train_start, save_rng, saved_rng
 
 log = logging.getLogger("chanmusic")
@@ -311,6 +311,12 @@ class AlignModule(L.LightningModule):
     def on_train_start(self) -> None:
         rng, self._rng_to_restore = self._rng_to_restore, None
         resume_at_train_start(self.trainer, rng)
+
+    def on_fit_start(self) -> None:
+        """A pretraining that saw this run's test windows is refused (``chanmusic.stages.init_from``)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.hparams.init_from and getattr(dm, "split", None) is not None:
+            check_init_split(dm, self.hparams.init_from)
 
     def on_test_start(self) -> None:
         self._rng_to_restore = None  # a checkpoint loaded for testing leaves the RNG alone

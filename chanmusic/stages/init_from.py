@@ -23,13 +23,15 @@ from torch import Tensor, nn
 from chanmusic.core.checkpoints import CheckpointError, load_strict, safe_load, state_dict_of
 from chanmusic.results.runs import encoder_from_config, read_checkpoint, run_config_of
 
-__all__ = ["CheckpointError", "load_strict", "safe_load", "state_dict_of", "load_encoder_weights",
+__all__ = ["check_init_split", "CheckpointError", "load_strict", "safe_load", "state_dict_of", "load_encoder_weights",
            "checkpoint_encoders", "ENCODER_CHOICES", "load_init_from", "ENCODER_SOURCES", "AlignedCheckpoint", "read_aligned",
            "load_aligned"]
 
 ENCODER_CHOICES = ("teacher", "student")
 log = logging.getLogger("chanmusic")
 GAIN_PREFIX = "channel_gain."  # encoders.token_gain.TokenGain: alignment-only, absent from pretraining checkpoints
+SKIP_PREFIX = "linear_skip."  # encoders.token_skip.TokenLinearSkip: alignment-only as well
+ALIGNMENT_ONLY = (GAIN_PREFIX, SKIP_PREFIX)
 
 
 def checkpoint_encoders(ckpt: Any) -> dict[str, str]:
@@ -74,8 +76,8 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, which: str = "tea
     sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     own = encoder.state_dict()
     pretraining = prefix != names.get("aligned")  # an aligned encoder must bring every weight it used
-    fresh = [k for k in own if pretraining and k.startswith(GAIN_PREFIX) and k not in sub]
-    for k in fresh:  # a gain the checkpoint's encoder did not have (pretraining reads the CLS, which it does
+    fresh = [k for k in own if pretraining and k.startswith(ALIGNMENT_ONLY) and k not in sub]
+    for k in fresh:  # a gain / skip the checkpoint's encoder did not have (pretraining reads the CLS, which it does
         sub[k] = own[k]  # not touch): it keeps its own initialisation (encoders.token_gain)
     if fresh:
         log.info("%s: no %s in the checkpoint; it keeps its initialisation", path, ", ".join(fresh))
@@ -139,3 +141,29 @@ def load_aligned(model: nn.Module, state: dict[str, Tensor], path: str | Path) -
         if not sub:
             raise CheckpointError(f"{path}: no '{prefix}*' weights")
         load_strict(module, sub, f"{path} ({prefix}*)")
+
+
+def check_init_split(dm: Any, init_from: str | Path) -> str:
+    """Refuse an ``init_from`` checkpoint that trained on windows this run tests on (``ProvenanceError``).
+
+    A pretraining (or alignment) checkpoint records its split and training spans (``chanmusic_provenance``,
+    ``chanmusic.evaluation.provenance``). The alignment's test windows of ``dm`` (set up) that overlap those spans
+    in the same recording were seen in pretraining: self-supervised or not, the score would not be a held-out one.
+    Returns what was checked (for the log); a checkpoint without a record (older chanmusic, another tool) is
+    warned about, since its split cannot be checked."""
+    from chanmusic.core.errors import ProvenanceError
+    from chanmusic.evaluation.provenance import checkpoint_record, overlap_count
+
+    rec = checkpoint_record(init_from)
+    if not rec or "train_spans" not in rec:
+        log.warning("model.init_from %s records no training split: cannot check that it never saw this run's "
+                    "test windows", init_from)
+        return "not recorded"
+    n = overlap_count(dm, rec["train_spans"])
+    if n:
+        split = rec.get("split", {}).get("hash", "?")
+        raise ProvenanceError(
+            "model.init_from", f"{init_from} trained on {n} of {len(dm.split.test)} test windows of this split (its "
+            f"split {str(split)[:12]})", "pretrain with this run's data.split settings (split_seed, test_fraction, "
+            "span_s: e.g. experiments/data/pretrain_8s.yaml after this run's data file), or change this run's split")
+    return f"checked: its training spans avoid the {len(dm.split.test)} test windows"

@@ -322,11 +322,14 @@ class PretrainModule(L.LightningModule):
         checkpoint["chanmusic_encoders"] = {"student": "encoder.", "teacher": "teacher_encoder."}
 
     def configure_callbacks(self):
+        """The split and training spans in every checkpoint (alignment checks them: ``init_from.check_init_split``)."""
+        from chanmusic.evaluation.provenance import ProvenanceCallback
+
         if not self.hparams.collapse_monitor:
-            return []
+            return [ProvenanceCallback()]
         from callbacks.collapse_monitor import CollapseMonitor
 
-        return [CollapseMonitor()]
+        return [ProvenanceCallback(), CollapseMonitor()]
 
     # ---- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self):
