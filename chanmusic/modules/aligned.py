@@ -111,3 +111,28 @@ def hold(owner: nn.Module, name: str, model: AlignedModel) -> None:
 
     owner.register_state_dict_post_hook(flatten)
     owner.register_load_state_dict_pre_hook(nest)
+
+
+class HoldsAlignedModel:
+    """What a stage holding an :class:`AlignedModel` as ``self.aligned`` exposes (alignment, EEG2Mel,
+    reconstruction): its encoder and head, the embedding of EEG ``[B, C, T]`` -> ``[B, clap_dim]`` (not normalised)
+    and the per-electrode share of its readout (the scalp maps). Put it before ``LightningModule`` in the bases."""
+
+    aligned: AlignedModel
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.aligned.encoder
+
+    @property
+    def head(self) -> nn.Module:
+        return self.aligned.head
+
+    def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        return self.aligned(eeg, channel_mask)
+
+    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
+        return self.aligned(eeg, channel_mask)
+
+    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
+        return self.aligned.channel_map(eeg, channel_mask)

@@ -18,7 +18,7 @@ from chanmusic.core.renamed import renamed
 from chanmusic.evaluation.collapse import EmbeddingSpread, metrics_entries
 from chanmusic.evaluation.metrics import MetricUnavailable, reset_metric
 from chanmusic.evaluation.provenance import ProvenanceCallback, run_provenance
-from chanmusic.modules.aligned import AlignedModel, hold
+from chanmusic.modules.aligned import AlignedModel, HoldsAlignedModel, hold
 from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.modules.optim import OptimRecipe, adamw_recipe, adamw_warmup_cosine, total_steps
 from chanmusic.results.items_file import FACTS, ITEMS_FILE, write_items
@@ -185,7 +185,7 @@ def gather_rows(stage: L.LightningModule, x: Tensor, grads: bool = True) -> Tens
     return g.flatten(0, 1) if g.dim() == x.dim() + 1 else g
 
 
-class AlignModule(L.LightningModule):
+class AlignModule(HoldsAlignedModel, L.LightningModule):
     """Alignment: an aligned model (encoder + head + temperature) trained to CLAP with symmetric InfoNCE; ``test``
     writes the aligned-space metrics (:class:`AlignedTestMetrics`) to ``metrics.json``.
 
@@ -261,25 +261,6 @@ class AlignModule(L.LightningModule):
         self.val_metrics = nn.ModuleDict({k: REGISTRY[k].build(hp) for k in VAL_METRICS if k in REGISTRY})
         self._rng_to_restore: dict[str, Any] | None = None
 
-    @property
-    def encoder(self) -> nn.Module:
-        return self.aligned.encoder
-
-    @property
-    def head(self) -> nn.Module:
-        return self.aligned.head
-
-    # ---- forward -------------------------------------------------------------------------------
-    def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        """EEG ``[B, C, T]`` -> CLAP-space embedding ``[B, clap_dim]`` (not normalised)."""
-        return self.aligned(eeg, channel_mask)
-
-    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        return self.aligned(eeg, channel_mask)
-
-    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
-        """Per-electrode share ``[B, C]`` of the readout this model uses, and its kind: the scalp maps."""
-        return self.aligned.channel_map(eeg, channel_mask)
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_encoder:

@@ -22,7 +22,7 @@ from chanmusic.core.renamed import renamed
 from chanmusic.results.metrics_file import metric_entry
 from chanmusic.evaluation.metrics import Identification, reset_metric, summarize
 from chanmusic.evaluation.provenance import ProvenanceCallback
-from chanmusic.modules.aligned import AlignedModel, hold
+from chanmusic.modules.aligned import AlignedModel, HoldsAlignedModel, hold
 from chanmusic.modules.channel_dropout import ChannelDropout
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
 from chanmusic.stages.align import AlignedTestMetrics, gather_rows, write_metrics
@@ -32,7 +32,7 @@ from chanmusic.stages.resume import resume_at_train_start, save_rng, saved_rng
 log = logging.getLogger("chanmusic")
 
 
-class EEG2MelModule(L.LightningModule):
+class EEG2MelModule(HoldsAlignedModel, L.LightningModule):
     """EEG2Mel encoder trained on the cached mels, its embedding aligned to CLAP by an aligned model's head.
 
     Args:
@@ -107,24 +107,6 @@ class EEG2MelModule(L.LightningModule):
         self._last_mel: tuple[Tensor, Tensor] | None = None
         self._rng_to_restore: dict[str, Any] | None = None
 
-    @property
-    def encoder(self) -> nn.Module:
-        return self.aligned.encoder
-
-    @property
-    def head(self) -> nn.Module:
-        return self.aligned.head
-
-    def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        """EEG ``[B, C, T]`` -> CLAP-space embedding ``[B, clap_dim]`` (not normalised)."""
-        return self.aligned(eeg, channel_mask)
-
-    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        return self.aligned(eeg, channel_mask)
-
-    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
-        """Per-electrode share ``[B, C]`` of the readout this model uses, and its kind: the scalp maps."""
-        return self.aligned.channel_map(eeg, channel_mask)
 
     # ---- mel normalisation ---------------------------------------------------------------------
     def _check_mel(self, mel: Tensor) -> None:

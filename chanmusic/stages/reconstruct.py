@@ -26,7 +26,7 @@ from chanmusic.core.ridge import DEFAULT_ALPHAS, RidgeAdapter
 from datamodules.true_audio import TrueAudio
 from chanmusic.evaluation.genre_classifier import AudioClassifier
 from chanmusic.evaluation.provenance import ProvenanceCallback
-from chanmusic.modules.aligned import AlignedModel, hold
+from chanmusic.modules.aligned import AlignedModel, HoldsAlignedModel, hold
 from chanmusic.stages.adapter import RIDGE_FILE, fit_adapter
 from chanmusic.stages.align import AlignedTestMetrics, gather_rows, write_metrics
 from chanmusic.stages.generation import check_clap, chosen_windows, generate_windows, load_generator
@@ -38,7 +38,7 @@ log = logging.getLogger("chanmusic")
 __all__ = ["ReconstructModule", "ENCODER_SOURCES"]
 
 
-class ReconstructModule(L.LightningModule):
+class ReconstructModule(HoldsAlignedModel, L.LightningModule):
     """Ridge adapter + fixed AudioLDM on top of an aligned model; ``test`` -> metrics, ``predict`` -> audio.
 
     Args:
@@ -141,29 +141,11 @@ class ReconstructModule(L.LightningModule):
         self._info: dict[str, Any] = {}
         self._run_dir: Path | None = None
 
-    @property
-    def encoder(self) -> nn.Module:
-        return self.aligned.encoder
-
-    @property
-    def head(self) -> nn.Module:
-        return self.aligned.head
 
     @property
     def aligned_checkpoint(self) -> str | None:
         """The aligned checkpoint the weights came from (the provenance of a test run without a ckpt_path)."""
         return self.hparams.init_from
-
-    def embed(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        """EEG ``[B, C, T]`` -> aligned embedding ``[B, clap_dim]`` (not normalised)."""
-        return self.aligned(eeg, channel_mask)
-
-    def forward(self, eeg: Tensor, channel_mask: Tensor | None = None) -> Tensor:
-        return self.aligned(eeg, channel_mask)
-
-    def channel_map(self, eeg: Tensor, channel_mask: Tensor | None = None) -> tuple[Tensor | None, str]:
-        """Per-electrode share ``[B, C]`` of the aligned model's readout, and its kind: the scalp maps."""
-        return self.aligned.channel_map(eeg, channel_mask)
 
     def configure_callbacks(self):
         """Provenance of the test run (the aligned checkpoint it was made from)."""
