@@ -38,8 +38,9 @@ def small_demo(tmp_path_factory):
 
 def _args(small_demo, runs: Path, batch_size: int, *extra: str) -> list[str]:
     root, cache = small_demo
-    # 6-s split spans and a 25% test share: 33 test windows (odd, so DistributedSampler pads the last batch)
-    return ddp_align.cli_args(root, cache, runs, "--data.test_fraction", "0.25", "--data.span_s", "6",
+    # 2-s hop, 6-s split spans and a 25% test share: 33 test windows (odd, so DistributedSampler pads the last batch)
+    return ddp_align.cli_args(root, cache, runs, "--data.stride_s", "2.0", "--data.test_fraction", "0.25",
+                              "--data.span_s", "6",
                               "--data.batch_size", str(batch_size),
                               "--trainer.max_epochs", "1", "--trainer.max_steps", str(STEPS),
                               "--trainer.limit_val_batches", "0", *extra)
