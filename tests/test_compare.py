@@ -202,7 +202,8 @@ def test_quick_end_to_end_linear_reference(tmp_path):
     from chanmusic.cli import main
 
     main(["compare", "--config", str(spec), "--quick", "--rows", "linear_reference", "--seeds", "1", "--out", str(out),
-          "--", "--data.test_fraction", "0.2", "--data.batch_size", "32"])
+          "--", "--data.test_fraction", "0.2", "--data.batch_size", "32",
+          "--data.control_min_shift_s", "8"])  # 30-s recordings: the 30-s default minimum shift cannot fit
     st = read_status(out / "runs" / "linear_reference" / "seed0" / "music")
     assert st["status"] == "done", st.get("error")
     assert read_status(out / "runs" / "linear_reference" / "seed0" / "control")["status"] == "done"

@@ -100,8 +100,14 @@ def load_allowlisted(path: str | Path) -> tuple[Any, list[str]]:
     numpy_names = {name for _, name in _numpy_globals()}
     refused = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path))) - numpy_names)
     extra = _numpy_globals() + [(_placeholder(name), name) for name in refused]
-    with torch.serialization.safe_globals(extra):
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals(extra):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # it calls a function torch's reader blocks outright (os.system; getattr in a scheduler's pickle, as in the
+        # official EEGPT release): read it again keeping only what rebuilds tensors, every other object inert
+        obj = _load_tensors_only(path)
+        refused = sorted(set(refused) | set(_refused_names(obj)))
     return obj, refused
 
 
@@ -161,13 +167,23 @@ def _load_tensors_only(path: str | Path) -> Any:
     return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=module)
 
 
+def _refused_names(obj: Any, depth: int = 0) -> list[str]:
+    """The global names of the :class:`Refused` placeholders in ``obj`` (containers searched)."""
+    if isinstance(obj, Refused):
+        return [getattr(type(obj), "name", "?")]
+    if depth > 50:
+        return []
+    if isinstance(obj, dict):
+        return [n for k, v in obj.items() for x in (k, v) for n in _refused_names(x, depth + 1)]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [n for v in obj for n in _refused_names(v, depth + 1)]
+    return []
+
+
 def convert_to_tensors(path: str | Path, out: str | Path) -> int:
     """Write the tensors of checkpoint ``path`` (its ``state_dict``, else the top level) to ``out`` as a plain
     state dict, read with :func:`load_allowlisted` (nothing of the file's choosing runs); returns how many."""
-    try:
-        obj, _ = load_allowlisted(path)
-    except pickle.UnpicklingError:  # it names a function torch blocks outright: keep only what rebuilds tensors
-        obj = _load_tensors_only(path)
+    obj, _ = load_allowlisted(path)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
     tensors = {str(k): v for k, v in (sd.items() if isinstance(sd, dict) else ()) if isinstance(v, torch.Tensor)}
     if not tensors:

@@ -45,7 +45,7 @@ SETTINGS = [
     (["--data.clap_dim", "0"], "--data.clap_dim"),
     (["--data.expected_sfreq", "0"], "--data.expected_sfreq"),
     (["--data.clip", "abc"], "--data.clip"),                            # parse error
-    (["--data.nope", "1"], "unrecognized arguments"),
+    (["--data.nope", "1"], "--data.nope"),  # an unknown option is named (with the nearest valid one)
     (["--data.root", "/nonexistent/chanmusic"], "/nonexistent/chanmusic"),
 ]
 

@@ -45,7 +45,7 @@ def main() -> None:
         save_spec(spec, out)
         runner.run_all(plan_runs(spec, out))
     finally:
-        lock.unlink(missing_ok=True)
+        lock.release()
     if a.kill_in_report:
         real = results_mod.write_csv
         results_mod.write_csv = lambda *x, **k: os.kill(os.getpid(), signal.SIGKILL) or real(*x, **k)
