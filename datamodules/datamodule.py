@@ -33,7 +33,7 @@ from chanmusic.core.constants import CONTROLS, NATIVE_SFREQ
 # the choices of three settings, as types: `--help` lists them and the parser refuses others (tests check that they
 # match the validation tuples SCALINGS, SPLIT_MODES, CONTROLS)
 Scaling = Literal["zscore", "robust", "none"]
-SplitMode = Literal["random", "block", "hearing", "subjects"]
+SplitMode = Literal["random", "block", "hearing", "subjects", "songs"]
 Control = Literal["none", "shift", "shuffle"]
 
 log = logging.getLogger("chanmusic")
@@ -83,13 +83,15 @@ class NMEDDataModule(L.LightningDataModule):
         clip: clip scaled values to ±clip (counted and reported); null = off.
         window_s: window length in seconds.
         stride_s: hop between windows in seconds (null = window_s: no overlap).
-        split: how windows are split: random (spans in time), block (the end of each recording), hearing, subjects.
+        split: how windows are split: random (spans in time), block (the end of each recording), hearing, subjects,
+            songs (leave-songs-out: new music; datamodules.song_split).
         test_fraction: share of each recording's time (subjects split: of subjects) held out for test.
         val_fraction: share of the remaining time held out for validation.
         split_seed: seed of the split (and of the shuffle control).
         span_s: length in seconds of the spans of recording time that the split labels.
         gap_s: seconds between train and held-out spans (null = window_s).
         test_subjects: the subjects split's test subjects, as subjects (null = a seeded test_fraction of them).
+        test_songs: the songs split's held-out songs (global song ids, at least two): all their windows are test.
         control: none, shift (the no-music control: per-recording shifted music) or shuffle (random pairing).
         control_min_shift_s: the shift control's smallest shift from zero, in seconds (default 30; shifts within a
             beat of a whole number of the song's bars are never drawn).
@@ -128,6 +130,7 @@ class NMEDDataModule(L.LightningDataModule):
         span_s: float = 8.0,
         gap_s: float | None = None,
         test_subjects: Sequence[int | str] | None = None,
+        test_songs: Sequence[int] | None = None,
         control: Control = "none",
         control_min_shift_s: float = DEFAULT_MIN_SHIFT_S,
         clap: str = "tiny-random",
@@ -172,7 +175,8 @@ class NMEDDataModule(L.LightningDataModule):
         self.stride_s = stride_s if stride_s is not None else window_s
         self.test_subject_refs = parse_subject_refs(test_subjects, self.datasets, "test_subjects")
         self.split_cfg = SplitConfig(split, test_fraction, val_fraction, split_seed, gap_s,
-                                     list(test_subjects) if test_subjects is not None else None, span_s)
+                                     list(test_subjects) if test_subjects is not None else None, span_s,
+                                     [int(x) for x in test_songs] if test_songs is not None else None)
         self.control = control
         self.control_min_shift_s = control_min_shift_s
         self.control_stats: dict[str, int] = {}
@@ -260,12 +264,18 @@ class NMEDDataModule(L.LightningDataModule):
             seg[:, 0], seg[:, 1], seg[:, 3], seg[:, 4], self.split_cfg, self.sfreq, hearing,
             n_samples={i: int(r["n_samples"]) for i, r in enumerate(recs)},
             group={i: group_of_key[k] for i, k in enumerate(keys)},
-            seed_key={g: k for k, g in group_of_key.items()}, gap_default_s=self.window_s)
+            seed_key={g: k for k, g in group_of_key.items()}, gap_default_s=self.window_s,
+            song={i: int(r["song"]) for i, r in enumerate(recs)})
         log.info(self.split.summary())
         if self.control == "shift":
             self.music_of_row = self.control_targets()
         elif self.control == "shuffle":
             self.music_of_row = np.random.default_rng(self.split_cfg.seed).permutation(seg[:, 5])
+            if self.split_cfg.mode == "songs":  # within each part: no held-out song's audio reaches training
+                self.music_of_row = seg[:, 5].copy()
+                rng = np.random.default_rng(self.split_cfg.seed)
+                for rows in (self.split.train, self.split.val, self.split.test):
+                    self.music_of_row[rows] = rng.permutation(seg[rows, 5])
         else:
             self.music_of_row = seg[:, 5].copy()
         clap = np.asarray(self.cache.clap, dtype=np.float32)

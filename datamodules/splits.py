@@ -21,9 +21,11 @@ Modes (``SplitConfig.mode``):
   recording of the same music, so recording fingerprints cannot carry over. Validation spans as in ``random``.
 - ``subjects``: leave-subjects-out: ``test_subjects`` (global ids) or a seeded ``test_fraction`` of subjects are
   test only; validation spans are drawn in the other subjects' recordings.
+- ``songs``: leave-songs-out (new music, :mod:`datamodules.song_split`): every recording of a ``test_songs`` song
+  is test only; validation spans are drawn in the other songs' recordings.
 
 ``gap_s`` (``None`` = the data module's window length) applies in every mode; where train and test never share a
-recording (hearing, subjects) it only separates train from validation.
+recording (hearing, subjects, songs) it only separates train from validation.
 """
 from __future__ import annotations
 
@@ -34,9 +36,10 @@ from typing import Sequence
 import numpy as np
 
 from datamodules.selection import SelectionError
+from datamodules.song_split import held_out_songs
 
 TRAIN, VAL, TEST, DROPPED = 0, 1, 2, -1
-MODES = ("random", "block", "hearing", "subjects")
+MODES = ("random", "block", "hearing", "subjects", "songs")
 
 
 @dataclass
@@ -48,6 +51,7 @@ class SplitConfig:
     gap_s: float | None = 0.0
     test_subjects: Sequence[int] | None = None
     span_s: float = 8.0
+    test_songs: Sequence[int] | None = None
 
 
 @dataclass
@@ -81,7 +85,8 @@ class Split:
 def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, length: np.ndarray,
                   cfg: SplitConfig, sfreq: float, hearing: np.ndarray | None = None, *,
                   n_samples: dict[int, int] | None = None, group: dict[int, int] | None = None,
-                  seed_key: dict[int, Sequence[int]] | None = None, gap_default_s: float = 0.0) -> Split:
+                  seed_key: dict[int, Sequence[int]] | None = None, gap_default_s: float = 0.0,
+                  song: dict[int, int] | None = None) -> Split:
     """Assign each window (row) to train/val/test through time spans (module docstring).
 
     Args:
@@ -91,6 +96,7 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
         group: recording id -> span group (recordings of a group share spans; default: each its own).
         seed_key: span group -> ints that seed its draw with ``cfg.seed`` (default: the group id).
         gap_default_s: the gap when ``cfg.gap_s`` is ``None`` (the data module passes its window length).
+        song: recording id -> its global song id, needed for ``mode="songs"``.
     Returns:
         :class:`Split` of sorted row indices, with the spans per recording.
     """
@@ -197,6 +203,17 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
         spans.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
                       for r in n_samples if rec_subject[r] in held})
         notes.append(f"test subjects: {sorted(np.asarray(test_subs).tolist())}")
+    elif cfg.mode == "songs":
+        if song is None:
+            raise SelectionError("--data.split: songs needs each recording's song — pass song= to split_windows")
+        rec_song = {r: int(song[r]) for r in n_samples}
+        held = held_out_songs(cfg.test_songs, rec_song)
+        kept = [r for r in n_samples if rec_song[r] not in held]
+        by_group = group_spans(sorted({group[r] for r in kept}), 0.0)
+        spans = {r: by_group[group[r]] for r in kept}
+        spans.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
+                      for r in n_samples if rec_song[r] in held})
+        notes.append(f"test songs: {sorted(held)}")
 
     part, straddle, in_gap = assign(rec, start, length, spans, gap)
     split = Split(np.flatnonzero(part == TRAIN), np.flatnonzero(part == VAL), np.flatnonzero(part == TEST),

@@ -230,6 +230,36 @@ def _check_split(a: dict[str, Any], datasets: list[str]) -> None:
                                "test subjects must be selected too")
         if set(subjects) <= set(test_subjects):
             raise SettingError("test_subjects", "leaves no training subject", "keep at least one subject for training")
+    _check_test_songs(a, mode)
+
+
+def _check_test_songs(a: dict[str, Any], mode: str) -> None:
+    """``test_songs`` (the songs split's held-out songs): with ``split: songs`` only, at least two, among the
+    selected ``songs`` when those are given (songs absent from the data are refused when it is read)."""
+    from datamodules.song_split import MIN_TEST_SONGS
+
+    test_songs = a.get("test_songs")
+    if test_songs is None:
+        if mode == "songs":
+            raise SettingError("test_songs", "the songs split needs the held-out songs",
+                               f"pass at least {MIN_TEST_SONGS} global song ids, e.g. --data.test_songs [0, 5]")
+        return
+    if mode != "songs":
+        raise SettingError("test_songs", f"is only used by --data.split songs (split is {mode!r})",
+                           "set --data.split songs or drop --data.test_songs")
+    held = _ints("test_songs", test_songs, low=0)
+    if len(set(held)) < MIN_TEST_SONGS:
+        raise SettingError("test_songs", f"{sorted(set(held))} holds out fewer than {MIN_TEST_SONGS} songs (song "
+                           "identification among the held-out songs would have no distractor)",
+                           f"hold out at least {MIN_TEST_SONGS} songs")
+    songs = a.get("songs")
+    if songs is not None:
+        outside = sorted(set(held) - set(songs))
+        if outside:
+            raise SettingError("test_songs", f"songs {outside} are not among --data.songs {list(songs)}",
+                               "hold out selected songs, or add them to --data.songs")
+        if set(songs) <= set(held):
+            raise SettingError("test_songs", "leaves no training song", "keep at least one song for training")
 
 
 def check_cache_facts(dm: Any, cache: Any) -> None:
