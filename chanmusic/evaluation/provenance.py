@@ -41,7 +41,7 @@ KEY = "chanmusic_provenance"
 SELECTION = ("dataset", "root", "roots", "subjects", "songs", "conditions", "hearings", "bandpass",
              "average_reference", "resample", "scaling", "clip", "window_s", "stride_s", "control",
              "control_min_shift_s", "clap", "clap_seed", "clap_center", "expected_sfreq")
-SPLIT_FIELDS = ("mode", "test_fraction", "val_fraction", "seed", "span_s", "gap_s", "test_subjects")
+SPLIT_FIELDS = ("mode", "test_fraction", "val_fraction", "seed", "span_s", "gap_s", "test_subjects", "test_songs")
 
 
 def _plain(v: Any) -> Any:

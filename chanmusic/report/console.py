@@ -95,7 +95,7 @@ def summary(out: Path, spec: dict, results: list[RowResult], index: Path | None 
     main, abl = sections(spec, results)
     metrics = console_metrics(spec, results)
     k = len(spec["seeds"]) * (int(spec["folds"]["k"]) if spec.get("folds") else 1)
-    parts = [f"Results ({'folds × seeds' if spec.get('folds') else 'seeds'}: {k}; mean [95% CI]; "
+    parts = [f"Results ({'pooled over folds × seeds' if spec.get('folds') else 'seeds'}: {k}; mean [95% CI]; "
              f"† = one seed: the interval is the run's own, over its test recordings, not over seeds):", "",
              text_table(main, metrics)]
     if abl:
@@ -106,6 +106,10 @@ def summary(out: Path, spec: dict, results: list[RowResult], index: Path | None 
         parts += ["", f"Verdict on the primary metric {primary} (only a gain is evidence that the model reads the "
                       f"music; the other metrics are secondary, Holm-corrected):"]
         parts += verdicts
+    if spec.get("folds"):
+        from chanmusic.report.folds import fold_text
+
+        parts += ["", "Per fold (each fold's own test set):"] + fold_text(out, spec, metrics, primary)
     flags = detect_random_models(out, spec)
     wanted = ("RANDOMLY INITIALISED", "synthetic", "the same for every row", " ran: ")
     said = [f"Note: {n.replace('**', '')}" for n in notes(spec, results, flags)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from chanmusic.report import plots
 from chanmusic.report.console import gain_verdicts
+from chanmusic.report.folds import fold_markdown
 from chanmusic.report.rows import RowResult, collect, detect_random_models, sections
 from chanmusic.report.tables import markdown_table, notes, write_csv
 
@@ -56,6 +57,7 @@ def write_results(out: str | Path) -> tuple[dict, list[RowResult], list[Path]]:
     if verdicts:
         parts += [f"## Verdicts (primary metric: `{primary}`; the others secondary, Holm-corrected)", ""]
         parts += [f"- {v.strip()}" for v in verdicts] + [""]
+    parts += fold_markdown(out, spec, metrics, primary)
     parts += ["## Notes", ""] + [f"- {n}" for n in notes(spec, results, random_models)] + [""]
     (out / "results.md").write_text("\n".join(parts))
     write_csv(out / "results.csv", results, metrics)

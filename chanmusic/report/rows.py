@@ -147,20 +147,22 @@ def load_spec_json(out: Path) -> dict:
     return spec
 
 
-def collect(out: str | Path) -> tuple[dict, list[RowResult]]:
-    """Aggregate every row of ``OUT/spec.json`` over its seeds (see the module docstring)."""
+def collect(out: str | Path, fold: int | None = None) -> tuple[dict, list[RowResult]]:
+    """Aggregate every row of ``OUT/spec.json`` over its seeds (see the module docstring); pooled over the folds,
+    or the replicates of one ``fold`` only (the per-fold tables, :mod:`chanmusic.report.folds`)."""
     out = Path(out)
     spec = load_spec_json(out)
     metrics = list(spec["metrics"])
     results = []
+    reps = [u for u in units(spec) if fold is None or u[1] == fold]
     for row in spec["rows"]:
         res = RowResult(row["name"], row.get("label", row["name"]), row.get("section", "main"), "not run",
-                        paper=dict(row.get("paper") or {}), seeds_total=len(units(spec)))
+                        paper=dict(row.get("paper") or {}), seeds_total=len(reps))
         per: dict[bool, dict[str, dict[Any, dict]]] = {False: {}, True: {}}
         items: dict[Any, dict[bool, Any]] = {}
         r_of: dict[Any, int] = {}
         states, errors = [], []
-        for seed, fold, sd in units(spec):
+        for seed, fold, sd in reps:
             for control in ((False, True) if row.get("control", True) else (False,)):
                 d = run_folder(out, row["name"], sd, control, fold)
                 st = read_json(d / "status.json")

@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--redo", default="", help="comma-separated rows to rerun even if finished")
     p.add_argument("--jobs", type=int, default=None,
                    help="runs at a time (default: the profile's `jobs`, else 1); each worker gets cores/jobs threads")
-    p.add_argument("--folds", default=None, help='cross-subject folds, e.g. "subjects k=5" ("none": off; default: '
+    p.add_argument("--folds", default=None, help='folds, e.g. "subjects k=5" or "songs k=7" ("none": off; default: '
                    "the spec's)")
     p.add_argument("--no-report", action="store_true", help="skip interpretation figures and the HTML report")
     p.add_argument("--dry-run", action="store_true",

@@ -103,17 +103,26 @@ def recon_enabled(spec: Spec, row: Row, control: bool = False) -> bool:
     return bool(on) and bool(spec.reconstruct)
 
 
-def fold_data(test_subjects: list[Any] | None) -> dict:
-    """The ``data:`` settings of one fold: leave these subjects out (``split: subjects``)."""
-    return {"data": {"split": "subjects", "test_subjects": list(test_subjects)}} if test_subjects is not None else {}
+def fold_data(held_out: list[Any] | None, by: str = "subjects") -> dict:
+    """The ``data:`` settings of one fold: leave these subjects (``split: subjects``) or songs (``split: songs``,
+    new music) out."""
+    if held_out is None:
+        return {}
+    if by == "songs":
+        return {"data": {"split": "songs", "test_songs": [int(s) for s in held_out]}}
+    return {"data": {"split": "subjects", "test_subjects": list(held_out)}}
+
+
+def _fold_by(spec: Spec) -> str:
+    return str((spec.folds or {}).get("by", "subjects"))
 
 
 def run_steps(spec: Spec, out: Path, plan: RunPlan, pretrain_ckpt: str | None,
               test_subjects: list[Any] | None = None) -> list[Step]:
     """The steps of one run, in order (its shared pretraining aside; ``pretrain_ckpt`` is what it produced;
-    ``test_subjects``: the run's fold)."""
+    ``test_subjects``: the subjects or songs the run's fold holds out)."""
     row = plan.row
-    fold = fold_data(test_subjects)
+    fold = fold_data(test_subjects, _fold_by(spec))
     base = _step_base(spec, out)
     args = list(row.args) + ([f"--{spec.pretrain_arg}", pretrain_ckpt] if pretrain_ckpt else []) + spec.extra_args
     main = Step(row.kind, base + [spec.config_path(c) for c in row.configs], args,
@@ -137,7 +146,7 @@ def pretrain_step(spec: Spec, out: Path, row: Row, stepdir: Path, seed: int,
     """The row's pretraining step (``fit`` only) for ``seed`` (and fold), with its Lightning folders in ``stepdir``."""
     return Step("pretrain", _step_base(spec, out) + [spec.config_path(c) for c in row.pretrain],
                 list(spec.extra_args), deep_merge(run_overrides(spec, "pretrain", stepdir, seed, None),
-                                                  fold_data(test_subjects)),
+                                                  fold_data(test_subjects, _fold_by(spec))),
                 commands=STEP_COMMANDS["pretrain"])
 
 

@@ -243,17 +243,20 @@ def _primary(name: Any, rows: list[Row]) -> str:
 
 
 def parse_folds(value: Any) -> dict[str, Any] | None:
-    """``"subjects k=5"`` or ``{by: subjects, k: 5}`` -> ``{"by": "subjects", "k": 5}``; ``None``/``"none"`` -> None."""
+    """``"subjects k=5"`` / ``"songs k=7"`` or ``{by: subjects, k: 5}`` -> ``{"by": "subjects", "k": 5}``;
+    ``None``/``"none"`` -> None."""
     if value in (None, "", "none", False):
         return None
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\w+)\s+k\s*=\s*(\d+)\s*", value)
         if not m:
-            raise InputError("folds", f"{value!r} is not a fold setting", "write it as `subjects k=5`")
+            raise InputError("folds", f"{value!r} is not a fold setting",
+                             "write it as `subjects k=5` or `songs k=7`")
         value = {"by": m.group(1), "k": int(m.group(2))}
-    if not isinstance(value, dict) or value.get("by") != "subjects" or int(value.get("k", 0)) < 2:
-        raise InputError("folds", f"{value!r}: folds are by subjects with k >= 2", "e.g. `subjects k=5`")
-    return {"by": "subjects", "k": int(value["k"])}
+    if not isinstance(value, dict) or value.get("by") not in ("subjects", "songs") or int(value.get("k", 0)) < 2:
+        raise InputError("folds", f"{value!r}: folds are by subjects or songs with k >= 2",
+                         "e.g. `subjects k=5` or `songs k=7`")
+    return {"by": str(value["by"]), "k": int(value["k"])}
 
 
 def _engine(*layers: dict[str, Any] | None) -> dict[str, Any]:

@@ -121,7 +121,8 @@ class Runner:
                   "control": plan.control, "status": "running", "started": now(), "fingerprint": fp,
                   "steps": dict(prev_steps)}
         if plan.fold is not None:
-            status.update(fold=plan.fold, test_subjects=self.subjects_of(plan))
+            by = "test_songs" if self.spec.folds.get("by") == "songs" else "test_subjects"
+            status.update({"fold": plan.fold, by: self.subjects_of(plan)})
         write_status(plan.dir, status)
         t0 = time.time()
         error = failed_step = None
@@ -242,12 +243,12 @@ class Runner:
         return submit_and_wait(cmd, d, name, self.timeout, self.engine, None, self.gpus)
 
     def resolve_folds(self, plans: list[RunPlan]) -> list[list]:
-        """The subjects each fold holds out, from the prepared cache of the first planned step; recorded in
-        ``OUT/folds.json``."""
-        subjects = folds.subject_ids(self.steps_of(plans[:1])[0], self.spec.extra_args)
-        assigned = folds.assign(subjects, int(self.spec.folds["k"]))
+        """The subjects (or songs) each fold holds out, from the prepared cache of the first planned step; recorded
+        in ``OUT/folds.json``."""
+        by = str(self.spec.folds.get("by", "subjects"))
+        assigned = folds.resolve(by, self.steps_of(plans[:1])[0], self.spec.extra_args, int(self.spec.folds["k"]))
         folds.record(self.out, self.spec.folds, assigned)
-        self.print(f"[compare] {len(assigned)} folds by subjects: " +
+        self.print(f"[compare] {len(assigned)} folds by {by}: " +
                    "; ".join(f"fold{i} holds out {a}" for i, a in enumerate(assigned)))
         return assigned
 

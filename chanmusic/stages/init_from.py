@@ -159,6 +159,13 @@ def check_init_split(dm: Any, init_from: str | Path) -> str:
         log.warning("model.init_from %s records no training split: cannot check that it never saw this run's "
                     "test windows", init_from)
         return "not recorded"
+    held = _held_out_songs(dm)
+    seen = sorted(held & _songs_of_spans(rec["train_spans"]))
+    if seen:  # new music: not one window of a held-out song, whatever its recording or time
+        raise ProvenanceError(
+            "model.init_from", f"{init_from} trained on EEG of held-out song(s) {seen} of this run's "
+            f"--data.test_songs {sorted(held)}", "pretrain on this fold's split (--data.split songs --data.test_songs "
+            f"{sorted(held)}: `chanmusic compare` with folds: songs k=... does), or hold out other songs")
     n = overlap_count(dm, rec["train_spans"])
     if n:
         split = rec.get("split", {}).get("hash", "?")
@@ -166,4 +173,26 @@ def check_init_split(dm: Any, init_from: str | Path) -> str:
             "model.init_from", f"{init_from} trained on {n} of {len(dm.split.test)} test windows of this split (its "
             f"split {str(split)[:12]})", "pretrain with this run's data.split settings (split_seed, test_fraction, "
             "span_s: e.g. experiments/data/pretrain_8s.yaml after this run's data file), or change this run's split")
-    return f"checked: its training spans avoid the {len(dm.split.test)} test windows"
+    return (f"checked: its training spans avoid the {len(dm.split.test)} test windows"
+            + (f" and the held-out songs {sorted(held)}" if held else ""))
+
+
+def _held_out_songs(dm: Any) -> set[int]:
+    """The held-out songs of ``dm``'s split (``split: songs``), else none."""
+    cfg = getattr(dm, "split_cfg", None)
+    return {int(s) for s in (cfg.test_songs or ())} if cfg is not None and cfg.mode == "songs" else set()
+
+
+def _songs_of_spans(train_spans: dict[str, Any]) -> set[int]:
+    """Global song ids of the recordings a checkpoint's training spans name (``"<dataset>/<stimulus>/..."``:
+    ``chanmusic.evaluation.provenance.train_spans``); a recording of an unknown dataset or stimulus is skipped."""
+    from datamodules.songs import song_of
+
+    out = set()
+    for key in train_spans:
+        dataset, stimulus = (key.split("/") + ["", ""])[:2]
+        try:
+            out.add(int(song_of(dataset, int(stimulus)).index))
+        except (ValueError, KeyError, StopIteration):
+            continue
+    return out
