@@ -119,8 +119,9 @@ def test_a_step_past_its_time_limit_fails_with_a_timeout(tmp_path, monkeypatch):
 
 def test_folds_run_every_row_once_per_held_out_group(tmp_path, monkeypatch):
     assert parse_folds("subjects k=5") == {"by": "subjects", "k": 5} and parse_folds("none") is None
+    assert parse_folds("songs k=7") == {"by": "songs", "k": 7}
     with pytest.raises(ValueError, match="subjects k=5"):
-        parse_folds("songs k=2")
+        parse_folds("trials k=2")
     spec = write_fake_spec(tmp_path, rows=[{"name": "good", "label": "Good", "configs": ["good.yaml"]}],
                            ablations=[], profile={"seeds": 1, "folds": "subjects k=2"})
     out = tmp_path / "out"

@@ -62,8 +62,10 @@ def assign_songs(songs: list[int], k: int) -> list[list[int]]:
     try:
         return stratified_folds(songs, {s: SONGS[s].genre for s in songs}, k)
     except ValueError as e:
+        most = len(songs) // MIN_TEST_SONGS
         raise InputError("folds", f"songs k={k}: {e} (the data has songs {sorted(songs)})",
-                         f"use 2 <= k <= {max(2, len(songs) // MIN_TEST_SONGS)}, or select more songs") from None
+                         f"use 2 <= k <= {most}" if most >= 2 else
+                         f"select at least {2 * MIN_TEST_SONGS} songs (2 folds of {MIN_TEST_SONGS})") from None
 
 
 def resolve(by: str, step: Step, extra_args: list[str], k: int) -> list[list[Any]]:
