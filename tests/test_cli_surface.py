@@ -75,7 +75,7 @@ def test_fit_help_is_a_page_and_the_stage_help_lists_no_torch_nn(capsys):
         main(["fit", "--help"])
     fit_help = capsys.readouterr().out
     assert len(fit_help.splitlines()) <= 250
-    assert "{zscore,robust,none}" in fit_help and "{random,block,hearing,subjects}" in fit_help
+    assert "{zscore,robust,none}" in fit_help and "{random,block,hearing,subjects,songs}" in fit_help
     with pytest.raises(SystemExit):
         main(["fit", "--model.help", "AlignModule"])
     stage_help = capsys.readouterr().out
