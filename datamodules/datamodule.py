@@ -269,13 +269,14 @@ class NMEDDataModule(L.LightningDataModule):
         log.info(self.split.summary())
         if self.control == "shift":
             self.music_of_row = self.control_targets()
+        elif self.control == "shuffle" and self.split_cfg.mode == "songs":
+            # within each part: no held-out song's audio reaches training (new music)
+            rng = np.random.default_rng(self.split_cfg.seed)
+            self.music_of_row = seg[:, 5].copy()
+            for rows in (self.split.train, self.split.val, self.split.test):
+                self.music_of_row[rows] = rng.permutation(seg[rows, 5])
         elif self.control == "shuffle":
             self.music_of_row = np.random.default_rng(self.split_cfg.seed).permutation(seg[:, 5])
-            if self.split_cfg.mode == "songs":  # within each part: no held-out song's audio reaches training
-                self.music_of_row = seg[:, 5].copy()
-                rng = np.random.default_rng(self.split_cfg.seed)
-                for rows in (self.split.train, self.split.val, self.split.test):
-                    self.music_of_row[rows] = rng.permutation(seg[rows, 5])
         else:
             self.music_of_row = seg[:, 5].copy()
         clap = np.asarray(self.cache.clap, dtype=np.float32)
