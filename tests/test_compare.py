@@ -218,13 +218,19 @@ def test_quick_end_to_end_linear_reference(tmp_path):
     ms = [json.loads((d / "metrics.json").read_text()) for d in arms]
     assert ms[0]["checkpoint"]["step"] == ms[1]["checkpoint"]["step"] > 0
     assert {m["checkpoint"]["rule"] for m in ms} == {"last"}
-    # id50 (Identification) has per-item rows and recording-level intervals; song_id's dataset-aware metric does not
-    # yet (open: docs/protocols.md) — this checks what exists
-    assert ms[0]["id50"]["ci95_over"] == "recordings" and len(ms[0]["id50"]["ci95_windows"]) == 2
+    # every identification, the primary metric song_id included: intervals over recordings and per-item rows
+    for name in ("id50", "song_id", "id50_time"):
+        assert ms[0][name]["ci95_over"] == "recordings" and len(ms[0][name]["ci95_windows"]) == 2, name
     items = [pd.read_csv(d / "items.csv") for d in arms]
     assert items[0]["segment"].tolist() == items[1]["segment"].tolist()
-    assert {"recording", "subject", "song", "dataset", "id50_hit", "id50_rank"} <= set(items[0].columns)
+    assert {"recording", "subject", "song", "dataset", "id50_hit", "id50_rank", "song_id_hit", "song_id_rank",
+            "id50_time_hit"} <= set(items[0].columns)
+    assert items[0]["song_id_hit"].notna().sum() == ms[0]["song_id"]["n"]
+    # the verdict on song_id is the paired bootstrap over recordings of the two items.csv files
     assert "Verdict on `song_id` (the primary metric)" in md
+    [row] = report.collect(out)[1]
+    assert row.verdict["primary"] == "song_id" and row.verdict["beats"] is not None
+    assert row.cells["song_id"].gain_ci95_kind.startswith("recordings (paired bootstrap, ")
     assert (out / "report" / "index.html").is_file()
     assert (out / "interpretation" / "linear_reference_dissimilarity.png").is_file()
 
