@@ -218,13 +218,22 @@ def test_quick_end_to_end_linear_reference(tmp_path):
     ms = [json.loads((d / "metrics.json").read_text()) for d in arms]
     assert ms[0]["checkpoint"]["step"] == ms[1]["checkpoint"]["step"] > 0
     assert {m["checkpoint"]["rule"] for m in ms} == {"last"}
-    # id50 (Identification) has per-item rows and recording-level intervals; song_id's dataset-aware metric does not
-    # yet (open: docs/protocols.md) — this checks what exists
-    assert ms[0]["id50"]["ci95_over"] == "recordings" and len(ms[0]["id50"]["ci95_windows"]) == 2
+    # every identification, the primary metric song_id included: intervals over recordings and per-item rows
     items = [pd.read_csv(d / "items.csv") for d in arms]
     assert items[0]["segment"].tolist() == items[1]["segment"].tolist()
-    assert {"recording", "subject", "song", "dataset", "id50_hit", "id50_rank"} <= set(items[0].columns)
+    assert {"recording", "subject", "song", "dataset"} <= set(items[0].columns)
+    for name in ("id50", "song_id", "id50_time"):
+        if name == "id50_time" and ms[0][name] is None:  # no other song's test window at the same time: null
+            assert name in ms[0]["unavailable"] and f"{name}_hit" not in items[0].columns
+            continue
+        assert ms[0][name]["ci95_over"] == "recordings" and len(ms[0][name]["ci95_windows"]) == 2, name
+        assert {f"{name}_hit", f"{name}_rank"} <= set(items[0].columns), name
+    assert items[0]["song_id_hit"].notna().sum() == ms[0]["song_id"]["n"]
+    # the verdict on song_id is the paired bootstrap over recordings of the two items.csv files
     assert "Verdict on `song_id` (the primary metric)" in md
+    [row] = report.collect(out)[1]
+    assert row.verdict["primary"] == "song_id" and row.verdict["beats"] is not None
+    assert row.cells["song_id"].gain_ci95_kind.startswith("recordings (paired bootstrap, ")
     assert (out / "report" / "index.html").is_file()
     assert (out / "interpretation" / "linear_reference_dissimilarity.png").is_file()
 

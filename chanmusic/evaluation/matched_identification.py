@@ -14,8 +14,10 @@
   uniformly among the candidates of that dataset. With ``own_dataset=True`` (``genre_id``) distractors come only from
   the item's own dataset, so an item whose dataset has no other class (NMED-H: four songs of one genre) is left out.
 
-Both return :class:`Identification`'s keys (``mean``, ``n``, ``n_way``, ``chance``, ``ci95_low`` / ``ci95_high``,
-``draw_std``, ``repeats``, ``n_way_min`` / ``n_excluded`` where they apply).
+Both are :class:`Identification`s and end in its summary (``Identification._summary``): the same keys (``mean``,
+``n``, ``n_way``, ``chance``, ``ci95_low`` / ``ci95_high`` over recordings with ``ci95_over``, the window-level
+``ci95_windows_low`` / ``_high``, ``draw_std``, ``repeats``, ``n_way_min`` / ``n_excluded`` where they apply) and
+the same per-item results in ``last_items`` (hit, rank, candidates per segment and recording: ``items.csv``).
 """
 from __future__ import annotations
 
@@ -23,35 +25,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from chanmusic.evaluation.intervals import bootstrap_ci95
-from chanmusic.evaluation.metrics import Identification, MetricUnavailable, identification_hits
-
-
-def hits_summary(hits: np.ndarray, n_cand: np.ndarray, repeats: int, seed: int, what: str) -> dict[str, float]:
-    """Identification's summary of hits ``[repeats, n]`` and candidates per item ``[n]`` (items with fewer than
-    two candidates are left out and counted); :class:`MetricUnavailable` naming ``what`` when none is left."""
-    ok = n_cand >= 2
-    if not ok.any():
-        raise MetricUnavailable(f"{what}: no test item has a distractor ({len(n_cand)} test items)")
-    per_item = hits[:, ok].mean(0)
-    lo, hi = bootstrap_ci95(per_item, seed)
-    draws = hits[:, ok].mean(1)
-    out = {"mean": float(per_item.mean()), "n": int(ok.sum()), "n_way": int(n_cand[ok].max()),
-           "chance": float(np.mean(1.0 / n_cand[ok])), "ci95_low": lo, "ci95_high": hi,
-           "draw_std": float(draws.std()), "std": float(draws.std()), "repeats": repeats}
-    if n_cand[ok].min() != n_cand[ok].max():
-        out["n_way_min"] = int(n_cand[ok].min())
-    if not ok.all():
-        out["n_excluded"] = int((~ok).sum())
-    return out
+from chanmusic.evaluation.metrics import Identification, MetricUnavailable, identification_ranks
 
 
 def time_matched_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray, start: np.ndarray,
                       length: np.ndarray, n_way: int | None, tolerance: float, repeats: int, seed: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Hits ``[repeats, n]`` and candidates per item ``[n]`` of the time-matched identification: each item's true
-    segment against one segment of each of up to ``n_way - 1`` other songs whose start (time since onset) is within
-    ``tolerance`` × the item's length of the true segment's start (drawn at random per repeat)."""
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hits ``[repeats, n]``, candidates per item ``[n]`` and ranks of the true candidate ``[repeats, n]`` (1 =
+    top; ties count against it) of the time-matched identification: each item's true segment against one segment
+    of each of up to ``n_way - 1`` other songs whose start (time since onset) is within ``tolerance`` × the item's
+    length of the true segment's start (drawn at random per repeat)."""
     n = len(P)
     if n < 2:
         raise MetricUnavailable(f"time-matched identification needs at least 2 test items, got {n}")
@@ -60,7 +43,7 @@ def time_matched_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray,
     c_song, c_start = song[first], start[first].astype(np.float64)
     sims = (P @ A[torch.from_numpy(first)].T).numpy()
     rng = np.random.default_rng(seed)
-    hits, n_cand = np.zeros((repeats, n)), np.ones(n, dtype=np.int64)
+    hits, ranks, n_cand = np.zeros((repeats, n)), np.ones((repeats, n)), np.ones(n, dtype=np.int64)
     for i in range(n):
         near = np.abs(c_start - float(start[i])) <= tolerance * float(length[i])
         pools = [np.flatnonzero(near & (c_song == s)) for s in np.unique(c_song[near]) if s != song[i]]
@@ -73,27 +56,11 @@ def time_matched_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray,
             chosen = rng.choice(len(pools), size=k, replace=False)
             d = np.array([rng.choice(pools[j]) for j in chosen], dtype=np.int64)
             hits[r, i] = float(sims[i, t] > sims[i, d].max())
-    return hits, n_cand
+            ranks[r, i] = 1 + int((sims[i, d] >= sims[i, t]).sum())
+    return hits, n_cand, ranks
 
 
-class _Deduped(Identification):
-    """Identification's states, read back once per window in segment order (as its ``compute`` does)."""
-
-    def _items(self) -> dict[str, np.ndarray | Tensor]:
-        cat = lambda x: (torch.cat(x) if isinstance(x, list) else x).cpu()  # noqa: E731
-        out: dict[str, np.ndarray | Tensor] = {"P": cat(self.preds), "A": cat(self.targets)}
-        names = ["music", "song", "genre", "stimulus", "start", "length"] + self._extra
-        out.update({k: cat(getattr(self, k)).numpy() for k in names})
-        seg = cat(self.segment).numpy()
-        if len(seg) and (seg >= 0).all():
-            keep = np.unique(seg, return_index=True)[1]
-            out = {k: (v[torch.from_numpy(keep)] if isinstance(v, Tensor) else v[keep]) for k, v in out.items()}
-        return out
-
-    _extra: list[str] = []
-
-
-class TimeMatchedIdentification(_Deduped):
+class TimeMatchedIdentification(Identification):
     """N-way identification against other songs at the same time since onset (module docstring).
 
     ``update`` as :class:`Identification`'s. ``n_way=None``: every other song with a segment at that time;
@@ -111,17 +78,17 @@ class TimeMatchedIdentification(_Deduped):
 
     def compute(self) -> dict[str, Tensor]:
         it = self._items()
-        hits, n_cand = time_matched_hits(it["P"], it["A"], it["music"], it["song"], it["start"], it["length"],
-                                         self.n_way, self.tolerance, self.repeats, self.seed)
-        out = hits_summary(hits, n_cand, self.repeats, self.seed,
-                           "time-matched identification (no other song has a test segment at the same time)")
-        return {k: torch.tensor(v) for k, v in out.items()}
+        hits, n_cand, ranks = time_matched_hits(it["P"], it["A"], it["music"], it["song"], it["start"],
+                                                it["length"], self.n_way, self.tolerance, self.repeats, self.seed)
+        return self._summary(it, hits, n_cand, ranks, "time-matched identification: no test item has a distractor "
+                             "(no other song has a test segment at the same time)")
 
 
-class DatasetIdentification(_Deduped):
+class DatasetIdentification(Identification):
     """Song / genre identification that knows where its candidates come from (module docstring).
 
-    ``update(..., segment, dataset [B])`` (``dataset``: an int per item naming its dataset). ``own_dataset``: draw
+    ``update(..., segment, dataset [B], recording [B])`` (``dataset``: an int per item naming its dataset;
+    ``recording``: the interval's clusters, as :class:`Identification`'s). ``own_dataset``: draw
     distractors from the item's own dataset only. ``compute()`` adds ``chance_dataset``.
     """
 
@@ -137,8 +104,8 @@ class DatasetIdentification(_Deduped):
 
     def update(self, preds: Tensor, targets: Tensor, music: Tensor, song: Tensor, genre: Tensor,  # type: ignore[override]
                stimulus: Tensor, start: Tensor, length: Tensor, segment: Tensor | None = None,
-               dataset: Tensor | None = None) -> None:
-        super().update(preds, targets, music, song, genre, stimulus, start, length, segment)
+               dataset: Tensor | None = None, recording: Tensor | None = None) -> None:
+        super().update(preds, targets, music, song, genre, stimulus, start, length, segment, recording)
         d = torch.zeros(len(preds), dtype=torch.long) if dataset is None else torch.as_tensor(dataset)
         self.dataset.append(d.to(self.device).long().reshape(-1))
 
@@ -147,20 +114,21 @@ class DatasetIdentification(_Deduped):
         key = it["song"] if self.distractors == "song" else it["genre"]
         ds = it["dataset"]
         n = len(ds)
-        hits, n_cand = np.zeros((self.repeats, n)), np.ones(n, dtype=np.int64)
+        hits, ranks, n_cand = np.zeros((self.repeats, n)), np.ones((self.repeats, n)), np.ones(n, dtype=np.int64)
         groups = [np.flatnonzero(ds == d) for d in np.unique(ds)] if self.own_dataset else [np.arange(n)]
         for g in groups:
             if len(g) < 2:
                 continue
-            h, c = identification_hits(it["P"][torch.from_numpy(g)], it["A"][torch.from_numpy(g)],
-                                       *(it[k][g] for k in ("music", "song", "genre", "stimulus", "start", "length")),
-                                       None, self.distractors, self.repeats, self.seed)
-            hits[:, g], n_cand[g] = h, c
+            h, c, rk = identification_ranks(it["P"][torch.from_numpy(g)], it["A"][torch.from_numpy(g)],
+                                            *(it[k][g] for k in self._FACTS[:6]), None, self.distractors,
+                                            self.repeats, self.seed)
+            hits[:, g], n_cand[g], ranks[:, g] = h, c, rk
         where = " within its own dataset" if self.own_dataset else ""
-        out = hits_summary(hits, n_cand, self.repeats, self.seed, f"{self.distractors} identification{where}")
+        out = self._summary(it, hits, n_cand, ranks, f"{self.distractors} identification{where}: no test item has a "
+                            f"distractor ({n} test items)")
         # a guesser that knows the dataset: 1 / (the true class + the distractors of the item's own dataset)
         classes = {d: set(key[ds == d].tolist()) for d in np.unique(ds)}
         own = np.array([len(classes[ds[i]]) for i in range(n)])
         ok = n_cand >= 2
-        out["chance_dataset"] = float(np.mean(1.0 / np.minimum(own[ok], n_cand[ok])))
-        return {k: torch.tensor(v) for k, v in out.items()}
+        out["chance_dataset"] = torch.tensor(float(np.mean(1.0 / np.minimum(own[ok], n_cand[ok]))))
+        return out

@@ -93,27 +93,40 @@ class Identification(Metric):
                         ("start", start), ("length", length), ("segment", segment), ("recording", recording)):
             getattr(self, name).append(torch.as_tensor(v, device=self.device).long().reshape(-1))
 
-    def compute(self) -> dict[str, Tensor]:
+    _FACTS = ["music", "song", "genre", "stimulus", "start", "length", "segment", "recording"]
+    _extra: list[str] = []  # further per-item states a subclass keeps (read back like the facts)
+
+    def _items(self) -> dict[str, np.ndarray | Tensor]:
+        """The states read back once per window, in segment order (class docstring): ``P`` / ``A`` ``[n, D]`` and
+        each fact ``[n]``."""
         cat = lambda x: (torch.cat(x) if isinstance(x, list) else x).cpu()  # noqa: E731
-        P, A = cat(self.preds), cat(self.targets)
-        music, song, genre = cat(self.music).numpy(), cat(self.song).numpy(), cat(self.genre).numpy()
-        stim, start, length = cat(self.stimulus).numpy(), cat(self.start).numpy(), cat(self.length).numpy()
-        seg, rec = cat(self.segment).numpy(), cat(self.recording).numpy()
+        out: dict[str, np.ndarray | Tensor] = {"P": cat(self.preds), "A": cat(self.targets)}
+        out.update({k: cat(getattr(self, k)).numpy() for k in self._FACTS + self._extra})
+        seg = out["segment"]
         if len(seg) and (seg >= 0).all():  # each window once, in segment order (see the class docstring)
-            _, keep = np.unique(seg, return_index=True)
-            P, A = P[torch.from_numpy(keep)], A[torch.from_numpy(keep)]
-            music, song, genre, stim, start, length, seg, rec = (
-                x[keep] for x in (music, song, genre, stim, start, length, seg, rec))
-        hits, n_cand, ranks = identification_ranks(P, A, music, song, genre, stim, start, length, self.n_way,
+            keep = np.unique(seg, return_index=True)[1]
+            out = {k: (v[torch.from_numpy(keep)] if isinstance(v, Tensor) else v[keep]) for k, v in out.items()}
+        return out
+
+    def compute(self) -> dict[str, Tensor]:
+        it = self._items()
+        hits, n_cand, ranks = identification_ranks(it["P"], it["A"], *(it[k] for k in self._FACTS[:6]), self.n_way,
                                                    self.distractors, self.repeats, self.seed)
+        what = {"song": "song", "genre": "genre"}.get(self.distractors)
+        present = len(np.unique(it[what])) if what else None
+        return self._summary(it, hits, n_cand, ranks, f"{self.distractors} identification: no test item has a distractor"
+                             + (f" (only {present} {what}{'s' if present != 1 else ''} present in the test set)"
+                                if what else f" ({len(it['P'])} test items, too few distinct non-overlapping segments)"))
+
+    def _summary(self, it: dict[str, np.ndarray | Tensor], hits: np.ndarray, n_cand: np.ndarray, ranks: np.ndarray,
+                 unavailable: str) -> dict[str, Tensor]:
+        """``compute()``'s result from hits and ranks ``[repeats, n]`` and candidates ``[n]`` of the items ``it``
+        (:meth:`_items`), and :attr:`last_items`; every identification ends here. Items with fewer than two
+        candidates are left out and counted; none left: :class:`MetricUnavailable` (``unavailable``)."""
+        seg, rec = np.asarray(it["segment"]), np.asarray(it["recording"])
         ok = n_cand >= 2
         if not ok.any():
-            what = {"song": "song", "genre": "genre"}.get(self.distractors)
-            present = len(np.unique(song if what == "song" else genre)) if what else None
-            raise MetricUnavailable(
-                f"{self.distractors} identification: no test item has a distractor"
-                + (f" (only {present} {what}{'s' if present != 1 else ''} present in the test set)" if what else
-                   f" ({len(P)} test items, too few distinct non-overlapping segments)"))
+            raise MetricUnavailable(unavailable)
         per_item = hits[:, ok].mean(0)
         self.last_items = {"segment": seg, "recording": rec, "hit": np.where(ok, hits.mean(0), np.nan),
                            "rank": np.where(ok, ranks.mean(0), np.nan), "candidates": n_cand}
@@ -133,24 +146,13 @@ class Identification(Metric):
         return {k: torch.tensor(v) for k, v in out.items()}
 
 
-def identification_hits(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray, genre: np.ndarray,
-                        stim: np.ndarray, start: np.ndarray, length: np.ndarray, n_way: int | None,
-                        distractors: str, repeats: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hits ``[repeats, n]`` (1.0 = the true candidate scored highest) and candidates per item ``[n]``
-    (1 = no distractor: that item's hits are meaningless); see :class:`Identification`.
-
-    P, A: ``[n, D]`` L2-normalised predictions and true audio embeddings.
-    """
-    hits, n_cand, _ = identification_ranks(P, A, music, song, genre, stim, start, length, n_way, distractors,
-                                           repeats, seed)
-    return hits, n_cand
-
-
 def identification_ranks(P: Tensor, A: Tensor, music: np.ndarray, song: np.ndarray, genre: np.ndarray,
                          stim: np.ndarray, start: np.ndarray, length: np.ndarray, n_way: int | None,
                          distractors: str, repeats: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`identification_hits` and the rank ``[repeats, n]`` of the true candidate among its draw (1 = top;
-    ties count against it)."""
+    """Hits ``[repeats, n]`` (1.0 = the true candidate scored highest), candidates per item ``[n]`` (1 = no
+    distractor: that item's hits are meaningless) and the rank ``[repeats, n]`` of the true candidate among its
+    draw (1 = top; ties count against it); see :class:`Identification`. P, A: ``[n, D]`` L2-normalised
+    predictions and true audio embeddings."""
     n = len(P)
     if n < 2:
         raise MetricUnavailable(f"identification needs at least 2 test items, got {n}")

@@ -78,14 +78,15 @@ def by_dataset(distractors: str, own_dataset: bool) -> Callable[[Mapping[str, An
 
 
 def update_by_dataset(metric: Metric, emb: Tensor, batch: Mapping[str, Any]) -> None:
-    """``update`` of a :class:`DatasetIdentification`: the identification's inputs and each item's dataset code
-    (read from the song table by the batch's song ids)."""
+    """``update`` of a :class:`DatasetIdentification`: the identification's inputs, each item's dataset code
+    (read from the song table by the batch's song ids) and its recording (the interval's cluster) when known."""
     from datamodules.registry import dataset_code
     from datamodules.songs import SONGS
 
     codes = [dataset_code(SONGS[int(s)].dataset) for s in batch["song"].reshape(-1).tolist()]
     metric.update(emb, batch["clap"], batch["music"], batch["song"], batch["genre"], batch["stimulus"],
-                  batch["start"], batch["length"], batch["segment"], torch.tensor(codes, dtype=torch.long))
+                  batch["start"], batch["length"], batch["segment"], torch.tensor(codes, dtype=torch.long),
+                  batch.get("recording"))
 
 
 _ID_CHANCE = "mean over the test items of 1 / (the candidates the item had)"

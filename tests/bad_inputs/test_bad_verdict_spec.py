@@ -1,5 +1,6 @@
 """Bad input of the verdict's settings in a comparison spec (issue 27): a primary metric no row computes, a
-``split_seeds`` list with duplicates or too short. Each is one line naming the field, exit 2, before any run."""
+``split_seeds`` list with duplicates or too short, a control minimum shift longer than the shortest recording allows.
+Each is one line naming the field, exit 2, before any run (the last: before any training)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,3 +53,12 @@ def test_good_verdict_settings_plan_each_seed_its_own_split(capsys, tmp_path):
     assert got == [7, 7, 11, 11, 13, 13]           # music and control of a seed share it; seeds differ
     default = load_spec(E / "paper.yaml", "quick", ["linear_reference"], 2, tmp_path)
     assert [default.split_seed(s) for s in default.seeds] == [42, 43]   # the documented mapping 42 + k
+
+
+def test_a_minimum_shift_longer_than_the_shortest_recording_allows_is_one_line(capsys, world, tmp_path):
+    # the world's recordings last 12 s: the control's default 30-s minimum shift from zero (circularly) cannot fit
+    runs = tmp_path / "runs"
+    code, err = run(["fit", *world.args(runs=runs, cache=tmp_path / "cache"), "--data.control", "shift"], capsys)
+    line = assert_refused(code, err, "--data.control_min_shift_s")
+    assert "set data.control_min_shift_s to at most" in line
+    assert not list(runs.rglob("*.ckpt")) and not list(runs.rglob("metrics.json"))
