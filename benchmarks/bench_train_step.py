@@ -40,7 +40,8 @@ def train_step_consumption(ctx: Context) -> list[Row]:
         rate, step_cpu = time_train_steps(model, batch)
         n_params = sum(p.numel() for p in model.parameters())
         rows.append(Row("train step", f"{label}: align step", rate, "samples/s",
-                        f"{n_params / 1e6:.2f} M parameters, fp32, {torch.get_num_threads()} threads, not deterministic; "
+                        f"{n_params / 1e6:.2f} M parameters, fp32, {torch.get_num_threads()} threads, "
+                        f"not deterministic; "
                         f"{1000 * step_cpu:.2f} CPU-s per 1,000 samples; load average {os.getloadavg()[0]:.1f}"))
         ratio = max(load_rate, best) / rate
         rows.append(Row("train step", f"{label}: loader / step", ratio, "x",
