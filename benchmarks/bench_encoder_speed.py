@@ -22,7 +22,8 @@ SPEED_CONFIGS = [
     ("D64 depth2 patch50 (paper patch)", 64, 2, 4, 50, 8, 2),
 ]
 SPEED_CHANNELS, SPEED_SFREQ, SPEED_TIMES = 125, 125.0, 250
-PEAK_FRACTION_TARGET = 0.40  # the issue's target: >= 40% of matmul peak at a realistic batch
+PEAK_FRACTION_TARGET = 0.60  # issue 31: >= 60 % of the same run's fp32 matmul peak at every size
+LABRAM_RATIO_TARGET = 1.5  # issue 31: >= 1.5x braindecode LaBraM's tokens/s at equal tokens and width
 PEAK_N = 2048
 
 
@@ -166,8 +167,9 @@ def encoder_speed(ctx: Context) -> list[Row]:
                             f"{len(r['times'][k])}; {r['flops'][k] / 1e9:.1f} GFLOP/step; "
                             f"{r['params'][k] / 1e6:.2f} M params"))
         ratio = rate["ours"] / rate["LaBraM"]
-        rows.append(Row(B, f"{tag}: ours / LaBraM tokens/s", ratio, "x", "target >= 1 (same tokens and width)",
-                        target_met=ratio >= 1.0))
+        rows.append(Row(B, f"{tag}: ours / LaBraM tokens/s", ratio, "x",
+                        f"target >= {LABRAM_RATIO_TARGET}x (same tokens and width)",
+                        target_met=ratio >= LABRAM_RATIO_TARGET))
         rows.append(Row(B, f"{tag}: ours FLOP/s / matmul peak", 100 * frac["ours"], "% of peak",
                         f"{r['flops']['ours'] / best['ours'] / 1e9:.1f} GFLOP/s; target >= "
                         f"{PEAK_FRACTION_TARGET:.0%}", target_met=frac["ours"] >= PEAK_FRACTION_TARGET))

@@ -57,7 +57,7 @@ class Context:
         from datamodules.datamodule import NMEDDataModule
 
         s = self.sets[name]
-        dm = NMEDDataModule(str(s.root), cache_dir=str(s.cache_dir), **{"batch_size": BATCH_SIZE, **kw})
+        dm = NMEDDataModule(str(s.root), cache_dir=str(s.cache_dir), **{**demo_data_settings(), **kw})
         dm.setup("fit")
         return dm
 
@@ -85,6 +85,17 @@ class Context:
 Benchmark = Callable[[Context], list[Row]]
 
 
+def demo_data_settings() -> dict[str, Any]:
+    """The window settings of ``experiments/demo.yaml``'s ``data`` section (so a data module built here reads the
+    cache ``prepare`` built from that file: the window length and hop are part of the cache key), batch
+    :data:`BATCH_SIZE`."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "experiments/demo.yaml").read_text()).get("data") or {}
+    keep = {k: data[k] for k in ("window_s", "stride_s", "clap") if k in data}
+    return {**keep, "batch_size": BATCH_SIZE}
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Silence stdout/stderr and Lightning's info logging (banners, prepare's prints) while building things."""
@@ -101,10 +112,10 @@ def quiet() -> Iterator[None]:
 
 
 def time_train_steps(model: Any, batch: dict[str, Any], budget_s: float = 3.0, min_steps: int = 2,
-                     max_steps: int = 20, warmup: int = 1) -> float:
-    """Samples per second of full alignment training steps (forward, InfoNCE, backward, AdamW) on one batch
-    (``batch["eeg"]`` ``[B, C, T]``): ``warmup`` untimed steps, then timed steps until ``budget_s`` seconds (at
-    least ``min_steps``)."""
+                     max_steps: int = 20, warmup: int = 1) -> tuple[float, float]:
+    """``(samples per second, CPU-seconds per sample)`` of full alignment training steps (forward, InfoNCE,
+    backward, AdamW) on one batch (``batch["eeg"]`` ``[B, C, T]``): ``warmup`` untimed steps, then timed steps
+    until ``budget_s`` seconds (at least ``min_steps``). CPU-seconds are this process's (all its threads)."""
     import torch
 
     model.train()
@@ -118,8 +129,10 @@ def time_train_steps(model: Any, batch: dict[str, Any], budget_s: float = 3.0, m
 
     for _ in range(warmup):
         step()
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while n < max_steps and (n < min_steps or time.perf_counter() - t0 < budget_s):
         step()
         n += 1
-    return n * len(batch["eeg"]) / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    samples = n * len(batch["eeg"])
+    return samples / wall, cpu / samples

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from chanmusic.core.errors import (InputError, ProvenanceError, debug_enabled, error_exit_code, error_line,
                               yaml_config_error)
-from chanmusic.lightning_cli import StageCLI, build_cli
 from chanmusic.results.checkpoint_rule import earlier_best_checkpoint, earlier_last_checkpoint
-from datamodules.datamodule import NMEDDataModule
+
+# Lightning (and through it torchmetrics, torchvision, torch._dynamo: ~5 CPU-s) is imported only by the commands
+# that train or prepare: `chanmusic --help`, `compare` (whose parent process only starts workers and writes the
+# report) and `report` never pay for it. `ChanMusicCLI` and `NMEDDataModule` are built on first use (__getattr__).
 
 # extra subcommands: name -> "module:function" taking argv (kept lazy so `--help` is fast)
 EXTRA_COMMANDS: dict[str, str] = {
@@ -43,32 +45,58 @@ COMMANDS: dict[str, str] = {
 _RAISE_ON_PARSE_ERROR = {"exit_on_error": False}
 
 
-class ChanMusicCLI(StageCLI):
-    """The entry point's LightningCLI: :class:`~chanmusic.lightning_cli.StageCLI` plus the ``--ckpt_path`` rules of
-    ``fit`` / ``test`` / ``predict`` (:mod:`chanmusic.results.checkpoint_rule`)."""
+_CLI_CLASS: list[type] = []
 
-    def before_fit(self) -> None:
-        """``--ckpt_path last`` resumes the newest ``last.ckpt`` of an earlier version of the run (see
-        :func:`~chanmusic.results.checkpoint_rule.earlier_last_checkpoint`)."""
-        cfg = self.config_init[self.subcommand]
-        if cfg.get("ckpt_path") == "last":
-            found = earlier_last_checkpoint(self.trainer)
-            if found is not None:
-                logging.getLogger("chanmusic").info("--ckpt_path last: resuming from %s", found)
-                cfg["ckpt_path"] = str(found)
 
-    def before_test(self) -> None:
-        """``test`` scores trained weights only: ``--ckpt_path FILE``, ``last`` or ``best`` (found in the logger's
-        earlier versions, as ``fit`` does), or a stage that brings its own (``test_without_checkpoint()``)."""
-        cfg = self.config_init[self.subcommand]
-        cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
-        if self.subcommand == "test":
-            check_test_provenance(self.datamodule, cfg["ckpt_path"] or getattr(self.model, "aligned_checkpoint", None))
+def _chanmusic_cli_class() -> type:
+    """:class:`ChanMusicCLI`, defined on first use (it subclasses Lightning's CLI)."""
+    if _CLI_CLASS:
+        return _CLI_CLASS[0]
+    from chanmusic.lightning_cli import StageCLI
 
-    def before_predict(self) -> None:
-        """Predictions of an untrained model are refused as in ``test``."""
-        cfg = self.config_init[self.subcommand]
-        cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+    class ChanMusicCLI(StageCLI):
+        """The entry point's LightningCLI: :class:`~chanmusic.lightning_cli.StageCLI` plus the ``--ckpt_path``
+        rules of ``fit`` / ``test`` / ``predict`` (:mod:`chanmusic.results.checkpoint_rule`)."""
+
+        def before_fit(self) -> None:
+            """``--ckpt_path last`` resumes the newest ``last.ckpt`` of an earlier version of the run (see
+            :func:`~chanmusic.results.checkpoint_rule.earlier_last_checkpoint`)."""
+            cfg = self.config_init[self.subcommand]
+            if cfg.get("ckpt_path") == "last":
+                found = earlier_last_checkpoint(self.trainer)
+                if found is not None:
+                    logging.getLogger("chanmusic").info("--ckpt_path last: resuming from %s", found)
+                    cfg["ckpt_path"] = str(found)
+
+        def before_test(self) -> None:
+            """``test`` scores trained weights only: ``--ckpt_path FILE``, ``last`` or ``best`` (found in the
+            logger's earlier versions, as ``fit`` does), or a stage that brings its own
+            (``test_without_checkpoint()``)."""
+            cfg = self.config_init[self.subcommand]
+            cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+            if self.subcommand == "test":
+                ckpt = cfg["ckpt_path"] or getattr(self.model, "aligned_checkpoint", None)
+                check_test_provenance(self.datamodule, ckpt)
+
+        def before_predict(self) -> None:
+            """Predictions of an untrained model are refused as in ``test``."""
+            cfg = self.config_init[self.subcommand]
+            cfg["ckpt_path"] = resolve_test_checkpoint(self.trainer, self.model, cfg.get("ckpt_path"))
+
+    ChanMusicCLI.__qualname__ = "ChanMusicCLI"  # found again by name (module __getattr__), e.g. when pickled
+    _CLI_CLASS.append(ChanMusicCLI)
+    return ChanMusicCLI
+
+
+def __getattr__(name: str):
+    """``ChanMusicCLI`` and ``NMEDDataModule``, imported on first use (see the note on Lightning above)."""
+    if name == "ChanMusicCLI":
+        return _chanmusic_cli_class()
+    if name == "NMEDDataModule":
+        from datamodules.datamodule import NMEDDataModule
+
+        return NMEDDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_test_provenance(dm, ckpt: str | None) -> None:
@@ -131,13 +159,17 @@ def import_components() -> None:
 def lightning_main(args: list[str] | None = None, run: bool = True, parser_kwargs: dict | None = None
                    ) -> ChanMusicCLI:
     """The LightningCLI of ``chanmusic fit|validate|test|predict`` (``run=False``: build it, run nothing)."""
+    from chanmusic.lightning_cli import build_cli
+
     import_components()
-    return build_cli(args, run, parser_kwargs, ChanMusicCLI)
+    return build_cli(args, run, parser_kwargs, _chanmusic_cli_class())
 
 
 def prepare_main(argv: list[str]) -> None:
     """``chanmusic prepare``: build (or reuse) the cache for the given ``--data.*`` settings."""
     from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from datamodules.datamodule import NMEDDataModule
 
     parser = ArgumentParser(prog="chanmusic prepare", exit_on_error=False, allow_abbrev=False,
                             description="Build the prepared cache (EEG memmaps, windows, CLAP embeddings, mels) "

@@ -2,12 +2,15 @@
 targets, mels and ids, a whole batch gathered in one read (:class:`WindowDataset`, :func:`collate_batch`)."""
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence as SequenceABC
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from datamodules.cache import PreparedCache, recording_view
 from datamodules.songs import genre_index
@@ -30,7 +33,13 @@ class WindowDataset(Dataset):
         self.clap = clap
         self.mel = cache.mel
         self.genre = np.array([genre_index(int(s)) for s in self.song], dtype=np.int64)
+        m = self.music
+        # the int64 fields of the batch, one row each, per dataset row: a batch is one gather of [len(ID_FIELDS), B]
+        self.ids = np.ascontiguousarray(np.stack([
+            self.song, self.genre, self.subject, self.recording, self.rows, m,
+            self.music_table[m, 0], self.music_table[m, 1], self.music_table[m, 2]]).astype(np.int64))
         self._eeg: list[np.ndarray] | None = None  # per recording [C, n] views of the memmap
+        self._mel: np.ndarray | None = None  # the mel memmap as a plain ndarray view
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -50,33 +59,78 @@ class WindowDataset(Dataset):
             flat = np.memmap(self.path / "eeg.f32", dtype=np.float32, mode="r", shape=(int(np.prod(self.shape)),))
             flat = flat.view(np.ndarray)  # plain views: np.memmap's per-slice bookkeeping costs more than the copy
             self._eeg = [recording_view(flat, r, self.shape[1]) for r in self.recordings]
+            self._mel = np.asarray(self.mel).view(np.ndarray)
         idx = np.asarray(indices, dtype=np.int64)
+        B = len(idx)
         # the cache is channel-major per recording: each window is C contiguous runs, copied straight into
-        # [B, C, L] (pinned by the DataLoader on CUDA runs); no transpose
-        eeg = torch.empty((len(idx), self.shape[1], self.length), dtype=torch.float32)
-        out, L = eeg.numpy(), self.length
-        for j, (r, s) in enumerate(zip(self.rec[idx].tolist(), self.start[idx].tolist())):
-            out[j] = self._eeg[r][:, s:s + L]
-        m = self.music[idx]
-        order = np.argsort(m, kind="stable")  # memmapped mel: read in ascending order
-        mel = np.empty((len(m),) + self.mel.shape[1:], dtype=np.float32)
-        mel[order] = self.mel[m[order]]
-        long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+        # [B, C, L] (pinned by the DataLoader on CUDA runs); no transpose. The copies are memory-bound and release
+        # the GIL, so the batch is split over this process's torch threads (1 in a DataLoader worker). In a worker
+        # the batch is written straight into shared memory (no second copy when it is sent to the main process).
+        eeg = _empty((B, self.shape[1], self.length))
+        mel = _empty((B,) + self._mel.shape[1:])
+        ids = torch.from_numpy(self.ids[:, idx])  # [len(ID_FIELDS), B]
+        m = self.ids[ID_FIELDS.index("music"), idx]
+        jobs = [(self._copy_eeg, eeg.numpy(), self.rec[idx].tolist(), self.start[idx].tolist(), lo, hi)
+                for lo, hi in _chunks(B, _threads())]
+        jobs.append((np.take, self._mel, m, 0, mel.numpy(), "clip"))  # ids checked when the cache opened
+        run_parallel(jobs)
         return {
             "eeg": eeg,
             "clap": torch.from_numpy(np.ascontiguousarray(self.clap[m], dtype=np.float32)),
-            "mel": torch.from_numpy(mel),
-            "song": long(self.song[idx]),
-            "genre": long(self.genre[idx]),
-            "subject": long(self.subject[idx]),
-            "recording": long(self.recording[idx]),  # index into the cache's recordings (the intervals' clusters)
-            "segment": long(self.rows[idx]),
-            "music": long(m),
-            "stimulus": long(self.music_table[m, 0]),
-            "start": long(self.music_table[m, 1]),
-            "length": long(self.music_table[m, 2]),
-            "channel_mask": torch.ones(eeg.shape[0], eeg.shape[1], dtype=torch.bool),
+            "mel": mel,
+            # song, genre, subject, recording (index into the cache's recordings: the intervals' clusters), segment,
+            # music, stimulus, start, length: rows of one [9, B] int64 tensor
+            **dict(zip(ID_FIELDS, ids.unbind(0))),
+            "channel_mask": torch.ones(B, self.shape[1], dtype=torch.bool),
         }
+
+    def _copy_eeg(self, out: np.ndarray, rec: list[int], start: list[int], lo: int, hi: int) -> None:
+        """``out[lo:hi] = `` the windows ``(rec, start)[lo:hi]`` (``out`` ``[B, C, L]``)."""
+        L, views = self.length, self._eeg
+        for j in range(lo, hi):
+            s = start[j]
+            out[j] = views[rec[j]][:, s:s + L]
+
+
+#: the int64 ``[B]`` fields of a batch, in the row order of :attr:`WindowDataset.ids`
+ID_FIELDS = ("song", "genre", "subject", "recording", "segment", "music", "stimulus", "start", "length")
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, pool): one pool per process
+
+
+def _empty(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised float32 tensor; in a DataLoader worker in shared memory, as ``default_collate`` does."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    storage = torch.UntypedStorage._new_shared(4 * math.prod(shape))
+    return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
+
+
+def _threads() -> int:
+    """Threads a batch gather may use: this process's torch threads (a DataLoader worker has 1), at most 8."""
+    return max(1, min(8, torch.get_num_threads()))
+
+
+def _chunks(n: int, k: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges splitting ``range(n)`` into ``min(k, n)`` near-equal parts (one empty range if n = 0)."""
+    k = max(1, min(k, n))
+    step, extra = divmod(n, k)
+    bounds = [i * step + min(i, extra) for i in range(k + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def run_parallel(jobs: list[tuple]) -> None:
+    """Run ``fn(*args)`` for each ``(fn, *args)`` in ``jobs``: on this process's thread pool when there are more
+    threads than one (the pool is made per process, so a forked worker never uses its parent's), else in order."""
+    global _POOL
+    k = _threads()
+    if k == 1 or len(jobs) == 1:
+        for fn, *args in jobs:
+            fn(*args)
+        return
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != k:
+        _POOL = (os.getpid(), k, ThreadPoolExecutor(k, thread_name_prefix="chanmusic-gather"))
+    for f in [_POOL[2].submit(fn, *args) for fn, *args in jobs]:
+        f.result()
 
 
 class PrebatchedItems(SequenceABC):
