@@ -62,3 +62,14 @@ def test_package_runs_without_lightly_installed():
         "print(type(m.head).__module__)\n")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     assert r.stdout.strip().endswith("chanmusic.modules.dino_head")
+
+
+def test_lightly_and_librosa_are_test_references_only():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    name = lambda req: re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower()  # noqa: E731
+    assert not {"lightly", "librosa"} & {name(r) for r in project["dependencies"]}
+    assert {"lightly", "librosa"} <= {name(r) for r in project["optional-dependencies"]["test"]}
