@@ -38,22 +38,17 @@ LONGER_FRACTION = 0.05
 
 
 def read_channels(path: Path) -> tuple[np.ndarray, int]:
-    """``(audio [S, channels] float32, sr)`` without mixing to mono (soundfile, else librosa)."""
+    """``(audio [S, channels] float32, sr)`` without mixing to mono (soundfile; mp3 through libsndfile >= 1.1)."""
+    import soundfile as sf
+
+    from datamodules.recording import DataFormatError
+    from datamodules.stimulus_audio import unreadable
+
     try:
-        import soundfile as sf
-
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        return data, int(sr)
-    except Exception:  # formats soundfile cannot read: librosa (audioread) below
-        import warnings
-
-        import librosa
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data, sr = librosa.load(str(path), sr=None, mono=False)
-        data = np.atleast_2d(np.asarray(data, dtype=np.float32))
-        return data.T, int(sr)
+    except Exception as e:
+        raise DataFormatError(unreadable(Path(path), e)) from e
+    return data, int(sr)
 
 
 def _rms(x: np.ndarray, axis=None) -> np.ndarray:

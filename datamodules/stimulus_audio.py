@@ -5,7 +5,6 @@ mono float32 (optionally resampled) and checking that it covers the EEG it must 
 (:meth:`datamodules.protocol.MusicEEGDataset.audio_path`); a dataset with other names overrides that method."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,28 +40,30 @@ def audio_path(audio_root: str | Path, stimulus: int) -> Path:
 
 
 def audio_duration(path: str | Path) -> float:
-    """Length of an audio file in seconds, read from its header where possible."""
+    """Length of an audio file in seconds, from its header (soundfile; mp3 through libsndfile >= 1.1)."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"audio file {path} does not exist")
-    try:
-        import soundfile as sf
+    import soundfile as sf
 
+    try:
         info = sf.info(str(path))
-        if info.frames > 0 and info.samplerate > 0:
-            return info.frames / float(info.samplerate)
-    except Exception:
-        pass
-    try:
-        import librosa
-
-        with warnings.catch_warnings():  # librosa warns when it falls back to audioread
-            warnings.simplefilter("ignore")
-            return float(librosa.get_duration(path=str(path)))
     except Exception as e:
-        raise DataFormatError(
-            f"{path}: cannot read this audio file ({type(e).__name__}: {e}); convert it to WAV or FLAC"
-        ) from e
+        raise DataFormatError(unreadable(path, e)) from e
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise DataFormatError(f"{path}: the audio file holds no samples — use the full-length track")
+    return info.frames / float(info.samplerate)
+
+
+def unreadable(path: Path, e: Exception) -> str:
+    """The one message for an audio file soundfile cannot read (naming libsndfile's version where mp3 needs 1.1)."""
+    import soundfile as sf
+
+    hint = "convert it to WAV or FLAC"
+    if path.suffix.lower() == ".mp3" and "MP3" not in sf.available_formats():
+        hint = (f"this soundfile's libsndfile {sf.__libsndfile_version__} reads no mp3 (it needs libsndfile >= 1.1: "
+                "`pip install -U soundfile` brings one), or convert it to WAV or FLAC")
+    return f"{path}: cannot read this audio file ({type(e).__name__}: {e}) — {hint}"
 
 
 def song_audio_files(audio_root: str | Path) -> list[Path]:
@@ -85,26 +86,13 @@ def read_audio_file(path: Path, target_sr: int | None = None) -> tuple[np.ndarra
 
     Multi-channel files are averaged to mono; ``target_sr`` resamples (:func:`chanmusic.core.resample.resample`).
     """
-    audio: np.ndarray | None = None
-    sr = 0
+    import soundfile as sf
+
     try:
-        import soundfile as sf
-
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        audio = data.mean(axis=1)
-    except Exception:
-        audio = None
-    if audio is None:
-        try:
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                audio, sr = librosa.load(str(path), sr=None, mono=True)
-        except Exception as e:
-            raise DataFormatError(
-                f"{path}: cannot decode this audio file ({type(e).__name__}: {e}); convert it to WAV or FLAC"
-            ) from e
+    except Exception as e:
+        raise DataFormatError(unreadable(Path(path), e)) from e
+    audio = data.mean(axis=1)
     audio = np.asarray(audio, dtype=np.float32)
     if audio.size == 0:
         raise DataFormatError(f"{path}: the audio file holds no samples")

@@ -214,6 +214,31 @@ def test_reconstruct_end_to_end(aligned):
         assert torch.allclose(log_mel(torch.from_numpy(true)), cached, atol=1e-3)
     # the same windows are generated in test and predict (seeded choice)
     assert sorted(int(r["segment"]) for r in rows) == model._chosen.tolist()
+    _check_tensorboard_clips(run, rows, pred, model._chosen[:4].tolist())
+
+
+def _check_tensorboard_clips(run, rows, pred, first):
+    """test wrote the generated and true audio of the first 4 chosen windows to TensorBoard; read back from the
+    event file (tensorboard's EventAccumulator), each equals predict's wav of that window to 16-bit precision."""
+    import io
+
+    import soundfile as sf
+    from tensorboard.backend.event_processing.event_accumulator import AUDIO, EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={AUDIO: 0})
+    acc.Reload()
+    tags = sorted(acc.Tags()["audio"])
+    assert tags == sorted(f"reconstruct/window_{s:06d}/{k}" for s in first for k in ("generated", "true"))
+    by_segment = {int(r["segment"]): r for r in rows}
+    for tag in tags:
+        [event] = acc.Audio(tag)
+        assert event.sample_rate == 16000
+        logged, sr = sf.read(io.BytesIO(event.encoded_audio_string), dtype="float32")
+        r = by_segment[int(tag.split("/")[1].split("_")[1])]
+        wav, _ = sf.read(str(pred / r[tag.split("/")[2]]), dtype="float32")
+        assert sr == 16000 and logged.shape == wav.shape
+        np.testing.assert_allclose(logged, np.clip(wav, -1, 1), atol=2 / 32767)
+    assert any(np.abs(sf.read(io.BytesIO(acc.Audio(t)[0].encoded_audio_string))[0]).max() > 1e-3 for t in tags)
 
 
 def test_oracle_end_to_end(aligned):

@@ -190,3 +190,38 @@ def test_a_preempted_step_is_requeued_and_resumes_from_its_last_checkpoint(slurm
     attempts = [json.loads(line)["resume"] for line in (step / "attempts.jsonl").read_text().splitlines()]
     assert attempts == [None, str(step / "checkpoints" / "last.ckpt")]
     assert json.loads((slurm / "slurm" / f"{job_id}.job").read_text())["restarts"] == 1
+
+
+def test_detach_and_status_through_the_chanmusic_command(slurm):
+    """`chanmusic compare ... --executor slurm --detach` returns at once with the plan submitted; `chanmusic compare
+    --status OUT` then prints every run with its SLURM job. Real command line (``python -m chanmusic.cli``), fake
+    SLURM on PATH, the fake worker through $CHANMUSIC_WORKER (how a cluster user would put it in a container)."""
+    import subprocess
+    import sys
+
+    spec = write_fake_spec(slurm, rows=ROWS, ablations=[], profile={"seeds": 1})
+    out = slurm / "out"
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CHANMUSIC_WORKER=" ".join(worker_cmd(slurm)),
+               PYTHONPATH=os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    cli = [sys.executable, "-m", "chanmusic.cli", "compare"]
+    t0 = time.time()
+    r = subprocess.run(cli + ["--config", str(spec), "--profile", "quick", "--out", str(out), "--executor", "slurm",
+                              "--time", "5", "--detach"], capture_output=True, text=True, env=env, cwd=slurm,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = read_detached(out)
+    assert set(jobs["runs"]) == {"good/seed0/music", "crash/seed0/music"} and jobs["prepare"] and jobs["report"]
+    assert not (out / "results.md").exists() or time.time() - t0 < 300   # it did not wait for the runs
+    _wait_for(lambda: (out / "results.md").is_file())
+    r = subprocess.run(cli + ["--status", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[-1] == "2 runs: 1 done, 1 failed", r.stdout
+    good = next(line for line in lines if line.startswith("good/seed0/music"))
+    crash = next(line for line in lines if line.startswith("crash/seed0/music"))
+    assert " done " in good and good.endswith(f"[SLURM job {jobs['runs']['good/seed0/music']}: COMPLETED]")
+    assert "at align: RuntimeError: boom in the model" in crash
+    assert crash.endswith(f"[SLURM job {jobs['runs']['crash/seed0/music']}: FAILED]")
+    # every step ran in the fake worker named by $CHANMUSIC_WORKER (none in the real one)
+    assert {Path(c["dir"]).name for c in read_calls(out)} == {"align"}

@@ -1,6 +1,6 @@
 """Audio side of chanmusic: AudioLDM's mel spectrogram, a CLAP audio embedder and an AudioLDM generator.
 
-Everything heavy (transformers, diffusers, laion-clap, librosa, scipy) is imported inside the functions that
+Everything heavy (transformers, diffusers, laion-clap, scipy) is imported inside the functions that
 need it, so ``import chanmusic.audio`` is cheap.
 
 Public surface (re-exported here from the modules that own it)

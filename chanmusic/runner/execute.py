@@ -48,8 +48,13 @@ def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: lis
 
 
 def default_worker_cmd() -> list[str]:
-    """The worker: :mod:`chanmusic.runner.worker` in a fresh interpreter (``JOB.json`` is appended)."""
-    return [sys.executable, "-m", "chanmusic.runner.worker", "--worker"]
+    """The worker: :mod:`chanmusic.runner.worker` in a fresh interpreter (``JOB.json`` is appended), or the command
+    in ``$CHANMUSIC_WORKER`` (split as a shell would; e.g. the worker inside a container:
+    ``apptainer exec img.sif python -m chanmusic.runner.worker --worker``)."""
+    import shlex
+
+    env = os.environ.get("CHANMUSIC_WORKER", "").strip()
+    return shlex.split(env) if env else [sys.executable, "-m", "chanmusic.runner.worker", "--worker"]
 
 
 SUPERSEDED = "superseded"   # checkpoints of attempts that were redone, kept: STEP/superseded/<time>/...

@@ -1,18 +1,28 @@
-"""One progress line per finished run: what it was, how it went, the time so far and an estimate of what remains.
+"""Progress lines of ``chanmusic compare``: one per finished run (what it was, how it went, the time so far and an
+estimate of what remains) and, from the first finished step on (a shared pretraining, a run's align step), one per
+finished step with the same estimate, so an estimate comes long before the first run ends.
 
-The estimate for a run not yet finished is the mean wall time of the finished runs of the same row (music and
-control of a row cost about the same), else the mean time per step of all finished runs times its steps (a run
-that pretrains, aligns and reconstructs costs more than one that only aligns); a running run counts only its
-part still to go (at least a tenth of its estimate). The sum is divided by the runs that can go at once
-(``jobs``). Runs skipped as done earlier count as nothing. It is an estimate from the runs so far: early on,
-when only the cheap runs have finished, it is low.
+**Work units** (the estimate from the start). Each step weighs its epochs (``trainer.max_epochs`` of its YAML list
+and arguments) + 1 for its test; a reconstruction step, which trains nothing, weighs 1 (:func:`step_units`). A
+run's units are those of its steps, its shared pretraining counted once, for the first run that needs it. The time
+per unit is measured on the steps finished so far (pretraining included); what remains is the units not yet done
+times that rate, divided by the runs that can go at once (``jobs``). Runs skipped as done earlier, and the steps a
+failed run will not run, count as nothing. It assumes an epoch costs about the same in every step.
+
+Without units (``Progress(..., units=None)``) the estimate for a run not yet finished is the mean wall time of the
+finished runs of the same row, else the mean time per step of all finished runs times its steps; a running run
+counts only its part still to go (at least a tenth of its estimate).
 """
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
-from chanmusic.runner.plan import RunPlan
+import yaml
+
+from chanmusic.runner.plan import RunPlan, Step
 
 SHOWN = ("id50", "song_id", "within_song", "clap_score")
 
@@ -22,13 +32,41 @@ def fmt_duration(s: float) -> str:
     return f"{s:.0f} s" if s < 90 else (f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h")
 
 
+def step_units(step: Step) -> float:
+    """The work units of one step: ``max_epochs + 1`` for a step that trains (its YAMLs, its ``set`` and its
+    arguments, last one winning, as the CLI reads them; 1 epoch if none says), 1 for a reconstruction step."""
+    if step.name == "reconstruct":
+        return 1.0
+    epochs: Any = None
+    for path in step.configs:
+        try:
+            cfg = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        epochs = ((cfg.get("trainer") or {}) if isinstance(cfg, dict) else {}).get("max_epochs", epochs)
+    epochs = (step.set.get("trainer") or {}).get("max_epochs", epochs)
+    for i, a in enumerate(step.args):
+        if a == "--trainer.max_epochs" and i + 1 < len(step.args):
+            epochs = step.args[i + 1]
+        elif a.startswith("--trainer.max_epochs="):
+            epochs = a.split("=", 1)[1]
+    try:
+        return float(max(1, int(epochs))) + 1.0
+    except (TypeError, ValueError):
+        return 2.0
+
+
 class Progress:
     """Tracks the runs' start and end times (thread-safe) and writes the progress lines."""
 
     def __init__(self, plans: list[RunPlan], jobs: int = 1, prefix: str = "[compare]",
-                 steps: dict[int, int] | None = None):
+                 steps: dict[int, int] | None = None, units: dict[int, float] | None = None):
         self.plans, self.jobs, self.prefix = list(plans), max(1, jobs), prefix
         self.steps = steps or {}             # id(plan) -> its number of steps (default 1)
+        self.units = units                   # id(plan) -> its work units (pretraining included), or None
+        self.units_done = 0.0                # units of the steps finished so far ...
+        self.seconds_done = 0.0              # ... and the wall seconds they took
+        self.plan_done: dict[int, float] = {}  # id(plan) -> units of its steps finished (its pretraining included)
         self.t0 = time.time()
         self.started: dict[int, float] = {}
         self.took: dict[int, float] = {}     # wall seconds of runs that ran (not skipped)
@@ -47,6 +85,8 @@ class Progress:
             self.finished.add(id(plan))
             if not st.get("skipped"):
                 self.took[id(plan)] = dt
+            if self.units is not None:  # what it did not run (skipped, failed) will not run
+                self.plan_done[id(plan)] = self.units.get(id(plan), 0.0)
             left = self.remaining(now)
             n_done = len(self.finished)
         m = st.get("metrics") or {}
@@ -61,6 +101,22 @@ class Progress:
         return (f"{self.prefix} ({n_done}/{len(self.plans)}) {plan.label}: {state}{' — ' + what if what else ''}"
                 f"  [{fmt_duration(now - self.t0)} so far{eta}]")
 
+    def step_done(self, plan: RunPlan | None, name: str, units: float, seconds: float) -> str | None:
+        """Record a finished step of ``plan`` (``units`` of work in ``seconds``; ``plan`` None: not attributed to a
+        run, e.g. a pretraining shared with a run counted already); returns its progress line (None without units)."""
+        with self._lock:
+            self.units_done += float(units)
+            self.seconds_done += float(seconds)
+            if plan is not None and self.units is not None:
+                self.plan_done[id(plan)] = self.plan_done.get(id(plan), 0.0) + float(units)
+            now = time.time()
+            left = self.remaining(now)
+        if self.units is None:
+            return None
+        who = f"{plan.label}: " if plan is not None else ""
+        eta = f", ~{fmt_duration(left)} left" if left is not None else ""
+        return f"{self.prefix}   {who}{name} done in {fmt_duration(seconds)}  [{fmt_duration(now - self.t0)} so far{eta}]"
+
     def estimate(self, plan: RunPlan) -> float | None:
         """Expected wall seconds of ``plan``: its row's mean, else every finished run's mean (None: no data)."""
         same = [self.took[id(p)] for p in self.plans if id(p) in self.took and p.row.name == plan.row.name]
@@ -72,7 +128,12 @@ class Progress:
         return per_step * self.steps.get(id(plan), 1)
 
     def remaining(self, now: float) -> float | None:
-        """Estimated wall seconds until every run has finished (None before any run has taken time)."""
+        """Estimated wall seconds until every run has finished (None before any step, or run, has taken time)."""
+        if self.units is not None:
+            if self.units_done <= 0 or self.seconds_done <= 0:
+                return None
+            todo = sum(max(0.0, u - self.plan_done.get(k, 0.0)) for k, u in self.units.items())
+            return todo * (self.seconds_done / self.units_done) / self.jobs
         total = 0.0
         for p in self.plans:
             if id(p) in self.finished:

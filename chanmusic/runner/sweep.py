@@ -7,8 +7,8 @@ in order, reusing steps finished earlier until one has to be (re)run, and record
 the runner's threads only wait for them. With ``jobs > 1`` locally each job gets ``cores // jobs`` threads
 (and its own GPU on a multi-GPU node); before parallel runs, SLURM runs or folds, the data caches are prepared
 once (:mod:`chanmusic.runner.cache_pass`), and folds get their subjects (:mod:`chanmusic.runner.folds`). One
-progress line is printed per finished run, with the time so far and an estimate of what remains
-(:class:`chanmusic.runner.progress.Progress`).
+progress line is printed per finished step and per finished run, with the time so far and an estimate of what
+remains from the work units (epochs) of every planned step (:class:`chanmusic.runner.progress.Progress`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from chanmusic.runner.engine import EngineSettings, GpuPool
 from chanmusic.runner.execute import default_worker_cmd, kill_live_workers, run_step, wipe
 from chanmusic.results.layout import pretrain_folder, pretrain_key
 from chanmusic.runner.plan import RunPlan, Step, base_configs, display_path, missing_configs, pretrain_step, run_steps
-from chanmusic.runner.progress import Progress
+from chanmusic.runner.progress import Progress, step_units
 from chanmusic.runner.spec import Row, Spec
 from chanmusic.runner.status import merged_metrics, now, read_status, step_outputs_exist, write_status
 
@@ -56,6 +56,8 @@ class Runner:
         self._pretrain_attempted: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._here = threading.local()  # .plan: the run this thread is running (its steps' progress lines)
 
     def _lock(self, key: str) -> threading.Lock:
         with self._locks_lock:
@@ -74,7 +76,14 @@ class Runner:
         return h.hexdigest()[:16]
 
     def _run_step(self, step: Step, stepdir: Path) -> dict:
-        return run_step(step, stepdir, self.timeout, self.worker_cmd, self.threads, self.engine, self.gpus)
+        t0 = time.time()
+        res = run_step(step, stepdir, self.timeout, self.worker_cmd, self.threads, self.engine, self.gpus)
+        if self._progress is not None and res.get("status") == "done":
+            line = self._progress.step_done(getattr(self._here, "plan", None), step.name, step_units(step),
+                                            time.time() - t0)
+            if line:
+                self.print(line)
+        return res
 
     def subjects_of(self, plan: RunPlan) -> list | None:
         """The held-out subjects of the plan's fold (None without folds)."""
@@ -109,6 +118,7 @@ class Runner:
     # -- one run
     def run_one(self, plan: RunPlan) -> dict:
         """Run (or skip, or finish) one planned run; returns its final status (also in its ``status.json``)."""
+        self._here.plan = plan
         st = read_status(plan.dir)
         fp = self.fingerprint(plan.row)
         if st and st.get("status") == "done":
@@ -174,7 +184,8 @@ class Runner:
         for plan in plans:  # --redo: forget these rows' runs (their shared pretraining is kept)
             if plan.row.name in self.redo:
                 wipe(plan.dir)
-        progress = Progress(plans, self.jobs, steps=self.step_counts(plans))
+        progress = self._progress = Progress(plans, self.jobs, steps=self.step_counts(plans),
+                                             units=self.work_units(plans))
         if self.jobs > 1 or self.engine.executor != "local" or self.spec.folds:
             self.prepare_caches(plans)
         if self.spec.folds:
@@ -219,6 +230,24 @@ class Runner:
             key = (tuple(p.row.pretrain or ()), p.seed, p.fold)
             out[id(p)] = len(run_steps(self.spec, self.out, p, None)) + (1 if p.row.pretrain and key not in seen else 0)
             seen.add(key)
+        return out
+
+    def work_units(self, plans: list[RunPlan]) -> dict[int, float]:
+        """id(plan) -> its work units (:func:`chanmusic.runner.progress.step_units` of its steps), the shared
+        pretraining counted for the first run that needs it; runs already done count 0."""
+        seen: set[tuple] = set()
+        out = {}
+        for i in start_order(plans):
+            p = plans[i]
+            key = (tuple(p.row.pretrain or ()), p.seed, p.fold)
+            done = p.row.name not in self.redo and (read_status(p.dir) or {}).get("status") == "done"
+            units = 0.0 if done else sum(step_units(s) for s in run_steps(self.spec, self.out, p, None))
+            if p.row.pretrain and key not in seen and not done:
+                pre = read_status(pretrain_folder(self.out, p.row.pretrain, p.seed, p.fold)) or {}
+                if pre.get("status") != "done":
+                    units += step_units(pretrain_step(self.spec, self.out, p.row, p.dir, p.seed))
+                seen.add(key)
+            out[id(p)] = units
         return out
 
     def steps_of(self, plans: list[RunPlan]) -> list[Step]:

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 log = logging.getLogger("chanmusic")
 
-__all__ = ["segment_seed", "generate_windows", "chosen_windows", "load_generator", "check_clap"]
+__all__ = ["segment_seed", "generate_windows", "chosen_windows", "load_generator", "check_clap", "log_clips"]
 
 
 def segment_seed(generation_seed: int, segment: int) -> int:
@@ -92,3 +92,30 @@ def check_clap(clap_model: Any, true_audio: Any, raw_clap: Tensor, music: int) -
         raise ValueError(f"the CLAP loaded for reconstruction ({clap_model.description}) does not reproduce "
                          f"the cached embedding of music segment {music} (cosine {cos:.4f}): the cache was built "
                          f"with another CLAP or other audio files; rebuild it or fix data.clap")
+
+
+def log_clips(logger: Any, chosen: np.ndarray, n_clips: int, segments: Sequence[int], music: Sequence[int],
+              audio: np.ndarray, true_audio: Any) -> int:
+    """Write the generated and the true audio of the first ``n_clips`` chosen windows (lowest segment ids) that are
+    among ``segments`` as TensorBoard audio: tags ``reconstruct/window_<segment>/generated`` and ``.../true``.
+
+    ``audio``: ``[B, S]`` generated at 16 kHz (AudioLDM's rate) for ``segments`` / ``music`` (``[B]`` each); the true clip is the
+    cache's cut of the song (``true_audio.clip``). Nothing without a logger that writes audio (TensorBoard's
+    ``add_audio``). Returns how many windows were written."""
+    from chanmusic.audio.mel import MEL_SR
+
+    experiment = getattr(logger, "experiment", None) if logger is not None else None
+    if n_clips <= 0 or not hasattr(experiment, "add_audio"):
+        return 0
+    first = set(np.asarray(chosen)[:int(n_clips)].tolist())
+    written = 0
+    for i, (segment, m) in enumerate(zip(segments, music)):
+        if int(segment) not in first:
+            continue
+        tag = f"reconstruct/window_{int(segment):06d}"
+        experiment.add_audio(f"{tag}/generated", torch.from_numpy(np.asarray(audio[i], np.float32))[None], 0,
+                             sample_rate=MEL_SR)
+        experiment.add_audio(f"{tag}/true", torch.from_numpy(true_audio.clip(int(m)))[None], 0,
+                             sample_rate=int(true_audio.sr))
+        written += 1
+    return written

@@ -16,13 +16,11 @@ from typing import Any, Sequence
 import lightning as L
 import torch
 import torch.distributed as dist
-from lightly.models.modules import DINOProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
 from chanmusic.core.renamed import renamed
 from chanmusic.modules.channel_dropout import ChannelDropout, drop_channels, drop_clusters
+from chanmusic.modules.dino_head import DINOProjectionHead, cosine_schedule, freeze, update_momentum
 from chanmusic.modules.losses import dino_loss
 from chanmusic.modules.optim import adamw_warmup_cosine, total_steps
 from chanmusic.modules.views import MultiCropEEG
@@ -39,7 +37,7 @@ class PretrainModule(L.LightningModule):
     Args:
         encoder: the student EEG encoder (``encoders.*``); it must take inputs of global_len and local_len samples.
         clap_dim: unused (the CLI links data.clap_dim into every stage).
-        out_dim: prototypes of the DINO projection head (lightly ``DINOProjectionHead``).
+        out_dim: prototypes of the DINO projection head (``chanmusic.modules.dino_head``).
         head_hidden_dim: hidden width of the projection head.
         bottleneck_dim: bottleneck width of the projection head.
         norm_last_layer: weight-normalise the prototype layer with a fixed norm.
@@ -152,8 +150,8 @@ class PretrainModule(L.LightningModule):
         self.teacher_head = DINOProjectionHead(dim, head_hidden_dim, bottleneck_dim, out_dim,
                                                batch_norm=head_batch_norm, norm_last_layer=norm_last_layer)
         self.teacher_head.load_state_dict(self.head.state_dict())
-        deactivate_requires_grad(self.teacher_encoder)
-        deactivate_requires_grad(self.teacher_head)
+        freeze(self.teacher_encoder)
+        freeze(self.teacher_head)
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.register_buffer("center_initialised", torch.tensor(False))
         if center_init not in ("zeros", "first_batch"):
@@ -274,7 +272,7 @@ class PretrainModule(L.LightningModule):
         self.center.mul_(m).add_(batch_center, alpha=1.0 - m)
 
     def momentum_at(self, step: int) -> float:
-        """EMA momentum at optimiser step ``step`` (lightly ``cosine_schedule``)."""
+        """EMA momentum at optimiser step ``step`` (``modules.dino_head.cosine_schedule``: lightly's definition)."""
         hp = self.hparams
         total = hp.momentum_steps or self._total_steps
         return float(cosine_schedule(step, max(1, total), hp.momentum_start, hp.momentum_end))

@@ -29,7 +29,7 @@ from chanmusic.evaluation.provenance import ProvenanceCallback
 from chanmusic.modules.aligned import AlignedModel, HoldsAlignedModel, hold
 from chanmusic.stages.adapter import RIDGE_FILE, fit_adapter
 from chanmusic.stages.align import AlignedTestMetrics, gather_rows, write_metrics
-from chanmusic.stages.generation import check_clap, chosen_windows, generate_windows, load_generator
+from chanmusic.stages.generation import check_clap, chosen_windows, generate_windows, load_generator, log_clips
 from chanmusic.stages.init_from import ENCODER_SOURCES, load_aligned, read_aligned
 from chanmusic.stages.reconstruction_metrics import ReconstructionMetrics
 
@@ -68,6 +68,7 @@ class ReconstructModule(HoldsAlignedModel, L.LightningModule):
         genre_classifier: folder / hub id of a music-genre audio classifier for genre_agreement; null: off.
         id_repeats: repeats of the identification draws.
         id_seed: seed of the identification draws.
+        audio_clips: generated and true audio of this many chosen test windows to TensorBoard (0: none).
         align_checkpoint: deprecated name of init_from.
     """
 
@@ -99,6 +100,7 @@ class ReconstructModule(HoldsAlignedModel, L.LightningModule):
         genre_classifier: str | None = None,
         id_repeats: int = 10,
         id_seed: int = 0,
+        audio_clips: int = 4,
         align_checkpoint: str | None = None,
     ):
         super().__init__()
@@ -107,8 +109,8 @@ class ReconstructModule(HoldsAlignedModel, L.LightningModule):
             raise ValueError(f"encoder_source must be one of {ENCODER_SOURCES}, got {encoder_source!r}")
         if max_generate is not None and max_generate < 1:
             raise ValueError("max_generate must be None or >= 1")
-        if num_inference_steps < 1:
-            raise ValueError("num_inference_steps must be >= 1")
+        if num_inference_steps < 1 or audio_clips < 0:
+            raise ValueError("num_inference_steps must be >= 1 and audio_clips >= 0")
         if audioldm_dtype not in (None, "float32", "float16", "bfloat16"):
             raise ValueError(f"audioldm_dtype must be null, float32, float16 or bfloat16, got {audioldm_dtype!r}")
         source = None
@@ -308,6 +310,9 @@ class ReconstructModule(HoldsAlignedModel, L.LightningModule):
             self.recon_metrics.update_ridge(batch, r["cond"], r["raw_true"])
         if "audio" not in r:
             return
+        sel = r["sel"].cpu()
+        log_clips(self.logger, self._chosen, self.hparams.audio_clips, batch["segment"].cpu()[sel].tolist(),
+                  batch["music"].cpu()[sel].tolist(), r["audio"], self.true_audio)
         t0 = time.time()
         self.recon_metrics.update_generated(batch, r, None if self.classifier is None else lambda: self._genre_labels(
             r["audio"], batch["music"][r["sel"]]))

@@ -134,6 +134,8 @@ SBATCH = textwrap.dedent('''
     cmd = ["bash", script] if not after else (
           ["bash", "-c", '"' + sys.executable + '" -c "$0" "$1" "${{@:3}}" && exec bash "$2"', waiter, str(state), script,
            *after])
+    # the job's exit code, for sacct (FAILED when it is not 0, as SLURM reports it)
+    cmd = ["bash", "-c", 'rc=0; "$@" || rc=$?; echo $rc > "$0"', str(state / f"{{jid}}.rc"), *cmd]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     os.write(fd, json.dumps({{"pid": proc.pid, "argv": sys.argv[1:]}}).encode())
     os.close(fd)
@@ -158,7 +160,7 @@ SRUN = textwrap.dedent('''
 
 SACCT = textwrap.dedent('''
     #!{python}
-    """fake sacct: RUNNING while the job's process lives, COMPLETED after."""
+    """fake sacct: RUNNING while the job's process lives, then COMPLETED (exit code 0) or FAILED."""
     import json, os, sys
     from pathlib import Path
 
@@ -174,7 +176,9 @@ SACCT = textwrap.dedent('''
             alive = pid is not None and "zombie" not in Path(f"/proc/{{pid}}/status").read_text().lower()
         except OSError:
             alive = False
-        print(f"{{jid}}|{{'RUNNING' if alive else 'COMPLETED'}}|fakenode")
+        rc = state / f"{{jid}}.rc"
+        failed = rc.is_file() and rc.read_text().strip() not in ("", "0")
+        print(f"{{jid}}|{{'RUNNING' if alive else ('FAILED' if failed else 'COMPLETED')}}|fakenode")
 ''')
 
 
