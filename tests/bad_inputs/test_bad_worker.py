@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chanmusic.runner.worker import worker, worker_error_line
+from chanmusic.runner.worker import worker
 from tooling.cli_cases import STAGE
 
 
@@ -35,6 +35,8 @@ def test_worker_failure_is_the_projects_one_line(world, capsys, tmp_path, bad, w
 
 
 def test_an_unexpected_worker_error_points_at_its_log(tmp_path):
+    from chanmusic.runner.worker import worker_error_line
+
     try:
         {}["missing"]
     except KeyError as e:

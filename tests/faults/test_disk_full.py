@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from chanmusic.core.files import FAULT_DISK_FULL
 from tooling.cli_cases import assert_refused, run
 from tooling.fake_runner import write_fake_spec
 
 HERE = Path(__file__).resolve().parent
+FAULT_DISK_FULL = "CHANMUSIC_FAULT_DISK_FULL_AFTER"   # chanmusic/core/files.py's test hook
 ROWS = [{"name": "good", "label": "Good", "configs": ["good.yaml"]},
         {"name": "flat", "label": "Flat", "configs": ["flat.yaml"]}]
 
