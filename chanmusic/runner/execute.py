@@ -34,7 +34,9 @@ from chanmusic.results.metrics_file import read_json
 from chanmusic.core.errors import DASH
 from chanmusic.runner.status import first_line, now
 
-RERUN = "rerun the same `chanmusic compare` (same --out): finished steps are kept and this one resumes from its last checkpoint"
+#: the fix of a step that did not finish
+RERUN = ("rerun the same `chanmusic compare` (same --out): finished steps are kept and this one resumes from its "
+         "last checkpoint")
 
 
 def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str] | None = None,
@@ -195,7 +197,8 @@ def crash_line(name: str, log: Path, rc: int | None, since: int = 0) -> str:
         line = f"chanmusic: error: step {name}: its worker was killed by {sig} {DASH} {RERUN}"
     else:
         exc = [x for x in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", x)]
-        what = exc[-1][:300] if exc else f"the worker exited with code {rc}" + (f" ({lines[-1][:200]})" if lines else "")
+        tail = f" ({lines[-1][:200]})" if lines else ""
+        what = exc[-1][:300] if exc else f"the worker exited with code {rc}{tail}"
         line = (f"chanmusic: error: {display_path(log)}: {what} {DASH} the step's worker crashed (its output is in "
                 f"that log); fix the cause, then {RERUN}")
     try:
