@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from chanmusic.core.errors import FormattedError
+from chanmusic.core.errors import DASH, FormattedError
 from chanmusic.core.files import atomic_write_text
 
 #: 2: eeg.f32 channel-major per recording (1 was time-major [total, C]); part of the cache key, so a new
@@ -155,6 +155,10 @@ def cache_lock(path: str | Path):
             fh.seek(0)
             log.info("waiting for another prepare of %s (%s) to finish", path, fh.read().strip() or "pid ?")
             fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as e:  # a file system without locks (ENOLCK, EOPNOTSUPP): two prepares could mix files
+            raise CacheError(f"--data.cache_dir {path.parent}: the file system gives no file locks ({e.strerror or e}"
+                             f"), so two prepares of one cache could write into each other {DASH} put the cache on "
+                             f"a local disk (or a file system with flock) and point --data.cache_dir there") from e
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")

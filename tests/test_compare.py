@@ -68,9 +68,11 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     good = read_status(out / "runs" / "good" / "seed1" / "music")
     assert good["status"] == "done" and good["metrics"]["id50"]["mean"] == pytest.approx(0.4)
     crash = read_status(out / "runs" / "crash" / "seed0" / "music")
-    assert crash["status"] == "failed" and crash["error"] == "RuntimeError: boom in the model"
+    assert crash["status"] == "failed" and crash["error"].startswith("chanmusic: error: ")
+    assert "log.txt: RuntimeError: boom in the model — the step's worker crashed" in crash["error"]
     missing = read_status(out / "runs" / "missing" / "seed0" / "control")
-    assert missing["status"] == "failed" and missing["error"].startswith("config not found")
+    assert missing["status"] == "failed" and missing["error"].startswith("chanmusic: error: ")
+    assert "missing.yaml: config not found — " in missing["error"]
     # pretraining: one run per seed, shared by the music and control runs, its checkpoint passed on
     pre_calls = [c for c in fake["calls"]() if "_pretrain" in c["dir"]]
     assert len(pre_calls) == 2
@@ -89,7 +91,7 @@ def test_runner_runs_records_failures_and_never_drops_rows(fake):
     md = (out / "results.md").read_text()
     for label in ("Good", "Crashes", "Missing YAML", "Pretrained"):
         assert label in md
-    assert "failed: seed0 align: RuntimeError: boom in the model" in md
+    assert "failed: seed0 align: chanmusic: error: " in md and "RuntimeError: boom in the model" in md
     assert "config not found" in md
     csv_text = (out / "results.csv").read_text()
     assert "crash" in csv_text and "missing" in csv_text

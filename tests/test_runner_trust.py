@@ -40,7 +40,8 @@ def test_a_failed_step_is_a_failed_submitit_job_and_the_runner_goes_on(slurm):
     runner.prepare_caches = lambda plans: None
     statuses = runner.run_all(plan_runs(s, out))
     assert [st["status"] for st in statuses] == ["done", "failed"]       # the crash did not stop the good row
-    assert statuses[1]["error"] == "RuntimeError: boom in the model"      # the runner's record, from the log
+    assert statuses[1]["error"].startswith("chanmusic: error: ")          # the runner's record, from the log
+    assert "RuntimeError: boom in the model" in statuses[1]["error"]
     for row, failed in (("good", False), ("crash", True)):
         step = out / "runs" / row / "seed0" / "music" / "align"
         job_id = json.loads((step / "engine.json").read_text())["job_id"]
@@ -91,7 +92,7 @@ def test_detach_submits_the_plan_with_dependencies_and_status_follows_it(slurm, 
     assert submitit.SlurmJob(folder, jobs["runs"]["good/seed0/music"]).exception() is None
     lines = status_lines(out, {k: f"job {v}" for k, v in jobs["runs"].items()})
     crash = next(line for line in lines if line.startswith("crash/seed0/music"))
-    assert "failed" in crash and "at align: RuntimeError: boom in the model" in crash
+    assert "failed" in crash and "at align: chanmusic: error: " in crash and "RuntimeError: boom in the model" in crash
     assert crash.endswith(f"[job {jobs['runs']['crash/seed0/music']}]")
     assert lines[-1] == "4 runs: 3 done, 1 failed"
     # the command line: `chanmusic compare --status OUT`, with each run's job and its state from sacct

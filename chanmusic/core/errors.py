@@ -24,6 +24,8 @@ import os
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 DASH = "—"
+#: the fix of an error none of the project's rules names (``error_line``'s last resort)
+UNEXPECTED = "unexpected; rerun with --debug (or CHANMUSIC_DEBUG=1) for the traceback"
 #: a missing or unreadable path the user gave: bad input, its message names the path
 _PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
@@ -165,6 +167,11 @@ def error_line(exc: BaseException) -> str:
     for e in chain:
         if _argument_error(e):
             return f"chanmusic: error: {_parse_error_line(e)}"
+    full = _disk_full(exc)
+    if full is not None:
+        return (f"chanmusic: error: {_written_path(full)}: no space left on device (errno {full.errno}) {DASH} free "
+                f"space there (or point the output elsewhere) and rerun the same command: finished work is kept, "
+                f"no half-written file is used, and a fit goes on with --ckpt_path last")
     if isinstance(exc, KeyboardInterrupt):
         return "chanmusic: error: interrupted"
     for e in chain:
@@ -179,8 +186,40 @@ def error_line(exc: BaseException) -> str:
     if _project_value_error(exc):
         text = with_dash(text)
         return f"chanmusic: error: {text}" + ("" if DASH in text else f" {DASH} check the setting it names")
-    return (f"chanmusic: error: {type(exc).__name__}: {text[:500] or 'no message'} {DASH} unexpected; rerun with "
-            f"--debug (or CHANMUSIC_DEBUG=1) for the traceback")
+    return f"chanmusic: error: {type(exc).__name__}: {text[:500] or 'no message'} {DASH} {UNEXPECTED}"
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The ``OSError`` of a full disk or quota (ENOSPC / EDQUOT) in ``exc``'s chain, else None."""
+    import errno
+
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return e
+    return None
+
+
+def _written_path(e: OSError) -> str:
+    """The file a failed write was writing: the error's own ``filename``, else the innermost frame's path argument
+    (Lightning's ``_atomic_save(checkpoint, filepath)``, a ``path`` / ``urlpath``), else "the output folder"."""
+    if e.filename:
+        return str(e.filename)
+    frames = []
+    tb = e.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for name in ("filepath", "urlpath", "path", "filename"):
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, os.PathLike)) and str(value):
+                return str(value)
+    return "the output folder"
+
+
+def is_unexpected(exc: BaseException) -> bool:
+    """Whether :func:`error_line` has no rule for ``exc`` (its line ends in :data:`UNEXPECTED`)."""
+    return error_line(exc).endswith(UNEXPECTED)
 
 
 def error_exit_code(exc: BaseException) -> int:
@@ -191,6 +230,7 @@ def error_exit_code(exc: BaseException) -> int:
         if known_error(e):
             return exit_code(e)
     if (any(_argument_error(e) or _class_init_error(e) for e in chain) or isinstance(exc, _PATH_ERRORS)
+            or _disk_full(exc) is not None
             or _project_value_error(exc)):
         return EXIT_BAD_INPUT
     return 130 if isinstance(exc, KeyboardInterrupt) else EXIT_FAILED

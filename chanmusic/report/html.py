@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
+from chanmusic.core.files import atomic_write_text
 from chanmusic.report.assets import audio_samples, copy_asset
 from chanmusic.report.rows import RowResult, detect_random_models, sections
 from chanmusic.report.results import write_results
@@ -121,5 +122,5 @@ def build_report(out: str | Path, audio_per_row: int = 3) -> Path:
         audio=_audio(out, results, report, assets, audio_per_row),
     )
     index = report / "index.html"
-    index.write_text(page)
+    atomic_write_text(index, page)
     return index

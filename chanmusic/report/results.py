@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chanmusic.core.files import atomic_write_text
 from chanmusic.report import plots
 from chanmusic.report.console import gain_verdicts
 from chanmusic.report.folds import fold_markdown
@@ -59,6 +60,6 @@ def write_results(out: str | Path) -> tuple[dict, list[RowResult], list[Path]]:
         parts += [f"- {v.strip()}" for v in verdicts] + [""]
     parts += fold_markdown(out, spec, metrics, primary)
     parts += ["## Notes", ""] + [f"- {n}" for n in notes(spec, results, random_models)] + [""]
-    (out / "results.md").write_text("\n".join(parts))
+    atomic_write_text(out / "results.md", "\n".join(parts))   # whole or not at all (a full disk, a kill)
     write_csv(out / "results.csv", results, metrics)
     return spec, results, write_plots(out, spec, results)

@@ -6,11 +6,13 @@ Markdown and the HTML page (:mod:`chanmusic.report.html`) both render it.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from chanmusic.core.files import atomic_write_text
 from chanmusic.report.recipe import recipe_note
 from chanmusic.report.rows import Cell, RowResult
 from chanmusic.report.steps import steps_text
@@ -182,22 +184,23 @@ def write_csv(path: Path, results: list[RowResult], metrics: list[str]) -> None:
     cols = ["section", "row", "label", "status", "error", "metric", "n_way", "mean", "std", "ci_low", "ci_high",
             "ci_kind", "item_ci_low", "item_ci_high", "seeds", "n", "chance", "control_mean", "control_std", "gain",
             "gain_ci_low", "gain_ci_high", "gain_ci_kind", "gain_p", "gain_p_holm", "role", "paper"]
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for r in results:
-            names = metrics + [m for m in r.cells if m not in metrics]
-            for m in names:
-                c = r.cells.get(m) or Cell(m, paper=r.paper.get(m))
-                num = lambda x: "" if x is None else f"{x:.6g}"  # noqa: E731
-                w.writerow([r.section, r.name, r.label, r.status, r.error or "", m, "" if c.n_way is None else c.n_way,
-                            num(c.mean), num(c.std),
-                            num(c.ci95[0] if c.ci95 else None), num(c.ci95[1] if c.ci95 else None), c.ci95_kind,
-                            num(c.item_ci95[0] if c.item_ci95 else None), num(c.item_ci95[1] if c.item_ci95 else None), c.k,
-                            "" if c.n is None else c.n, num(c.chance), num(c.control), num(c.control_std),
-                            num(c.gain), num(c.gain_ci95[0] if c.gain_ci95 else None),
-                            num(c.gain_ci95[1] if c.gain_ci95 else None), c.gain_ci95_kind, num(c.gain_p),
-                            num(c.gain_p_holm), _role(r, m), num(c.paper)])
+    f = io.StringIO(newline="")   # written whole and atomically: a full disk or a kill leaves no half file
+    w = csv.writer(f)
+    w.writerow(cols)
+    for r in results:
+        names = metrics + [m for m in r.cells if m not in metrics]
+        for m in names:
+            c = r.cells.get(m) or Cell(m, paper=r.paper.get(m))
+            num = lambda x: "" if x is None else f"{x:.6g}"  # noqa: E731
+            w.writerow([r.section, r.name, r.label, r.status, r.error or "", m, "" if c.n_way is None else c.n_way,
+                        num(c.mean), num(c.std),
+                        num(c.ci95[0] if c.ci95 else None), num(c.ci95[1] if c.ci95 else None), c.ci95_kind,
+                        num(c.item_ci95[0] if c.item_ci95 else None), num(c.item_ci95[1] if c.item_ci95 else None), c.k,
+                        "" if c.n is None else c.n, num(c.chance), num(c.control), num(c.control_std),
+                        num(c.gain), num(c.gain_ci95[0] if c.gain_ci95 else None),
+                        num(c.gain_ci95[1] if c.gain_ci95 else None), c.gain_ci95_kind, num(c.gain_p),
+                        num(c.gain_p_holm), _role(r, m), num(c.paper)])
+    atomic_write_text(path, f.getvalue())
 
 
 def _role(r: RowResult, metric: str) -> str:

@@ -7,12 +7,18 @@ JOB``, see :mod:`chanmusic.runner.worker`) with its output in ``log.txt``; submi
 writes. A step resumes from its ``last.ckpt`` when the folder has one; if that resume fails, the step is redone
 from scratch once, its checkpoints kept in ``STEP/superseded/<time>/`` (a folder is never emptied of checkpoints). Jobs still running when the runner is interrupted are cancelled
 (:func:`kill_live_workers`). Time limits are the engine's (submitit's local limit, SLURM's ``--time``).
+
+Every failure is recorded as the project's one line, ``chanmusic: error: <file/field>: <what> — <fix>``: the
+worker's own (it ends the log and fills ``result.json``), or, for a worker that ended without one (killed, crashed
+before writing it, past its time limit), the runner's (:func:`crash_line`), which it also appends to the log.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -25,7 +31,12 @@ from chanmusic.runner.plan import Step, cli_command, display_path, missing_confi
 from chanmusic.runner.spec import SOURCE_ROOT
 from chanmusic.results.checkpoint_rule import FIT_DONE
 from chanmusic.results.metrics_file import read_json
-from chanmusic.runner.status import error_from_log, first_line, now
+from chanmusic.core.errors import DASH
+from chanmusic.runner.status import first_line, now
+
+#: the fix of a step that did not finish
+RERUN = ("rerun the same `chanmusic compare` (same --out): finished steps are kept and this one resumes from its "
+         "last checkpoint")
 
 
 def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list[str] | None = None,
@@ -35,7 +46,8 @@ def run_step(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: lis
     has one; if that resume fails, the step is redone from scratch once (its checkpoints set aside, see :func:`wipe`)."""
     missing = missing_configs(step.configs)
     if missing:
-        return {"status": "failed", "error": f"config not found: {display_path(missing[0])}", "seconds": 0.0}
+        return {"status": "failed", "seconds": 0.0, "error": f"chanmusic: error: {display_path(missing[0])}: config "
+                f"not found {DASH} check the path in the spec (relative to its config_root)"}
     worker_cmd = worker_cmd or default_worker_cmd()
     result = _launch(step, stepdir, timeout_s, worker_cmd, threads, engine, gpus)
     if result["status"] != "done" and result.get("resumed"):
@@ -103,15 +115,14 @@ def _launch(step: Step, stepdir: Path, timeout_s: float | None, worker_cmd: list
     t0 = time.time()
     with (stepdir / "log.txt").open("a") as log:
         log.write(f"\n[compare] {now()} step {step.name}: {'resume from ' + resume if resume else 'start'}\n")
+        since = log.tell()   # this attempt's output starts here
     rc, cpu, error = submit_and_wait(list(worker_cmd) + [str(stepdir / "job.json")], stepdir, step.name, timeout_s,
                                      engine or EngineSettings(), threads, gpus, job_json=stepdir / "job.json")
     if error is not None:
         return {"status": "failed", "error": error, "seconds": round(time.time() - t0, 1), "resumed": bool(resume)}
     res = read_json(stepdir / "result.json")
-    if res is None:
-        res = {"status": "failed", "error": error_from_log(stepdir / "log.txt", rc)}
-    elif rc != 0 and res.get("status") == "done":
-        res = {**res, "status": "failed", "error": error_from_log(stepdir / "log.txt", rc)}
+    if res is None or (rc != 0 and res.get("status") == "done"):
+        res = {**(res or {}), "status": "failed", "error": crash_line(step.name, stepdir / "log.txt", rc, since)}
     res["seconds"] = round(time.time() - t0, 1)
     res["cpu_s"] = round(cpu, 1)   # the worker's CPU time (its wall time depends on the machine's load)
     res["resumed"] = bool(resume)
@@ -151,11 +162,13 @@ def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: flo
             if ended is not None and int(ended["rc"]) != 0:   # the step ran and failed: the job failed with it
                 return int(ended["rc"]), float(ended["cpu_s"]), None
             if timeout_s and time.time() - t0 >= timeout_s - 1:
-                error = f"TimeoutError: step {name} ran past {timeout_s:.0f} s"
+                error = (f"chanmusic: error: step {name}: ran past its time limit of {timeout_s:.0f} s (the profile's "
+                         f"step_timeout_s) {DASH} raise step_timeout_s, then {RERUN}")
             else:
-                error = f"{engine.executor} job {job.job_id} did not finish: {first_line(str(e))}"
+                error = (f"chanmusic: error: step {name}: {engine.executor} job {job.job_id} did not finish "
+                         f"({first_line(str(e))}) {DASH} {RERUN}")
             with (stepdir / "log.txt").open("a") as log:
-                log.write(f"\n[compare] {error}\n")
+                log.write(f"\n{error}\n")
             return None, 0.0, error
         except BaseException:
             _cancel(job)
@@ -166,6 +179,39 @@ def submit_and_wait(command: list[str], stepdir: Path, name: str, timeout_s: flo
     finally:
         if pinned:
             gpus.give(pinned)
+
+
+def crash_line(name: str, log: Path, rc: int | None, since: int = 0) -> str:
+    """The one line for step ``name`` whose worker ended without a result (or exited non-zero after one): the
+    worker's own ``chanmusic: error:`` line when its output (``log`` from byte ``since``) has one; else killed by a
+    signal, or crashed with its last exception line. Appended to ``log`` too, so the log ends with it."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(since)
+            lines = [x.strip() for x in fh.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        lines = []
+    own = [x for x in lines if x.startswith("chanmusic: error:")]
+    if own:
+        return own[-1][:1000]
+    if rc is not None and rc < 0:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = f"signal {-rc}"
+        line = f"chanmusic: error: step {name}: its worker was killed by {sig} {DASH} {RERUN}"
+    else:
+        exc = [x for x in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", x)]
+        tail = f" ({lines[-1][:200]})" if lines else ""
+        what = exc[-1][:300] if exc else f"the worker exited with code {rc}{tail}"
+        line = (f"chanmusic: error: {display_path(log)}: {what} {DASH} the step's worker crashed (its output is in "
+                f"that log); fix the cause, then {RERUN}")
+    try:
+        with open(log, "a") as fh:
+            fh.write(f"\n{line}\n")
+    except OSError:
+        pass
+    return line
 
 
 _LIVE: set = set()   # submitit jobs running now (cancelled if the runner is interrupted)

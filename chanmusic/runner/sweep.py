@@ -140,12 +140,12 @@ class Runner:
         if plan.row.pretrain:
             missing = missing_configs([self.spec.config_path(c) for c in plan.row.pretrain])
             if missing:
-                error, failed_step = f"config not found: {display_path(missing[0])}", "pretrain"
+                error, failed_step = (f"chanmusic: error: {display_path(missing[0])}: config not found — check the "
+                                      f"path in the spec (relative to its config_root)"), "pretrain"
             else:
                 ckpt, error = self.pretrain(plan.row, plan.seed, plan.fold)
-                if error:
+                if error:   # the step's one line as it is (failed_step says it was the pretraining)
                     failed_step = "pretrain"
-                    error = f"pretraining failed: {error}"
             status["steps"]["pretrain"] = {"status": "failed" if error else "done", "checkpoint": ckpt,
                                            "dir": str(pretrain_folder(self.out, plan.row.pretrain, plan.seed,
                                                                    plan.fold)),

@@ -7,7 +7,9 @@ per step) and runs the job's commands in order; ``test`` / ``predict`` after ``f
 checkpoint rule (the last step of the budget, :mod:`chanmusic.results.checkpoint_rule`), whose step and rule go
 into ``metrics.json`` (``"checkpoint"``). It writes ``fit_done.json`` once ``fit`` has finished (checkpoint, step,
 rule; a resumed step skips ``fit``) and ``result.json`` (status,
-checkpoint, metrics path, the equivalent ``chanmusic`` command lines, the error).
+checkpoint, metrics path, the equivalent ``chanmusic`` command lines, the error). A failure ends the log (after its
+traceback) and fills ``result.json``'s ``error`` with the project's one line, ``chanmusic: error: <file/field>:
+<what> — <fix>`` (:func:`worker_error_line`), which the runner's summary shows.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def worker(job_path: str) -> int:
             cli_mod._setup_logging()
         args = [x for c in job["configs"] for x in ("--config", c)] + list(job["args"])
         sys.argv = [sys.argv[0]]  # LightningCLI gets its arguments from `args` only
-        cli = cli_mod.lightning_main(args, run=False)
+        cli = cli_mod.lightning_main(args, run=False, parser_kwargs={"exit_on_error": False})  # parse errors raise
         trainer, model, dm = cli.trainer, cli.model, cli.datamodule
         configs = [Path(c) for c in job["configs"]]
         todo = list(job.get("commands", ["fit", "test"]))
@@ -77,10 +79,25 @@ def worker(job_path: str) -> int:
         rc = 0
     except BaseException as e:  # noqa: BLE001 - the runner wants every failure as a result
         traceback.print_exc()
-        result.update(status="failed", error=first_line(f"{type(e).__name__}: {e}") + _where(e))
+        line = worker_error_line(e, d / "log.txt")
+        print(line, file=sys.stderr, flush=True)
+        result.update(status="failed", error=line)
         rc = 1
     (d / "result.json").write_text(json.dumps(result, indent=2))
     return rc
+
+
+def worker_error_line(e: BaseException, log: Path) -> str:
+    """The one line for a step that failed: ``chanmusic``'s own line for the project's errors (bad settings or
+    data, a non-finite loss); for anything else ``chanmusic: error: <log>: <type>: <message> (at <our innermost
+    frame>) — unexpected; ...`` pointing at the traceback the log holds (``--debug`` does not apply here)."""
+    from chanmusic.core.errors import DASH, error_line, is_unexpected
+
+    if not is_unexpected(e):  # the project's own line (or a parse / path / setting error's)
+        return error_line(e)
+    what = first_line(f"{type(e).__name__}: {e}")
+    return (f"chanmusic: error: {log}: {what}{_where(e)} {DASH} unexpected; the traceback is above this line in "
+            f"that log; rerun the same `chanmusic compare` to retry the step")
 
 
 def _where(e: BaseException) -> str:

@@ -109,3 +109,21 @@ def test_offline_hub_clap_names_the_field(world, tmp_path):
     assert "huggingface-cli download laion/no-such-clap-here" in line and "unexpected" not in line
     assert not list((tmp_path / "cache").rglob("manifest.json"))
     assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+def test_cache_dir_without_file_locks_is_refused_and_an_existing_cache_still_opens(world, capsys, tmp_path,
+                                                                                  monkeypatch):
+    """flock on a file system without locks (some NFS mounts: ENOLCK) was an "unexpected" OSError."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    code, err = _prepare(capsys, world.root, tmp_path / "cache")
+    line = assert_refused(code, err, "--data.cache_dir")
+    assert "no file locks" in line and "unexpected" not in line
+    assert not list((tmp_path / "cache").glob("*/manifest.json"))
+    code, err = _prepare(capsys, world.root, world.cache)   # built already: no lock is needed to use it
+    assert code == 0, err[-2000:]

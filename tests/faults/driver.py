@@ -1,9 +1,10 @@
 """A small ``compare`` (fake worker, fake spec) that can be SIGKILLed at a chosen point (``tests/faults``).
 
-    python driver.py SPEC OUT [--kill-at N | --kill-in-report]
+    python driver.py SPEC OUT [--kill-at N | --kill-worker-at N | --kill-in-report]
 
 ``--kill-at N``: the N-th worker call kills this runner and then itself (``FAULT_KILL_AT`` / ``FAULT_COUNTER``,
-read by ``killer_worker.py``); ``--kill-in-report``: the runner kills itself after ``results.md`` is written and
+read by ``killer_worker.py``); ``--kill-worker-at N``: the N-th worker call SIGKILLs itself alone and the
+runner goes on (``FAULT_KILL_WORKER_AT``); ``--kill-in-report``: the runner kills itself after ``results.md`` is written and
 before ``results.csv``. Otherwise it runs every run, then writes ``results.md`` / ``results.csv``.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     p.add_argument("spec")
     p.add_argument("out")
     p.add_argument("--kill-at", type=int, default=None)
+    p.add_argument("--kill-worker-at", type=int, default=None)
     p.add_argument("--kill-in-report", action="store_true")
     a = p.parse_args()
     sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent)]
@@ -35,6 +37,7 @@ def main() -> None:
     out = Path(a.out)
     os.environ["FAULT_RUNNER_PID"] = str(os.getpid())
     os.environ["FAULT_KILL_AT"] = str(a.kill_at or 0)
+    os.environ["FAULT_KILL_WORKER_AT"] = str(a.kill_worker_at or 0)
     os.environ["FAULT_COUNTER"] = str(out.parent / f"{out.name}.calls")
     spec = load_spec(a.spec, "quick", None, None, out, [], {}, None)
     out.mkdir(parents=True, exist_ok=True)
