@@ -222,7 +222,7 @@ def test_detach_and_status_through_the_chanmusic_command(slurm):
     good = next(line for line in lines if line.startswith("good/seed0/music"))
     crash = next(line for line in lines if line.startswith("crash/seed0/music"))
     assert " done " in good and good.endswith(f"[SLURM job {jobs['runs']['good/seed0/music']}: COMPLETED]")
-    assert "at align: RuntimeError: boom in the model" in crash
+    assert "at align: chanmusic: error: " in crash and "RuntimeError: boom in the model" in crash
     assert crash.endswith(f"[SLURM job {jobs['runs']['crash/seed0/music']}: FAILED]")
     # every step ran in the fake worker named by $CHANMUSIC_WORKER (none in the real one)
     assert {Path(c["dir"]).name for c in read_calls(out)} == {"align"}
