@@ -54,6 +54,7 @@ def test_new_music_quick_end_to_end(tmp_path, capsys):
 
         items = pd.read_csv(run / "music" / "align" / "items.csv")
         assert set(items["song"]) == set(held)                           # tested on the held-out songs only
+        assert items["song_id_hit"].notna().all() and m["song_id"]["ci95_over"] == "recordings"   # primary metric: per item
         # what the pretraining and the alignment trained on, as their checkpoints record it
         pre = next((out / "runs" / "_pretrain").glob(f"*/fold{f}/seed0/pretrain/checkpoints/final.ckpt"))
         ali = next((run / "music" / "align" / "checkpoints").glob("final.ckpt"))
@@ -72,3 +73,4 @@ def test_new_music_quick_end_to_end(tmp_path, capsys):
     for f in range(2):
         assert f"### fold{f}: holds out songs" in md and f"fold{f} (holds out songs" in printed
     assert "pooled over folds × seeds: 2" in printed
+    assert "has no interval for its gain" not in printed                  # every verdict from paired items
