@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Learning curve of one alignment row: test metrics and the gain over the no-music control vs optimiser steps.
 
+    python benchmarks/learning_curve.py --preset {issue28,recipe} OUT [...]   (a grid: benchmarks/curve_presets.py)
     python benchmarks/learning_curve.py OUT ROW --data ROOT [--every 100] [--steps 1000] [--threads 2]
         [--pretrain CFG,...] [--pretrain-args "..."] -- ALIGN_CFG ... [-- EXTRA_ARGS ...]
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -58,11 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-control", action="store_true")
     p.add_argument("--control-only", action="store_true")
     p.add_argument("--test-only", action="store_true", help="test the checkpoints an earlier run left in OUT")
-    p.add_argument("--score", choices=("test", "val"), default="test",
-                   help="windows every checkpoint is scored on: test, or validation (for choosing a recipe)")
+    p.add_argument("--score", default="test",
+                   help="windows every checkpoint is scored on: test, val (for choosing a recipe), or both "
+                        "(val,test: one training run, each split scored separately)")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--preset"]:  # a named grid of runs (benchmarks/curve_presets.py)
+        from benchmarks.curve_presets import main as preset
+
+        return preset(argv[1:])
     first = argv.index("--") if "--" in argv else len(argv)
     a = p.parse_args(argv[:first])
+    splits = a.score.split(",")
+    if not splits or any(x not in ("test", "val") for x in splits) or len(set(splits)) != len(splits):
+        p.error(f"--score {a.score!r}: test, val or val,test")
     rest = argv[first + 1:]
     cut = rest.index("--") if "--" in rest else len(rest)
     configs, extra = rest[:cut], rest[cut + 1:]
@@ -110,20 +120,26 @@ def main(argv: list[str] | None = None) -> None:
             cli.trainer.callbacks.extend([ck, CpuAtSave()])
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             ckpt_dir = Path(cli.trainer.log_dir) / "checkpoints"
-        if a.score == "val":  # choices are made on validation windows, never on test (docs/model.md)
-            cli.datamodule.test_dataloader = cli.datamodule.val_dataloader
+        test_loader = cli.datamodule.test_dataloader
         for path in sorted(ckpt_dir.glob("step*.ckpt"), key=lambda q: int(q.stem[4:])):
             step = int(path.stem[4:])
             spent = safe_load(path).get("chanmusic_cpu_s")
-            cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(path), verbose=False)
-            m = json.loads((Path(cli.trainer.log_dir) / "metrics.json").read_text())
-            rec = {"row": a.row, "control": control, "step": step, "split": a.score,
-                   "cpu_s": None if spent is None else round(spent, 1), "pretrain_cpu_s": round(pre_cpu, 1),
-                   "n": m["song_id"]["n"]}
-            rec.update({k: round(m[k]["mean"], 4) for k in METRICS if m.get(k)})
-            print("[curve]", json.dumps(rec), flush=True)
-            with open(out / "curve.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            for split in splits:  # choices are made on validation windows, never on test (docs/model.md)
+                cli.datamodule.test_dataloader = cli.datamodule.val_dataloader if split == "val" else test_loader
+                log_dir = Path(cli.trainer.log_dir)
+                (log_dir / "items.csv").unlink(missing_ok=True)  # never copy an earlier split's items
+                cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=str(path), verbose=False)
+                m = json.loads((log_dir / "metrics.json").read_text())
+                items = out / "items" / name / split / f"step{step}.csv"  # per window: the paired intervals
+                items.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log_dir / "items.csv", items)
+                rec = {"row": a.row, "control": control, "step": step, "split": split,
+                       "cpu_s": None if spent is None else round(spent, 1), "pretrain_cpu_s": round(pre_cpu, 1),
+                       "n": m["song_id"]["n"], "items": str(items.relative_to(out))}
+                rec.update({k: round(m[k]["mean"], 4) for k in METRICS if m.get(k)})
+                print("[curve]", json.dumps(rec), flush=True)
+                with open(out / "curve.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
 
 
 if __name__ == "__main__":

@@ -143,10 +143,13 @@ def run_steps(spec: Spec, out: Path, plan: RunPlan, pretrain_ckpt: str | None,
 
 def pretrain_step(spec: Spec, out: Path, row: Row, stepdir: Path, seed: int,
                   test_subjects: list[Any] | None = None) -> Step:
-    """The row's pretraining step (``fit`` only) for ``seed`` (and fold), with its Lightning folders in ``stepdir``."""
+    """The row's pretraining step (``fit`` only) for ``seed`` (and fold), with its Lightning folders in ``stepdir``.
+    The profile's ``pretrain_config_set`` ({first YAML of a pretraining list: settings}) goes after ``pretrain_set``
+    (e.g. the full profile's 8-s windows for the channel-oriented pretraining only)."""
+    own = (spec.profile.get("pretrain_config_set") or {}).get(row.pretrain[0]) or {}
     return Step("pretrain", _step_base(spec, out) + [spec.config_path(c) for c in row.pretrain],
-                list(spec.extra_args), deep_merge(run_overrides(spec, "pretrain", stepdir, seed, None),
-                                                  fold_data(test_subjects, _fold_by(spec))),
+                list(spec.extra_args), deep_merge(deep_merge(run_overrides(spec, "pretrain", stepdir, seed, None),
+                                                             own), fold_data(test_subjects, _fold_by(spec))),
                 commands=STEP_COMMANDS["pretrain"])
 
 
