@@ -27,3 +27,22 @@ def test_dry_run_checks_the_data_root(world, capsys, tmp_path):
                     capsys)
     assert code == 0, err[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+def test_output_folder_without_file_locks_is_refused_in_one_line(world, capsys, tmp_path, monkeypatch):
+    """Issue 30 (two runners on one folder from two hosts): on a file system without flock (some NFS mounts: ENOLCK)
+    the runner's lock ended as an "unexpected" OSError; no runner could be kept out there, so it is refused by name."""
+    import errno
+    import fcntl
+    import os
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "out"
+    code, err = run(["compare", "--rows", "linear_reference", "--seeds", "1", "--out", out, "--",
+                     "--data.root", world.root, "--data.dataset", "nmed-t"], capsys)
+    line = assert_refused(code, err, f"--out {out}")
+    assert "no file locks" in line and "unexpected" not in line
+    assert not (out / "runs").exists() and not (out / "spec.json").exists()
