@@ -83,18 +83,16 @@ class NMEDDataModule(L.LightningDataModule):
         clip: clip scaled values to ±clip (counted and reported); null = off.
         window_s: window length in seconds.
         stride_s: hop between windows in seconds (null = window_s: no overlap).
-        split: how windows are split: random (spans in time), block (the end of each recording), hearing, subjects,
-            songs (leave-songs-out: new music; datamodules.song_split).
+        split: random (spans in time), block (each recording's end), hearing, subjects or songs (new music).
         test_fraction: share of each recording's time (subjects split: of subjects) held out for test.
         val_fraction: share of the remaining time held out for validation.
         split_seed: seed of the split (and of the shuffle control).
         span_s: length in seconds of the spans of recording time that the split labels.
         gap_s: seconds between train and held-out spans (null = window_s).
         test_subjects: the subjects split's test subjects, as subjects (null = a seeded test_fraction of them).
-        test_songs: the songs split's held-out songs (global song ids, at least two): all their windows are test.
+        test_songs: the songs split's held-out song ids (at least two).
         control: none, shift (the no-music control: per-recording shifted music) or shuffle (random pairing).
-        control_min_shift_s: the shift control's smallest shift from zero, in seconds (default 30; shifts within a
-            beat of a whole number of the song's bars are never drawn).
+        control_min_shift_s: the shift control's smallest shift in seconds (never a whole number of bars).
         clap: CLAP for prepare: local laion-clap .pt, transformers folder / hub id, or tiny-random (offline).
         clap_seed: seed of a tiny-random CLAP.
         clap_dim: width of the CLAP embedding (512 for every released CLAP); checked against the cache.
