@@ -217,3 +217,14 @@ def test_flat_generated_audio_metrics_are_flagged():
     assert report.flat_metrics([row("a", 0.97705), row("b", 0.97706), row("oracle", 0.97705)]) == ["clap_score"]
     assert report.flat_metrics([row("a", 0.60), row("b", 0.65), row("oracle", 0.90)]) == []
     assert report.flat_metrics([row("a", 0.5), row("b", 0.5)]) == []        # two rows prove nothing
+
+
+def test_a_gain_is_bold_only_where_its_interval_lies_above_zero():
+    """Every gain cell used to be bold, so +0.047 [-0.013, 0.108] looked like a finding; bold now means the 95%
+    interval is above 0 (the cells as the table writes them, signs as the report prints them)."""
+    from chanmusic.report.tables import gain_cell
+
+    assert gain_cell("+0.047 [0.025, 0.070]") == "**+0.047 [0.025, 0.070]**"
+    for cell in ("+0.047 [-0.013, 0.108]", "+0.014 [-0.000, 0.030]", "+0.100 [0.000, 0.200]",
+                 "-0.013 [-0.074, 0.047]", "+0.020 [−0.010, 0.050]", "—", "", "+0.050"):
+        assert gain_cell(cell) == cell

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -98,14 +99,21 @@ def table_lines(results: list[RowResult], metrics: list[str]) -> list[list[str]]
     return lines
 
 
+def gain_cell(cell: str) -> str:
+    """A gain cell ``"+0.047 [0.025, 0.070]"`` in bold when its 95% interval lies above 0, as it is otherwise: bold
+    means "above its control" on that metric (uncorrected; the verdict lines say which metric decides)."""
+    lo = re.search(r"\[\s*([-+−]?[0-9.]+)\s*,", cell)
+    return f"**{cell}**" if lo and float(lo.group(1).replace("−", "-")) > 0 else cell
+
+
 def markdown_table(results: list[RowResult], metrics: list[str]) -> str:
-    """:func:`table_lines` as a Markdown table (gains in bold)."""
+    """:func:`table_lines` as a Markdown table (a gain in bold where its interval lies above 0)."""
     head = ["model", "", "status"] + [metric_header(results, m) for m in metrics]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cells in table_lines(results, metrics):
         cells = [cells[0] if cells[0] != "chance" else "*chance*"] + cells[1:]
         if cells[1] == "gain over control":
-            cells = cells[:3] + [f"**{x}**" if x not in ("—", "") else x for x in cells[3:]]
+            cells = cells[:3] + [gain_cell(x) for x in cells[3:]]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(out)
 
