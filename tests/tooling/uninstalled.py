@@ -14,7 +14,8 @@ UNINSTALL = ("import sys, os\n"
              "        f = sys._getframe(1)\n"
              "        while f is not None and f.f_code.co_filename.startswith('<'):\n"
              "            f = f.f_back\n"
-             "        if f is not None and f.f_code.co_filename.startswith(ROOT):\n"
+             "        own = f is not None and f.f_code.co_filename.startswith(ROOT)\n"
+             "        if own and not f.f_code.co_filename.startswith(sys.prefix + os.sep):  # a venv in the checkout\n"
              "            raise ModuleNotFoundError(f'{name} (blocked for {f.f_code.co_filename})')\n"
              "sys.meta_path.insert(0, _Gone())\n")
 
