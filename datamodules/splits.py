@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -160,6 +160,15 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
             out[g] = (edges, lab)
         return out
 
+    def whole_test(held: Callable[[int], bool]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Spans when whole recordings are held out (hearing, subjects, songs): a recording ``held`` is test from
+        start to end; the others are split into training and validation spans by group."""
+        kept = [r for r in n_samples if not held(r)]
+        by_group = group_spans(sorted({group[r] for r in kept}), 0.0)
+        out = {r: by_group[group[r]] for r in kept}
+        out.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8)) for r in n_samples if held(r)})
+        return out
+
     spans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if cfg.mode == "random":
         by_group = group_spans(sorted(set(group.values())), cfg.test_fraction)
@@ -178,11 +187,7 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
                                  f"data hold hearing(s) {have} only — include nmed-h with --data.hearings [a, b]; if "
                                  f"that is set, the release's second-hearing (_b) files are missing under "
                                  f"--data.root (prepare warned of them): restore them, or use --data.split random")
-        first = [r for r in n_samples if rec_hearing[r] != "b"]
-        by_group = group_spans(sorted({group[r] for r in first}), 0.0)
-        spans = {r: by_group[group[r]] for r in first}
-        spans.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
-                      for r in n_samples if rec_hearing[r] == "b"})
+        spans = whole_test(lambda r: rec_hearing[r] == "b")
     elif cfg.mode == "subjects":
         subs = np.unique(np.asarray(subject))
         if cfg.test_subjects:
@@ -197,22 +202,14 @@ def split_windows(rec: np.ndarray, subject: np.ndarray, start: np.ndarray, lengt
         if len(set(test_subs.tolist())) >= len(subs):
             raise SelectionError("--data.test_subjects: leaves no training subject — hold out fewer subjects")
         held = set(test_subs.tolist())
-        kept = [r for r in n_samples if rec_subject[r] not in held]
-        by_group = group_spans(sorted({group[r] for r in kept}), 0.0)
-        spans = {r: by_group[group[r]] for r in kept}
-        spans.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
-                      for r in n_samples if rec_subject[r] in held})
+        spans = whole_test(lambda r: rec_subject[r] in held)
         notes.append(f"test subjects: {sorted(np.asarray(test_subs).tolist())}")
     elif cfg.mode == "songs":
         if song is None:
             raise SelectionError("--data.split: songs needs each recording's song — pass song= to split_windows")
         rec_song = {r: int(song[r]) for r in n_samples}
         held = held_out_songs(cfg.test_songs, rec_song)
-        kept = [r for r in n_samples if rec_song[r] not in held]
-        by_group = group_spans(sorted({group[r] for r in kept}), 0.0)
-        spans = {r: by_group[group[r]] for r in kept}
-        spans.update({r: (np.array([0, n_samples[r]]), np.array([TEST], dtype=np.int8))
-                      for r in n_samples if rec_song[r] in held})
+        spans = whole_test(lambda r: rec_song[r] in held)
         notes.append(f"test songs: {sorted(held)}")
 
     part, straddle, in_gap = assign(rec, start, length, spans, gap)
