@@ -37,7 +37,7 @@ COMMANDS: dict[str, str] = {
     "test": "score trained weights on the test windows (--ckpt_path FILE | last | best); writes metrics.json",
     "predict": "generate audio from EEG with a reconstruction stage",
     "prepare": "build (or reuse) the prepared cache for the given --data.* settings",
-    "compare": "the runner: every row of a spec over seeds, each with a no-music control (--profile demo|quick|full)",
+    "compare": "the runner: every row of a spec over seeds, each with a no-music control (--profile demo, quick, full, predann, new_music, …)",
     "report": "tables, plots and the HTML report of a compare output folder",
     "robustness": "identification of trained runs with electrodes removed at test time",
 }
