@@ -59,8 +59,7 @@ def channel_oriented(skip: bool):
 
 
 @pytest.fixture(scope="module")
-def fits():
-    torch.set_num_threads(1)
+def fits(one_thread):
     data = linear_task()
     (x, y), (xt, yt) = data
     ols = torch.linalg.lstsq(x.flatten(1), y).solution

@@ -10,7 +10,7 @@ from encoders.channel_embedding import LookupChannelEmbedding, PositionChannelEm
 from encoders.channel_oriented import ChannelOrientedEncoder
 from chanmusic.core.electrodes import default_ch_names, electrode_positions
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: no process-wide leak
 ROOT = Path(__file__).resolve().parents[1]
 NMED = default_ch_names(125)  # E1–E124 + Cz of GSN-HydroCel-129
 SFREQ, T, PATCH = 125.0, 250, 125

@@ -12,7 +12,7 @@ from chanmusic.evaluation.robustness import kept_channels, metrics_entries, remo
 from chanmusic.evaluation.robustness.command import run
 from chanmusic.core.electrodes import default_ch_names, distance_matrix, electrode_positions
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: no process-wide leak
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "experiments"
 NMED = default_ch_names(125)

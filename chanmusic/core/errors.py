@@ -60,6 +60,12 @@ class DataError(ChanmusicError, ValueError):
     """Input data (EEG, audio, cache) would give meaningless results."""
 
 
+class RunsFailedError(ChanmusicError):
+    """Some runs of a comparison failed: the finished ones and the report are kept, the command still exits 1."""
+
+    exit_code = EXIT_FAILED
+
+
 class ProvenanceError(ChanmusicError):
     """A run would mix things that do not belong together (another split, no trained weights, an overwrite)."""
 

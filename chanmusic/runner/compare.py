@@ -164,6 +164,16 @@ def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) 
     spec_json, results = report.collect(out)
     print("\n" + summary(out, spec_json, results, index))
     print(f"\n[compare] total {(time.time() - t0) / 60:.1f} min")
+    if n_failed:   # a table with holes is not a finished comparison: say so in the exit code too
+        from chanmusic.core.errors import RunsFailedError
+        from chanmusic.runner.plan import display_path
+
+        plan, first = next((p, s) for p, s in zip(plans, statuses) if s["status"] != "done")
+        where = f" at {first['failed_step']}" if first.get("failed_step") else ""
+        raise RunsFailedError(display_path(out), f"{n_failed} of {len(statuses)} runs failed (first: "
+                              f"{plan.label}{where})",
+                              f"see `chanmusic compare --status {display_path(out)}`; the finished runs and the "
+                              "report are kept — fix the cause and rerun the same command (done runs are skipped)")
 
 
 if __name__ == "__main__":
