@@ -7,6 +7,8 @@ TEST_STAMP := $(VENV)/.installed-test
 # laion-clap's own loader lives in its own venv: laion-clap 1.1.7 pins numpy<2 for the whole environment
 LAION_VENV ?= .venv-laion
 LAION_STAMP := $(LAION_VENV)/.installed
+# the suite runs in TEST_JOBS processes (pytest-xdist), a test module per process: 2 cores here, ~6 min
+TEST_JOBS ?= 2
 
 .PHONY: install demo test test-fast test-laion wheel-smoke bench bench-gpu compare browser clean
 
@@ -32,10 +34,10 @@ demo: install  # the runner's demo profile: demo data if absent, every stage onc
 	$(PY) -m chanmusic.cli compare --profile demo --out demo_out
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 test-fast: $(TEST_STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not slow"
 
 test-laion: $(LAION_STAMP)  # `pip install .[laion]` still reads laion-clap .pt files (numpy<2 there)
 	$(LAION_VENV)/bin/python -m pytest -q -m laion tests/test_audio.py tests/test_clap_convert.py

@@ -20,20 +20,10 @@ from chanmusic.cli import lightning_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
 import ddp_align  # noqa: E402
+from tooling.step_checkpoints import step_checkpoint_yaml  # noqa: E402
 
 EVERY = 3  # a step checkpoint every EVERY optimizer steps
 CRASH_AT = 7  # after the checkpoint at step 6, which is mid-epoch (5 steps per epoch)
-STEP_CKPT = """\
-trainer:
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        monitor: null
-        save_last: true
-        every_n_train_steps: {every}
-"""
-
-
 class CrashAfter(Callback):
     def __init__(self, step: int):
         self.step = step
@@ -49,8 +39,7 @@ def small_demo(tmp_path_factory):
 
 
 def _args(small_demo, tmp: Path, runs: Path) -> list[str]:
-    ckpt_yaml = tmp / "step_checkpoints.yaml"
-    ckpt_yaml.write_text(STEP_CKPT.format(every=EVERY))
+    ckpt_yaml = step_checkpoint_yaml(tmp / "step_checkpoints.yaml", EVERY)
     root, cache = small_demo
     # 7-s split spans, 17.5% test: 94 train windows, 5 steps of 16 per epoch
     return ddp_align.cli_args(root, cache, runs, "--config", str(ckpt_yaml), "--data.test_fraction", "0.175",

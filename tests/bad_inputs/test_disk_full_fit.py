@@ -15,17 +15,7 @@ import os
 import torch
 
 from tooling.cli_cases import assert_refused, run
-
-STEP_CKPT = """\
-trainer:
-  callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args:
-        monitor: null
-        save_last: true
-        every_n_train_steps: 1
-"""
-
+from tooling.step_checkpoints import step_checkpoint_yaml
 
 def _weights(run_dir) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
@@ -34,7 +24,7 @@ def _weights(run_dir) -> dict[str, torch.Tensor]:
 def test_full_disk_while_fit_writes_a_checkpoint_is_one_line_and_resumes(world, capsys, tmp_path, monkeypatch):
     import fsspec.implementations.local as fs_local
 
-    (tmp_path / "steps.yaml").write_text(STEP_CKPT)
+    step_checkpoint_yaml(tmp_path / "steps.yaml", 1)
     two = ["--config", tmp_path / "steps.yaml", "--trainer.max_epochs", "1", "--data.batch_size", "2"]
     code, err = run(["fit", *world.args(runs=tmp_path / "clean"), *two], capsys)
     assert code == 0, err[-2000:]
