@@ -45,3 +45,30 @@ def test_the_interval_is_paired_over_recordings_when_the_windows_were_kept(tmp_p
     items(tmp_path / "items" / "m.csv", [(r, 0.0 if r == 0 else h) for r, h in music])
     q = gains([str(tmp_path / "curve.jsonl")], "song_id", split="val")["co"][0]
     assert math.isclose(q["gain"], (5 * 0.25 - 0.25) / 6) and q["lo"] < q["gain"] < q["hi"] <= 0.25 + 1e-12
+
+
+def _curve(path, row, points):
+    """``points``: [(step, music, control)]; n = 400 windows, no per-window files (binomial se)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(json.dumps({"row": row, "control": c, "step": s, "cpu_s": 1.0, "n": 400, "song_id": v})
+                              for s, m, k in points for c, v in ((False, m), (True, k))))
+    return str(path)
+
+
+def test_grid_and_target_read_generator_and_snr_from_the_preset_folders(tmp_path):
+    from benchmarks.plot_curve import grid, target
+
+    paths = [_curve(tmp_path / "demo-9" / "co" / "curve.jsonl", "co", [(400, 0.30, 0.10), (800, 0.30, 0.10)]),
+             _curve(tmp_path / "demo-9" / "lin" / "curve.jsonl", "lin", [(400, 0.40, 0.10), (800, 0.25, 0.10)]),
+             _curve(tmp_path / "dipole-16" / "co" / "curve.jsonl", "co", [(800, 0.12, 0.10)]),
+             _curve(tmp_path / "dipole-16" / "lin" / "curve.jsonl", "lin", [(800, 0.13, 0.10)])]
+    curves = gains(paths, "song_id", label_dirs=True)
+    text = grid(curves, "song_id")
+    assert "| SNR dB | row | demo 400 | demo 800 | dipole 800 |" in text
+    assert "| -9 | co | +0.200 [" in text and "| -16 | lin | — | — | +0.030 [" in text
+    lines, ok = target(curves, "co", "lin", 800)   # demo 800: 0.20 >= 0.15; dipole 800: 0.02 < 0.03
+    assert not ok and "dipole-16: step 800: co +0.020" in lines and lines.endswith("BELOW")
+    assert "demo-9: step 800" in lines and "demo-9: step 400" not in lines   # before FROM_STEP: not judged
+    lines, ok = target({k: v for k, v in curves.items() if k.startswith("demo")}, "co", "lin", 800)
+    assert ok and lines.count("\n") == 0 and "at or above" in lines
+    assert target(curves, "co", "nope", 800) == ("", False)   # nothing compared is not a met target
