@@ -114,7 +114,7 @@ def tally(out: Path, seeds: int, primary: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, default=20, help="split seeds (comparisons) to run; ≥ 20 for the README")
+    p.add_argument("--seeds", type=int, default=20, help="split seeds (comparisons) to run; ≥ 20 for benchmarks/research.md")
     p.add_argument("--out", default="calibration_out", help="output folder (resumable: finished runs are kept)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--epochs", type=int, default=4, help="alignment epochs per run (the demo's budget: 4)")
