@@ -7,6 +7,7 @@ The fake worker behaves like ``python -m chanmusic.runner.worker --worker JOB``:
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -97,6 +98,7 @@ def read_calls(out: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ fake SLURM
+_INSTALLS = itertools.count()
 SBATCH = textwrap.dedent('''
     #!{python}
     """fake sbatch: give the script a job id and run it here in the background, as SLURM would on a node (after
@@ -106,7 +108,7 @@ SBATCH = textwrap.dedent('''
 
     state = Path(os.environ["FAKE_SLURM_DIR"])
     state.mkdir(parents=True, exist_ok=True)
-    jid = 4000
+    jid = int(os.environ.get("FAKE_SLURM_FIRST_ID", "4000"))
     while True:
         try:
             fd = os.open(state / f"{{jid}}.job", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -215,4 +217,8 @@ def install_fake_slurm(bin_dir: Path, state_dir: Path) -> dict[str, str]:
         p = bin_dir / name
         p.write_text(text.lstrip("\n"))
         p.chmod(p.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FAKE_SLURM_DIR": str(state_dir)}
+    # job ids never repeat within one test process: submitit's job watcher is process-wide and remembers a finished
+    # id, so a later test's job with the same id counted as done before it ran (a flake: "did not finish")
+    first = 4000 + 1000 * next(_INSTALLS)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FAKE_SLURM_DIR": str(state_dir),
+            "FAKE_SLURM_FIRST_ID": str(first)}
