@@ -173,7 +173,7 @@ def _run(spec: Spec, out: Path, plans: list[RunPlan], args: argparse.Namespace) 
         raise RunsFailedError(display_path(out), f"{n_failed} of {len(statuses)} runs failed (first: "
                               f"{plan.label}{where})",
                               f"see `chanmusic compare --status {display_path(out)}`; the finished runs and the "
-                              "report are kept — fix the cause and rerun the same command (done runs are skipped)")
+                              "report are kept; fix the cause and rerun the same command (done runs are skipped)")
 
 
 if __name__ == "__main__":
